@@ -1,0 +1,1 @@
+"""Datasets the training and study commands read (never shipped: read from where they lie)."""

@@ -1,0 +1,1 @@
+"""Circle detection: CircleNet model and decoding, circle geometry, training data."""

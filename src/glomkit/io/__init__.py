@@ -1,0 +1,1 @@
+"""Reading and writing: ImageScope XML, QuPath GeoJSON, tables, COCO, the HTML report."""

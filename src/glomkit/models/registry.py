@@ -1,0 +1,39 @@
+"""Bundled models: the weights that ship inside the package and that ``glomkit run`` uses by default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from glomkit import GlomkitError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+# task -> file name of the default model of that task
+DEFAULTS: dict[str, str] = {
+    "detector": "detector.onnx",
+    "classifier": "classifier.onnx",
+    "segmenter": "segmenter.onnx",
+}
+
+
+def bundled_path(task: str) -> Path:
+    """Path of the bundled default model for ``task``."""
+    if task not in DEFAULTS:
+        raise GlomkitError(f"unknown model task {task!r}; known: {', '.join(DEFAULTS)}")
+    path = WEIGHTS_DIR / DEFAULTS[task]
+    if not path.is_file():
+        raise GlomkitError(f"{path}: the bundled {task} is missing from this installation")
+    return path
+
+
+def resolve_model(spec: str | Path | None, task: str) -> Path:
+    """A model given by path, by a bundled file name, or None for the task's default."""
+    if spec is None or str(spec) == "default":
+        return bundled_path(task)
+    p = Path(spec)
+    if p.is_file():
+        return p
+    q = WEIGHTS_DIR / str(spec)
+    if q.is_file():
+        return q
+    raise GlomkitError(f"{spec}: model file not found")

@@ -1,0 +1,163 @@
+"""ONNX Runtime sessions over glomkit model files, and the metadata they carry.
+
+A glomkit model file is a plain ONNX file whose ``metadata_props`` hold one key, ``glomkit``,
+a JSON document describing the model (see docs/ARCHITECTURE.md, "Model files"). Loading a model
+never executes code from the file, and inference never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glomkit import GlomkitError
+
+META_KEY = "glomkit"
+FORMAT = "glomkit-model/1"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def default_threads() -> int:
+    """Intra-op threads: GLOMKIT_THREADS, else the CPUs this process may use."""
+    env = os.environ.get("GLOMKIT_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def available_providers(device: str = "auto") -> list[str]:
+    """ONNX Runtime providers for ``device`` in {auto, cpu, cuda}."""
+    import onnxruntime as ort
+
+    have = ort.get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in have:
+            raise GlomkitError("--device cuda: ONNX Runtime has no CUDA provider here (install onnxruntime-gpu)")
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have]
+
+
+@dataclass
+class ModelInfo:
+    """The metadata of a model file, with typed access to the fields the pipeline obeys."""
+
+    meta: dict[str, Any]
+
+    @property
+    def task(self) -> str:
+        return self.meta["task"]
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        h, w = self.meta["input_size"]
+        return int(h), int(w)
+
+    @property
+    def mpp(self) -> float | None:
+        v = self.meta.get("mpp")
+        return None if v is None else float(v)
+
+    @property
+    def mean(self) -> np.ndarray:
+        return np.asarray(self.meta.get("input", {}).get("mean", IMAGENET_MEAN), dtype=np.float32)
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.asarray(self.meta.get("input", {}).get("std", IMAGENET_STD), dtype=np.float32)
+
+    @property
+    def scheme(self):
+        from glomkit.classify.schemes import ClassScheme
+
+        if "classes" not in self.meta:
+            raise KeyError(f"model of task {self.task!r} has no class scheme")
+        return ClassScheme.from_dict(self.meta["classes"])
+
+
+def prepare_batch(images: np.ndarray, info: ModelInfo) -> np.ndarray:
+    """uint8 RGB images (N,H,W,3) -> normalised float32 NCHW, as the model's metadata says."""
+    x = np.asarray(images, dtype=np.float32) * (1.0 / 255.0)
+    x -= info.mean
+    x /= info.std
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The glomkit metadata of an ONNX model file, read through ONNX Runtime."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise GlomkitError(f"{path}: model file not found")
+    try:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own types
+        raise GlomkitError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0]})") from None
+    return _meta_from_session(sess, path)
+
+
+def _meta_from_session(sess, path: Path) -> dict[str, Any]:
+    raw = sess.get_modelmeta().custom_metadata_map.get(META_KEY)
+    if raw is None:
+        raise GlomkitError(f"{path}: ONNX file has no glomkit metadata (was it exported by glomkit?)")
+    meta = json.loads(raw)
+    if meta.get("format") != FORMAT:
+        raise GlomkitError(f"{path}: unsupported model format {meta.get('format')!r} (expected {FORMAT})")
+    return meta
+
+
+class OnnxModel:
+    """An ONNX Runtime session plus the model's metadata."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        device: str = "auto",
+        threads: int | None = None,
+        expect_task: str | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise GlomkitError(f"{self.path}: model file not found")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = threads or default_threads()
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=available_providers(device))
+        except GlomkitError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise GlomkitError(f"{self.path}: not a readable ONNX model ({str(exc).splitlines()[0]})") from None
+        self.info = ModelInfo(_meta_from_session(self.session, self.path))
+        if expect_task and self.info.task != expect_task:
+            raise GlomkitError(f"{self.path}: is a {self.info.task} model, expected a {expect_task}")
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.info.meta
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Run a prepared float32 NCHW batch; returns outputs by name."""
+        outs = self.session.run(self.output_names, {self.input_name: x})
+        return dict(zip(self.output_names, outs, strict=True))
+
+    def run_images(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Run uint8 RGB images (N,H,W,3) already at the model's input size."""
+        return self.run(prepare_batch(images, self.info))
