@@ -48,7 +48,9 @@ class ClassScheme:
         try:
             return self._index[name]
         except KeyError:
-            raise KeyError(f"class {name!r} is not in scheme {self.name!r} ({', '.join(self.names)})") from None
+            raise KeyError(
+                f"class {name!r} is not in scheme {self.name!r} ({', '.join(self.names)})"
+            ) from None
 
     def get(self, name: str) -> GlomClass:
         return self.classes[self.index(name)]

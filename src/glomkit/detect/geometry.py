@@ -26,7 +26,9 @@ def circle_intersection_area(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         dd, ra, rb = db[partial], r1b[partial], r2b[partial]
         ca = np.clip((dd**2 + ra**2 - rb**2) / (2 * dd * ra), -1.0, 1.0)
         cb = np.clip((dd**2 + rb**2 - ra**2) / (2 * dd * rb), -1.0, 1.0)
-        tri = 0.5 * np.sqrt(np.clip((-dd + ra + rb) * (dd + ra - rb) * (dd - ra + rb) * (dd + ra + rb), 0, None))
+        tri = 0.5 * np.sqrt(
+            np.clip((-dd + ra + rb) * (dd + ra - rb) * (dd - ra + rb) * (dd + ra + rb), 0, None)
+        )
         out[partial] = ra**2 * np.arccos(ca) + rb**2 * np.arccos(cb) - tri
     return out
 

@@ -43,7 +43,9 @@ def available_providers(device: str = "auto") -> list[str]:
         return ["CPUExecutionProvider"]
     if device == "cuda":
         if "CUDAExecutionProvider" not in have:
-            raise GlomkitError("--device cuda: ONNX Runtime has no CUDA provider here (install onnxruntime-gpu)")
+            raise GlomkitError(
+                "--device cuda: ONNX Runtime has no CUDA provider here (install onnxruntime-gpu)"
+            )
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have]
 
@@ -142,7 +144,9 @@ class OnnxModel:
         except GlomkitError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise GlomkitError(f"{self.path}: not a readable ONNX model ({str(exc).splitlines()[0]})") from None
+            raise GlomkitError(
+                f"{self.path}: not a readable ONNX model ({str(exc).splitlines()[0]})"
+            ) from None
         self.info = ModelInfo(_meta_from_session(self.session, self.path))
         if expect_task and self.info.task != expect_task:
             raise GlomkitError(f"{self.path}: is a {self.info.task} model, expected a {expect_task}")

@@ -1,0 +1,433 @@
+"""The one-command flow for one slide: slide -> tiles -> circles -> patches -> classes, masks -> outputs.
+
+Everything for a slide is built in a hidden temporary folder beside its final one and renamed
+into place at the end, so ``OUT/<stem>/`` is either complete or absent: a crashed run resumes by
+skipping the slides whose folder exists.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from glomkit import GlomkitError, __version__
+from glomkit.detect.geometry import circle_nms
+from glomkit.results import GlomerulusRecord, SlideResult
+from glomkit.slide.grid import Tile, TileGrid
+from glomkit.slide.reader import SLIDE_SUFFIXES, Slide
+from glomkit.slide.tile_reader import prefetch_map
+from glomkit.slide.tissue import tissue_mask
+
+PATCH_SIZE = 256
+SUMMARY = "summary.json"
+
+
+@dataclass
+class PipelineConfig:
+    """Settings of one run; picklable, so cohort workers get the same."""
+
+    detector: str | None = None  # model path; None = bundled default
+    classifier: str | None = None
+    segmenter: str | None = None
+    mpp: float | None = None  # the user's --mpp for images that carry none
+    device: str = "auto"
+    threads: int | None = None  # ONNX Runtime intra-op threads; None = all this process may use
+    read_threads: int = 2
+    tile_px: int = 1024  # detection tile side in model px (multiple of 32)
+    overlap_um: float = 320.0  # ≥ one large glomerulus diameter
+    batch_tiles: int = 2
+    batch_patches: int = 16
+    score_threshold: float | None = None  # None = the detector's metadata
+    nms_iou: float = 0.35
+    margin_um: float = 12.5  # 50 px at 0.25 µm/px, the published setting
+    min_tissue: float = 0.01
+    thumbnail_px: int = 2048
+    write_images: bool = True
+    quiet: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def find_slides(inputs: Iterable[str | Path]) -> list[Path]:
+    """Expand files and folders (recursively) into slide or image files, sorted, unique."""
+    out: list[Path] = []
+    for p in map(Path, inputs):
+        if p.is_dir():
+            for q in sorted(p.rglob("*")):
+                if q.is_file() and q.suffix.lower() in SLIDE_SUFFIXES and not _is_sidecar(q):
+                    out.append(q)
+        elif p.exists():
+            out.append(p)
+        else:
+            raise GlomkitError(f"{p}: no such file or folder")
+    seen: set[Path] = set()
+    uniq = []
+    for p in out:
+        r = p.resolve()
+        if r not in seen:
+            seen.add(r)
+            uniq.append(p)
+    return uniq
+
+
+def _is_sidecar(p: Path) -> bool:
+    """Files that sit beside slides but are not slides (our own truth or output images)."""
+    return any(part in {"patches", "masks", "overlays"} for part in p.parts) or p.stem.endswith("_truth")
+
+
+def output_dir(slide_path: Path, out_root: Path) -> Path:
+    return Path(out_root) / Path(slide_path).stem
+
+
+def outputs_complete(slide_path: Path, out_root: Path) -> bool:
+    """True when the slide's output folder holds its summary and every file the summary lists."""
+    d = output_dir(slide_path, out_root)
+    summary = d / SUMMARY
+    if not summary.is_file():
+        return False
+    import json
+
+    try:
+        data = json.loads(summary.read_text())
+    except (OSError, ValueError):
+        return False
+    return all((d / f).is_file() for f in data.get("outputs", []))
+
+
+class Models:
+    """The three ONNX models of a run, loaded once and shared by all slides of a process."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        from glomkit.models.registry import resolve_model
+        from glomkit.models.runtime import OnnxModel
+
+        kw = {"device": config.device, "threads": config.threads}
+        self.detector = OnnxModel(resolve_model(config.detector, "detector"), expect_task="detector", **kw)
+        self.classifier = OnnxModel(
+            resolve_model(config.classifier, "classifier"), expect_task="classifier", **kw
+        )
+        self.segmenter = OnnxModel(
+            resolve_model(config.segmenter, "segmenter"), expect_task="segmenter", **kw
+        )
+
+    def describe(self) -> dict[str, Any]:
+        out = {}
+        for task in ("detector", "classifier", "segmenter"):
+            m = getattr(self, task)
+            meta = m.meta
+            out[task] = {
+                "file": m.path.name,
+                "architecture": meta.get("architecture"),
+                "backbone": meta.get("backbone") or meta.get("encoder"),
+                "created": meta.get("created"),
+                "glomkit_version": meta.get("glomkit_version"),
+                "providers": m.session.get_providers(),
+            }
+        return out
+
+
+class StageTimer:
+    """Wall time per stage, recorded into summary.json."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
+
+
+ProgressHook = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def detect_circles(
+    slide: Slide,
+    models: Models,
+    config: PipelineConfig,
+    tissue: np.ndarray | None,
+    tissue_ds: float,
+    progress: ProgressHook | None = None,
+    stats: dict[str, float] | None = None,
+) -> np.ndarray:
+    """Slide-wide detection: (N, 4) x, y, r, score in level-0 px after circle NMS."""
+    from glomkit.detect.decode import decode_circlenet
+
+    det = models.detector
+    info = det.info
+    model_mpp = info.mpp or 2.0
+    stride = int(info.meta.get("stride", 4))
+    dec = info.meta.get("decode", {})
+    thr = (
+        config.score_threshold
+        if config.score_threshold is not None
+        else float(dec.get("score_threshold", 0.3))
+    )
+    top_k = int(dec.get("top_k", 100))
+    tile_px = int(config.tile_px) // 32 * 32
+    overlap = int(round(config.overlap_um / model_mpp))
+    grid = TileGrid(slide.bounds, slide.mpp, model_mpp, tile_px, min(overlap, tile_px - 32))
+    tiles = grid.tiles(tissue, tissue_ds, config.min_tissue)
+    total = len(tiles)
+    found: list[np.ndarray] = []
+    if stats is not None:
+        stats.update(tiles=float(total), read_s=0.0, compute_s=0.0, pixels=0.0)
+
+    def read(tile: Tile) -> np.ndarray:
+        t0 = time.perf_counter()
+        img = slide.read_region_scaled(tile.x, tile.y, tile.w, tile.h, tile.out_w, tile.out_h)
+        if stats is not None:
+            stats["read_s"] += time.perf_counter() - t0
+            stats["pixels"] += float(tile.out_w * tile.out_h)
+        return img
+
+    batch_imgs: list[np.ndarray] = []
+    batch_tiles: list[Tile] = []
+    done = 0
+
+    def flush() -> None:
+        nonlocal done
+        if not batch_imgs:
+            return
+        t0 = time.perf_counter()
+        out = det.run_images(np.stack(batch_imgs))
+        if stats is not None:
+            stats["compute_s"] += time.perf_counter() - t0
+        for k, tile in enumerate(batch_tiles):
+            c = decode_circlenet(
+                out["heatmap"][k],
+                out["radius"][k],
+                out["offset"][k],
+                stride=stride,
+                score_threshold=thr,
+                top_k=top_k,
+            )
+            c = _keep_uncut(c, tile)
+            if len(c):
+                c = c.copy()
+                c[:, :3] *= grid.scale
+                c[:, 0] += tile.x
+                c[:, 1] += tile.y
+                found.append(c)
+        done += len(batch_tiles)
+        batch_imgs.clear()
+        batch_tiles.clear()
+        if progress:
+            progress("tiles", done, total)
+
+    for tile, img in prefetch_map(
+        read, tiles, threads=config.read_threads, depth=max(4, 2 * config.batch_tiles)
+    ):
+        padded = np.full((tile_px, tile_px, 3), 255, np.uint8)
+        padded[: img.shape[0], : img.shape[1]] = img
+        batch_imgs.append(padded)
+        batch_tiles.append(tile)
+        if len(batch_imgs) >= config.batch_tiles:
+            flush()
+    flush()
+    if not found:
+        return np.zeros((0, 4))
+    allc = np.concatenate(found)
+    keep = circle_nms(allc[:, :3], allc[:, 3], config.nms_iou)
+    return allc[keep]
+
+
+def _keep_uncut(c: np.ndarray, tile: Tile) -> np.ndarray:
+    """Drop circles cut by an interior tile edge (the overlap shows them whole in a neighbour)."""
+    if len(c) == 0:
+        return c
+    x, y, r = c[:, 0], c[:, 1], c[:, 2]
+    ok = np.ones(len(c), bool)
+    if not tile.at_left:
+        ok &= x - r >= 0
+    if not tile.at_top:
+        ok &= y - r >= 0
+    if not tile.at_right:
+        ok &= x + r <= tile.out_w
+    if not tile.at_bottom:
+        ok &= y + r <= tile.out_h
+    return c[ok]
+
+
+def patch_box(x: float, y: float, r: float, margin_px: float) -> tuple[int, int, int, int]:
+    """Level-0 box (x0, y0, w, h) of a circle plus a margin: a square of side 2(r + margin)."""
+    half = r + margin_px
+    x0, y0 = int(round(x - half)), int(round(y - half))
+    side = max(1, int(round(2 * half)))
+    return x0, y0, side, side
+
+
+def run_slide(
+    slide_path: str | Path,
+    out_root: str | Path,
+    config: PipelineConfig | None = None,
+    models: Models | None = None,
+    progress: ProgressHook | None = None,
+) -> dict[str, Any]:
+    """Run the whole pipeline on one slide and write ``OUT/<stem>/``; return the summary dict."""
+    from glomkit.classify.predict import classify_patches
+    from glomkit.segment.morphometry import mask_to_polygon, measure_mask
+    from glomkit.segment.predict import segment_patches
+
+    config = config or PipelineConfig()
+    slide_path = Path(slide_path)
+    out_root = Path(out_root)
+    timer = StageTimer()
+    t_start = time.perf_counter()
+    with timer.stage("load_models"):
+        models = models or Models(config)
+    scheme = models.classifier.info.scheme
+    with timer.stage("open"):
+        slide = Slide(slide_path, mpp=config.mpp)
+    try:
+        with timer.stage("tissue"):
+            thumb, thumb_ds = slide.thumbnail(config.thumbnail_px)
+            tissue = tissue_mask(thumb)
+        det_stats: dict[str, float] = {}
+        with timer.stage("detect"):
+            circles = detect_circles(slide, models, config, tissue, thumb_ds, progress, det_stats)
+        margin_px = config.margin_um / slide.mpp
+        records: list[GlomerulusRecord] = []
+        order = np.lexsort((circles[:, 0], circles[:, 1])) if len(circles) else np.zeros(0, int)
+        boxes = []
+        for i, k in enumerate(order, start=1):
+            x, y, r, s = (float(v) for v in circles[k])
+            box = patch_box(x, y, r, margin_px)
+            boxes.append(box)
+            records.append(
+                GlomerulusRecord(id=i, x=x, y=y, radius=r, score=s, box=box, patch_scale=PATCH_SIZE / box[2])
+            )
+        with timer.stage("patches"):
+
+            def cut(box):
+                return slide.read_region_scaled(box[0], box[1], box[2], box[3], PATCH_SIZE, PATCH_SIZE)
+
+            patches = (
+                np.stack([p for _, p in prefetch_map(cut, boxes, config.read_threads)]) if boxes else None
+            )
+        with timer.stage("classify"):
+            probs = (
+                classify_patches(models.classifier, patches, config.batch_patches)
+                if patches is not None
+                else None
+            )
+        with timer.stage("segment"):
+            masks = (
+                segment_patches(models.segmenter, patches, config.batch_patches)
+                if patches is not None
+                else None
+            )
+        with timer.stage("measure"):
+            for j, rec in enumerate(records):
+                p = probs[j]
+                rec.probs = {n: float(p[c]) for c, n in enumerate(scheme.names)}
+                cls = scheme.classes[int(np.argmax(p))]
+                rec.label = cls.name
+                rec.is_glomerulus = cls.is_glomerulus
+                rec.ggs_probability = float(scheme.ggs_probability(p))
+                m = masks[j]
+                um_per_px = slide.mpp / rec.patch_scale
+                if m.any():
+                    meas = measure_mask(m, um_per_px)
+                    rec.area_um2 = float(meas["area_um2"])
+                    rec.diameter_um = float(meas["diameter_um"])
+                    rec.perimeter_um = float(meas["perimeter_um"])
+                    poly = np.asarray(mask_to_polygon(m), dtype=np.float64)
+                    if len(poly) >= 3:
+                        x0, y0 = rec.box[0], rec.box[1]
+                        rec.polygon = poly / rec.patch_scale + np.array([x0, y0])
+        result = SlideResult(
+            stem=slide_path.stem,
+            source=str(slide_path),
+            mpp=slide.mpp,
+            width=slide.width,
+            height=slide.height,
+            scheme=scheme,
+            glomeruli=records,
+            timings={},
+            models=models.describe(),
+            thumbnail=thumb,
+            thumbnail_downsample=thumb_ds,
+        )
+        final = output_dir(slide_path, out_root)
+        out_root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{slide_path.stem}.", suffix=".partial", dir=out_root))
+        try:
+            with timer.stage("write"):
+                outputs = _write_outputs(result, tmp, patches, masks, config)
+            result.timings = dict(timer.times)
+            result.timings["total"] = time.perf_counter() - t_start
+            summary = _write_summary_and_report(result, tmp, outputs, slide, tissue, det_stats, config)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        slide.close()
+    return summary
+
+
+def _write_outputs(result: SlideResult, d: Path, patches, masks, config: PipelineConfig) -> list[str]:
+    """Write the per-glomerulus images, the XML, the GeoJSON and the table into ``d``."""
+    from glomkit.io.atomic import write_png
+    from glomkit.io.geojson import write_geojson
+    from glomkit.io.imagescope import write_imagescope_xml
+    from glomkit.io.table import write_table
+
+    stem = result.stem
+    outputs: list[str] = []
+    if config.write_images and patches is not None:
+        for j, rec in enumerate(result.glomeruli):
+            name = f"{stem}_{rec.id}.png"
+            rec.patch = f"patches/{rec.label}/{name}"
+            rec.mask = f"masks/{rec.label}/{name}"
+            write_png(d / rec.patch, patches[j])
+            m = masks[j].astype(np.uint8) * 255
+            write_png(d / rec.mask, m)
+            overlay = patches[j].copy()
+            contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            color = result.scheme.get(rec.label).color
+            cv2.drawContours(overlay, contours, -1, color, 2)
+            write_png(d / f"overlays/{rec.label}/{name}", overlay)
+    for name, writer in (
+        (f"{stem}.xml", write_imagescope_xml),
+        (f"{stem}.geojson", write_geojson),
+        (f"{stem}_glomeruli.csv", write_table),
+    ):
+        writer(d / name, result)
+        outputs.append(name)
+    return outputs
+
+
+def _write_summary_and_report(result, d: Path, outputs, slide: Slide, tissue, det_stats, config) -> dict:
+    from glomkit.io.report import write_report_html, write_summary
+
+    extra = {
+        "glomkit_version": __version__,
+        "mpp_source": slide.mpp_source,
+        "slide_format": slide.format,
+        "levels": slide.level_count,
+        "tissue_fraction": float(tissue.mean()),
+        "detection": {k: float(v) for k, v in det_stats.items()},
+        "config": {k: v for k, v in asdict(config).items() if k != "extra"},
+        "outputs": outputs + ["report.html"],
+    }
+    # summary.json is written last: its presence marks the folder complete.
+    summary = write_summary(d / ".summary.json", result, extra)
+    write_report_html(d / "report.html", result, summary)
+    os.replace(d / ".summary.json", d / SUMMARY)
+    return summary

@@ -1,0 +1,279 @@
+"""One ``Slide`` over OpenSlide formats and plain images, read at a target mpp.
+
+Coordinates given to and returned by this module's public methods are level-0 pixels
+(OpenSlide's absolute frame, so bounds offsets of formats such as MRXS are honoured).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from glomkit import GlomkitError
+
+OPENSLIDE_SUFFIXES = {
+    ".svs",
+    ".ndpi",
+    ".scn",
+    ".mrxs",
+    ".tif",
+    ".tiff",
+    ".bif",
+    ".vms",
+    ".vmu",
+    ".svslide",
+    ".dcm",
+}
+PLAIN_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+SLIDE_SUFFIXES = OPENSLIDE_SUFFIXES | PLAIN_SUFFIXES
+STRIP_PX = 2048  # level-0 rows read at once when a slide lacks a suitable pyramid level
+
+
+def _tiff_mpp(path: Path) -> float | None:
+    """µm/px from TIFF resolution tags (ResolutionUnit inch or cm), or None."""
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tf:
+            page = tf.pages[0]
+            tags = page.tags
+            if "XResolution" not in tags or "ResolutionUnit" not in tags:
+                return None
+            num, den = tags["XResolution"].value
+            unit = int(tags["ResolutionUnit"].value)
+            if not num or not den:
+                return None
+            px_per_unit = num / den
+            if unit == 2:  # inch
+                return 25400.0 / px_per_unit
+            if unit == 3:  # centimetre
+                return 10000.0 / px_per_unit
+    except Exception:  # noqa: BLE001 - any unreadable tag means "no mpp here"
+        return None
+    return None
+
+
+class Slide:
+    """A whole-slide image or a plain image, with its level-0 size and mpp.
+
+    ``mpp`` (µm per level-0 pixel) comes from, in order: the ``mpp`` argument (the user's
+    ``--mpp``), OpenSlide's ``openslide.mpp-x``, TIFF resolution tags. Without any, opening
+    fails with a message asking for ``--mpp``.
+    """
+
+    def __init__(self, path: str | Path, mpp: float | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise GlomkitError(f"{self.path}: no such file")
+        if not self.path.is_file():
+            raise GlomkitError(f"{self.path}: not a file")
+        self._osr = None
+        self._image: np.ndarray | None = None
+        self._open()
+        found = self._find_mpp()
+        if mpp is not None:
+            if not (mpp > 0 and math.isfinite(mpp)):
+                raise GlomkitError(f"{self.path}: --mpp must be a positive number, got {mpp}")
+            self.mpp = float(mpp)
+            self.mpp_source = "user"
+        elif found is not None:
+            self.mpp = found
+            self.mpp_source = "slide"
+        else:
+            raise GlomkitError(f"{self.path}: the slide does not record its scale; pass --mpp (µm per pixel)")
+
+    # -- opening -------------------------------------------------------------------------
+    def _open(self) -> None:
+        import openslide
+
+        suffix = self.path.suffix.lower()
+        fmt = None
+        if suffix in OPENSLIDE_SUFFIXES:
+            try:
+                fmt = openslide.OpenSlide.detect_format(str(self.path))
+            except Exception:  # noqa: BLE001
+                fmt = None
+        if fmt is not None:
+            try:
+                self._osr = openslide.OpenSlide(str(self.path))
+            except Exception as exc:  # noqa: BLE001
+                raise GlomkitError(f"{self.path}: OpenSlide cannot read it ({_first_line(exc)})") from None
+            self.format = fmt
+            osr = self._osr
+            self.level_dimensions = [tuple(map(int, d)) for d in osr.level_dimensions]
+            self.level_downsamples = [float(d) for d in osr.level_downsamples]
+            p = osr.properties
+            self.width, self.height = self.level_dimensions[0]
+            self.bounds = (
+                int(p.get("openslide.bounds-x", 0) or 0),
+                int(p.get("openslide.bounds-y", 0) or 0),
+                int(p.get("openslide.bounds-width", self.width) or self.width),
+                int(p.get("openslide.bounds-height", self.height) or self.height),
+            )
+            return
+        if suffix not in PLAIN_SUFFIXES:
+            raise GlomkitError(
+                f"{self.path}: not a slide or image format glomkit reads ({suffix or 'no suffix'})"
+            )
+        img = None
+        if suffix in {".tif", ".tiff"}:
+            try:
+                import tifffile
+
+                img = tifffile.imread(self.path)
+            except Exception:  # noqa: BLE001
+                img = None
+        if img is None:
+            data = np.fromfile(self.path, dtype=np.uint8)
+            dec = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+            if dec is None:
+                raise GlomkitError(f"{self.path}: not a readable image (corrupt or unsupported)")
+            if dec.ndim == 2:
+                dec = cv2.cvtColor(dec, cv2.COLOR_GRAY2RGB)
+            elif dec.shape[2] == 4:
+                dec = cv2.cvtColor(dec, cv2.COLOR_BGRA2RGB)
+            else:
+                dec = cv2.cvtColor(dec, cv2.COLOR_BGR2RGB)
+            img = dec
+        img = np.asarray(img)
+        if img.ndim == 2:
+            img = np.repeat(img[:, :, None], 3, axis=2)
+        if img.ndim != 3 or img.shape[2] < 3:
+            raise GlomkitError(f"{self.path}: expected an RGB image, got an array of shape {img.shape}")
+        if img.dtype != np.uint8:
+            if img.dtype == np.uint16:
+                img = (img // 257).astype(np.uint8)
+            else:
+                raise GlomkitError(f"{self.path}: unsupported pixel type {img.dtype}")
+        self._image = np.ascontiguousarray(img[:, :, :3])
+        self.format = "image"
+        self.height, self.width = self._image.shape[:2]
+        self.level_dimensions = [(self.width, self.height)]
+        self.level_downsamples = [1.0]
+        self.bounds = (0, 0, self.width, self.height)
+
+    def _find_mpp(self) -> float | None:
+        if self._osr is not None:
+            v = self._osr.properties.get("openslide.mpp-x")
+            try:
+                f = float(v) if v is not None else None
+            except ValueError:
+                f = None
+            if f and f > 0:
+                return f
+        if self.path.suffix.lower() in {".tif", ".tiff", ".svs"}:
+            return _tiff_mpp(self.path)
+        return None
+
+    def close(self) -> None:
+        if self._osr is not None:
+            self._osr.close()
+            self._osr = None
+        self._image = None
+
+    def __enter__(self) -> Slide:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def level_count(self) -> int:
+        return len(self.level_dimensions)
+
+    # -- reading -------------------------------------------------------------------------
+    def best_level(self, downsample: float) -> int:
+        """The level with the largest downsample not above ``downsample`` (level 0 at worst)."""
+        best = 0
+        for i, d in enumerate(self.level_downsamples):
+            if d <= downsample * 1.001:
+                best = i
+        return best
+
+    def read_level(self, x: int, y: int, w: int, h: int, level: int = 0) -> np.ndarray:
+        """RGB uint8 (h, w, 3) at ``level``; (x, y) in level-0 px; outside the image is white."""
+        w, h = int(w), int(h)
+        if w <= 0 or h <= 0:
+            return np.zeros((max(h, 0), max(w, 0), 3), np.uint8)
+        if self._osr is not None:
+            try:
+                rgba = np.asarray(self._osr.read_region((int(x), int(y)), level, (w, h)))
+            except Exception as exc:  # noqa: BLE001
+                raise GlomkitError(f"{self.path}: read failed at ({x}, {y}) ({_first_line(exc)})") from None
+            return _rgba_to_rgb_white(rgba)
+        assert self._image is not None and level == 0
+        out = np.full((h, w, 3), 255, np.uint8)
+        x0, y0 = max(int(x), 0), max(int(y), 0)
+        x1, y1 = min(int(x) + w, self.width), min(int(y) + h, self.height)
+        if x1 > x0 and y1 > y0:
+            out[y0 - int(y) : y1 - int(y), x0 - int(x) : x1 - int(x)] = self._image[y0:y1, x0:x1]
+        return out
+
+    def read_region_scaled(
+        self, x: float, y: float, w: float, h: float, out_w: int, out_h: int
+    ) -> np.ndarray:
+        """The level-0 box (x, y, w, h) resampled to (out_h, out_w): the best level, then resize.
+
+        Where the best level is much finer than asked (a slide with no pyramid), the box is read
+        in strips and each strip reduced at once, so memory stays bounded.
+        """
+        ds = min(w / out_w, h / out_h)
+        level = self.best_level(ds)
+        lds = self.level_downsamples[level]
+        lw, lh = max(1, int(math.ceil(w / lds))), max(1, int(math.ceil(h / lds)))
+        interp = cv2.INTER_AREA if ds / lds > 1 else cv2.INTER_LINEAR
+        if lh * lw <= STRIP_PX * STRIP_PX * 2 or ds / lds < 2:
+            region = self.read_level(int(round(x)), int(round(y)), lw, lh, level)
+            if region.shape[1] == out_w and region.shape[0] == out_h:
+                return region
+            return cv2.resize(region, (out_w, out_h), interpolation=interp)
+        # Strip-wise reduction: rows of STRIP_PX level px, each resized to its share of output rows.
+        out = np.empty((out_h, out_w, 3), np.uint8)
+        rows_done = 0
+        step = STRIP_PX
+        for sy in range(0, lh, step):
+            sh = min(step, lh - sy)
+            o0 = int(round(sy * out_h / lh))
+            o1 = int(round((sy + sh) * out_h / lh)) if sy + sh < lh else out_h
+            if o1 <= o0:
+                continue
+            strip = self.read_level(int(round(x)), int(round(y + sy * lds)), lw, sh, level)
+            out[o0:o1] = cv2.resize(strip, (out_w, o1 - o0), interpolation=interp)
+            rows_done = o1
+        if rows_done < out_h:
+            out[rows_done:] = 255
+        return out
+
+    def read_region_at_mpp(self, x: float, y: float, w: float, h: float, mpp: float) -> np.ndarray:
+        """The level-0 box (x, y, w, h) at ``mpp`` µm/px: output size = box size x slide mpp / mpp."""
+        f = self.mpp / mpp
+        return self.read_region_scaled(x, y, w, h, max(1, int(round(w * f))), max(1, int(round(h * f))))
+
+    def thumbnail(self, max_size: int = 2048) -> tuple[np.ndarray, float]:
+        """A thumbnail of the bounds region whose longer side is at most ``max_size``.
+
+        Returns (RGB image, level-0 px per thumbnail px). The thumbnail's (0, 0) is the
+        bounds origin ``self.bounds[:2]``.
+        """
+        bx, by, bw, bh = self.bounds
+        ds = max(bw / max_size, bh / max_size, 1.0)
+        tw, th = max(1, int(round(bw / ds))), max(1, int(round(bh / ds)))
+        return self.read_region_scaled(bx, by, bw, bh, tw, th), bw / tw
+
+
+def _rgba_to_rgb_white(rgba: np.ndarray) -> np.ndarray:
+    """Composite OpenSlide's premultiplied RGBA onto white."""
+    rgb = rgba[:, :, :3]
+    a = rgba[:, :, 3]
+    if a.min() == 255:
+        return np.ascontiguousarray(rgb)
+    out = rgb.astype(np.uint16) + (255 - a[:, :, None]).astype(np.uint16)
+    return np.minimum(out, 255).astype(np.uint8)
+
+
+def _first_line(exc: BaseException) -> str:
+    s = str(exc).strip()
+    return s.splitlines()[0] if s else type(exc).__name__
