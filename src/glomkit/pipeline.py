@@ -29,6 +29,7 @@ from glomkit.slide.tile_reader import prefetch_map
 from glomkit.slide.tissue import tissue_mask
 
 PATCH_SIZE = 256
+PATCH_CHUNK = 64  # glomeruli characterised at once
 SUMMARY = "summary.json"
 
 
@@ -277,10 +278,6 @@ def run_slide(
     progress: ProgressHook | None = None,
 ) -> dict[str, Any]:
     """Run the whole pipeline on one slide and write ``OUT/<stem>/``; return the summary dict."""
-    from glomkit.classify.predict import classify_patches
-    from glomkit.segment.morphometry import mask_to_polygon, measure_mask
-    from glomkit.segment.predict import segment_patches
-
     config = config or PipelineConfig()
     slide_path = Path(slide_path)
     out_root = Path(out_root)
@@ -288,9 +285,9 @@ def run_slide(
     t_start = time.perf_counter()
     with timer.stage("load_models"):
         models = models or Models(config)
-    scheme = models.classifier.info.scheme
     with timer.stage("open"):
         slide = Slide(slide_path, mpp=config.mpp)
+    tmp: Path | None = None
     try:
         with timer.stage("tissue"):
             thumb, thumb_ds = slide.thumbnail(config.thumbnail_px)
@@ -298,115 +295,134 @@ def run_slide(
         det_stats: dict[str, float] = {}
         with timer.stage("detect"):
             circles = detect_circles(slide, models, config, tissue, thumb_ds, progress, det_stats)
-        margin_px = config.margin_um / slide.mpp
-        records: list[GlomerulusRecord] = []
-        order = np.lexsort((circles[:, 0], circles[:, 1])) if len(circles) else np.zeros(0, int)
-        boxes = []
-        for i, k in enumerate(order, start=1):
-            x, y, r, s = (float(v) for v in circles[k])
-            box = patch_box(x, y, r, margin_px)
-            boxes.append(box)
-            records.append(
-                GlomerulusRecord(id=i, x=x, y=y, radius=r, score=s, box=box, patch_scale=PATCH_SIZE / box[2])
-            )
-        with timer.stage("patches"):
-
-            def cut(box):
-                return slide.read_region_scaled(box[0], box[1], box[2], box[3], PATCH_SIZE, PATCH_SIZE)
-
-            patches = (
-                np.stack([p for _, p in prefetch_map(cut, boxes, config.read_threads)]) if boxes else None
-            )
-        with timer.stage("classify"):
-            probs = (
-                classify_patches(models.classifier, patches, config.batch_patches)
-                if patches is not None
-                else None
-            )
-        with timer.stage("segment"):
-            masks = (
-                segment_patches(models.segmenter, patches, config.batch_patches)
-                if patches is not None
-                else None
-            )
-        with timer.stage("measure"):
-            for j, rec in enumerate(records):
-                p = probs[j]
-                rec.probs = {n: float(p[c]) for c, n in enumerate(scheme.names)}
-                cls = scheme.classes[int(np.argmax(p))]
-                rec.label = cls.name
-                rec.is_glomerulus = cls.is_glomerulus
-                rec.ggs_probability = float(scheme.ggs_probability(p))
-                m = masks[j]
-                um_per_px = slide.mpp / rec.patch_scale
-                if m.any():
-                    meas = measure_mask(m, um_per_px)
-                    rec.area_um2 = float(meas["area_um2"])
-                    rec.diameter_um = float(meas["diameter_um"])
-                    rec.perimeter_um = float(meas["perimeter_um"])
-                    poly = np.asarray(mask_to_polygon(m), dtype=np.float64)
-                    if len(poly) >= 3:
-                        x0, y0 = rec.box[0], rec.box[1]
-                        rec.polygon = poly / rec.patch_scale + np.array([x0, y0])
+        records = _records_from_circles(circles, config.margin_um / slide.mpp)
         result = SlideResult(
             stem=slide_path.stem,
             source=str(slide_path),
             mpp=slide.mpp,
             width=slide.width,
             height=slide.height,
-            scheme=scheme,
+            scheme=models.classifier.info.scheme,
             glomeruli=records,
-            timings={},
             models=models.describe(),
             thumbnail=thumb,
             thumbnail_downsample=thumb_ds,
         )
-        final = output_dir(slide_path, out_root)
         out_root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{slide_path.stem}.", suffix=".partial", dir=out_root))
-        try:
-            with timer.stage("write"):
-                outputs = _write_outputs(result, tmp, patches, masks, config)
-            result.timings = dict(timer.times)
-            result.timings["total"] = time.perf_counter() - t_start
-            summary = _write_summary_and_report(result, tmp, outputs, slide, tissue, det_stats, config)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        # Patches stream through classification, segmentation and writing in chunks, so memory
+        # does not grow with the number of glomeruli.
+        for k in range(0, len(records), PATCH_CHUNK):
+            chunk = records[k : k + PATCH_CHUNK]
+            _characterise(chunk, slide, models, config, timer, result, tmp)
+            if progress:
+                progress("glomeruli", k + len(chunk), len(records))
+        with timer.stage("write"):
+            outputs = _write_annotations(result, tmp)
+        result.timings = dict(timer.times)
+        result.timings["total"] = time.perf_counter() - t_start
+        summary = _write_summary_and_report(result, tmp, outputs, slide, tissue, det_stats, config)
+        final = output_dir(slide_path, out_root)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
     finally:
         slide.close()
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return summary
 
 
-def _write_outputs(result: SlideResult, d: Path, patches, masks, config: PipelineConfig) -> list[str]:
-    """Write the per-glomerulus images, the XML, the GeoJSON and the table into ``d``."""
+def _records_from_circles(circles: np.ndarray, margin_px: float) -> list[GlomerulusRecord]:
+    """One record per circle, numbered in reading order (top to bottom, then left to right)."""
+    records = []
+    order = np.lexsort((circles[:, 0], circles[:, 1])) if len(circles) else np.zeros(0, int)
+    for i, k in enumerate(order, start=1):
+        x, y, r, s = (float(v) for v in circles[k])
+        box = patch_box(x, y, r, margin_px)
+        records.append(
+            GlomerulusRecord(id=i, x=x, y=y, radius=r, score=s, box=box, patch_scale=PATCH_SIZE / box[2])
+        )
+    return records
+
+
+def _characterise(
+    chunk: list[GlomerulusRecord],
+    slide: Slide,
+    models: Models,
+    config: PipelineConfig,
+    timer: StageTimer,
+    result: SlideResult,
+    out_dir: Path,
+) -> None:
+    """Cut, classify, segment, measure and write the images of a chunk of glomeruli."""
+    from glomkit.classify.predict import classify_patches
+    from glomkit.segment.morphometry import mask_to_polygon, measure_mask
+    from glomkit.segment.predict import segment_patches
+
+    scheme = result.scheme
+    with timer.stage("patches"):
+
+        def cut(rec: GlomerulusRecord) -> np.ndarray:
+            x0, y0, w, h = rec.box
+            return slide.read_region_scaled(x0, y0, w, h, PATCH_SIZE, PATCH_SIZE)
+
+        patches = np.stack([p for _, p in prefetch_map(cut, chunk, config.read_threads)])
+    with timer.stage("classify"):
+        probs = classify_patches(models.classifier, patches, config.batch_patches)
+    with timer.stage("segment"):
+        masks = segment_patches(models.segmenter, patches, config.batch_patches)
+    with timer.stage("measure"):
+        ggs = scheme.ggs_probability(probs)
+        for j, rec in enumerate(chunk):
+            p = probs[j]
+            rec.probs = {n: float(p[c]) for c, n in enumerate(scheme.names)}
+            cls = scheme.classes[int(np.argmax(p))]
+            rec.label = cls.name
+            rec.is_glomerulus = cls.is_glomerulus
+            rec.ggs_probability = float(ggs[j])
+            m = masks[j]
+            if m.any():
+                meas = measure_mask(m, slide.mpp / rec.patch_scale)
+                rec.area_um2 = float(meas["area_um2"])
+                rec.diameter_um = float(meas["diameter_um"])
+                rec.perimeter_um = float(meas["perimeter_um"])
+                poly = np.asarray(mask_to_polygon(m), dtype=np.float64)
+                if len(poly) >= 3:
+                    rec.polygon = poly / rec.patch_scale + np.array(rec.box[:2], dtype=np.float64)
+    if config.write_images:
+        with timer.stage("write"):
+            _write_images(chunk, patches, masks, result, out_dir)
+
+
+def _write_images(chunk, patches: np.ndarray, masks: np.ndarray, result: SlideResult, d: Path) -> None:
+    """patches/, masks/ (0/255) and overlays/ (the contour on the patch), one folder per class."""
     from glomkit.io.atomic import write_png
+
+    for j, rec in enumerate(chunk):
+        name = f"{result.stem}_{rec.id}.png"
+        rec.patch = f"patches/{rec.label}/{name}"
+        rec.mask = f"masks/{rec.label}/{name}"
+        write_png(d / rec.patch, patches[j])
+        m = masks[j].astype(np.uint8) * 255
+        write_png(d / rec.mask, m)
+        overlay = patches[j].copy()
+        contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(overlay, contours, -1, result.scheme.get(rec.label).color, 2)
+        write_png(d / f"overlays/{rec.label}/{name}", overlay)
+
+
+def _write_annotations(result: SlideResult, d: Path) -> list[str]:
+    """The ImageScope XML, the QuPath GeoJSON and the table."""
     from glomkit.io.geojson import write_geojson
     from glomkit.io.imagescope import write_imagescope_xml
     from glomkit.io.table import write_table
 
-    stem = result.stem
-    outputs: list[str] = []
-    if config.write_images and patches is not None:
-        for j, rec in enumerate(result.glomeruli):
-            name = f"{stem}_{rec.id}.png"
-            rec.patch = f"patches/{rec.label}/{name}"
-            rec.mask = f"masks/{rec.label}/{name}"
-            write_png(d / rec.patch, patches[j])
-            m = masks[j].astype(np.uint8) * 255
-            write_png(d / rec.mask, m)
-            overlay = patches[j].copy()
-            contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-            color = result.scheme.get(rec.label).color
-            cv2.drawContours(overlay, contours, -1, color, 2)
-            write_png(d / f"overlays/{rec.label}/{name}", overlay)
+    outputs = []
     for name, writer in (
-        (f"{stem}.xml", write_imagescope_xml),
-        (f"{stem}.geojson", write_geojson),
-        (f"{stem}_glomeruli.csv", write_table),
+        (f"{result.stem}.xml", write_imagescope_xml),
+        (f"{result.stem}.geojson", write_geojson),
+        (f"{result.stem}_glomeruli.csv", write_table),
     ):
         writer(d / name, result)
         outputs.append(name)
