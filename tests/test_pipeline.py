@@ -1,0 +1,129 @@
+"""End-to-end: the bundled models on a synthetic slide with ground truth, and on the real SVS."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from glomkit.detect.geometry import circle_iou
+from glomkit.models.registry import WEIGHTS_DIR
+from glomkit.pipeline import PipelineConfig, outputs_complete, run_slide
+
+needs_models = pytest.mark.skipif(
+    not all((WEIGHTS_DIR / f"{t}.onnx").is_file() for t in ("detector", "classifier", "segmenter")),
+    reason="bundled models are not built yet",
+)
+
+
+def glomkit(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "glomkit.cli", *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def synth_slide(tmp_path_factory) -> tuple[Path, object]:
+    from glomkit.synth.slide import synthesize_slide, write_truth
+
+    d = tmp_path_factory.mktemp("synth")
+    path = d / "tiny.tif"
+    truth = synthesize_slide(path, 9000, 7000, mpp=0.5, seed=3)
+    write_truth(truth, path)
+    return path, truth
+
+
+@pytest.fixture(scope="module")
+def synth_run(synth_slide, tmp_path_factory):
+    path, truth = synth_slide
+    out = tmp_path_factory.mktemp("out")
+    summary = run_slide(path, out, PipelineConfig(threads=1, read_threads=1))
+    return out / path.stem, summary, truth
+
+
+@needs_models
+def test_detections_match_truth(synth_run):
+    d, summary, truth = synth_run
+    from glomkit.io.table import read_table
+
+    rows = read_table(d / f"{d.name}_glomeruli.csv")
+    pred = np.array([[r["x"], r["y"], r["radius"]] for r in rows]).reshape(-1, 3)
+    gt = np.array([[g.x, g.y, g.radius] for g in truth.glomeruli if g.is_glomerulus]).reshape(-1, 3)
+    assert len(gt) >= 5
+    iou = circle_iou(gt, pred)
+    recall = float((iou.max(axis=1) >= 0.5).mean()) if len(pred) else 0.0
+    # precision counts a detection right if it matches any true object (look-alikes included:
+    # the classifier, not the detector, is the false-positive filter)
+    allgt = np.array([[g.x, g.y, g.radius] for g in truth.glomeruli]).reshape(-1, 3)
+    precision = float((circle_iou(pred, allgt).max(axis=1) >= 0.5).mean()) if len(pred) else 0.0
+    assert recall >= 0.8, f"recall {recall:.2f}"
+    assert precision >= 0.8, f"precision {precision:.2f}"
+
+
+@needs_models
+def test_all_outputs_written(synth_run):
+    d, summary, truth = synth_run
+    stem = d.name
+    for name in (f"{stem}.xml", f"{stem}.geojson", f"{stem}_glomeruli.csv", "summary.json", "report.html"):
+        assert (d / name).is_file(), name
+    data = json.loads((d / "summary.json").read_text())
+    assert data["n_glomeruli"] == summary["n_glomeruli"]
+    assert sum(data["counts"].values()) >= data["n_glomeruli"]
+    assert set(data["timings"]) >= {"detect", "classify", "segment", "write", "total"}
+    pngs = list((d / "patches").rglob("*.png"))
+    assert len(pngs) == sum(data["counts"].values())
+    assert len(list((d / "masks").rglob("*.png"))) == len(pngs)
+    assert outputs_complete(Path(stem + ".tif"), d.parent)
+    assert not list(d.parent.glob(".*partial*"))
+
+
+@needs_models
+def test_real_svs_skin_has_no_glomeruli(svs_path, tmp_path):
+    r = glomkit("run", str(svs_path), "-o", str(tmp_path), "--quiet", "--json", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["slides"][0]["status"] == "ok"
+    summary = json.loads((tmp_path / svs_path.stem / "summary.json").read_text())
+    assert summary["n_glomeruli"] == 0
+    assert "0 glomeruli" in (tmp_path / svs_path.stem / "report.html").read_text()
+
+
+@needs_models
+def test_folder_run_resumes_and_reports_bad_slide(synth_slide, tmp_path):
+    path, _ = synth_slide
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    (inbox / "good.tif").symlink_to(path)
+    (inbox / "broken.svs").write_bytes(b"\x00" * 100)
+    out = tmp_path / "out"
+    r = glomkit("run", str(inbox), "-o", str(out), "--quiet", "--json", "--threads", "1")
+    assert r.returncode == 1  # one slide failed
+    rows = {row["stem"]: row for row in json.loads(r.stdout)["slides"]}
+    assert rows["good"]["status"] == "ok"
+    assert rows["broken"]["status"] == "failed" and "broken.svs" in rows["broken"]["error"]
+    r2 = glomkit("run", str(inbox / "good.tif"), "-o", str(out), "--quiet", "--json")
+    assert json.loads(r2.stdout)["slides"][0]["status"] == "skipped"
+
+
+def test_user_mistakes_are_one_line_errors(tmp_path):
+    r = glomkit("run", str(tmp_path / "nope.svs"), "-o", str(tmp_path / "o"))
+    assert r.returncode == 1
+    assert r.stderr.strip().count("\n") == 0 and "nope.svs" in r.stderr and "Traceback" not in r.stderr
+    r = glomkit("run", str(tmp_path), "-o", str(tmp_path / "o"))
+    assert r.returncode == 1 and "no slides or images found" in r.stderr
+
+
+@needs_models
+def test_image_without_scale_asks_for_mpp(tmp_path):
+    import cv2
+
+    img = tmp_path / "plain.png"
+    cv2.imwrite(str(img), np.full((64, 64, 3), 200, np.uint8))
+    r = glomkit("run", str(img), "-o", str(tmp_path / "o"), "--quiet", "--json")
+    assert r.returncode == 1
+    row = json.loads(r.stdout)["slides"][0]
+    assert row["status"] == "failed" and "--mpp" in row["error"] and "plain.png" in row["error"]
+    r = glomkit("run", str(img), "-o", str(tmp_path / "o"), "--quiet", "--json", "--mpp", "0.5")
+    assert r.returncode == 0, r.stderr
