@@ -1,0 +1,211 @@
+"""QuPath GeoJSON: write a slide's detections as annotations QuPath imports, read annotations back.
+
+One Feature per detection. Its geometry is the segmentation outline when there is one, else the
+detection circle as a 64-point polygon; rings are closed, coordinates are level-0 px. Properties
+follow QuPath 0.4+: ``objectType``, ``name``, ``classification {name, color [r, g, b]}``,
+``isLocked`` and ``measurements`` (a name -> number map). A ``glomkit`` property keeps the
+detection circle so that reading the file back gives the circle even when the geometry is the
+outline; QuPath ignores it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glomkit import GlomkitError
+from glomkit.io.annotations import Annotation
+from glomkit.io.atomic import write_text
+from glomkit.io.shapes import circle_polygon, closed_ring, enclosing_circle, open_ring, polygon_area
+from glomkit.results import GlomerulusRecord, SlideResult
+
+CIRCLE_POINTS = 64
+UNKNOWN_COLOR = (255, 255, 0)  # a detection whose label is not in the scheme
+
+
+def _finite(v: float) -> bool:
+    return v is not None and math.isfinite(float(v))
+
+
+def _valid_ring(poly: np.ndarray) -> np.ndarray | None:
+    """An open ring QuPath accepts: the outline itself, or the largest part of its repaired shape."""
+    from shapely.geometry import MultiPolygon, Polygon
+
+    p = open_ring(poly)
+    if len(p) < 3:
+        return None
+    shape = Polygon(p)
+    if shape.is_valid and shape.area > 0:
+        return p
+    fixed = shape.buffer(0)
+    if isinstance(fixed, MultiPolygon):
+        fixed = max(fixed.geoms, key=lambda g: g.area)
+    if not isinstance(fixed, Polygon) or fixed.is_empty or fixed.area <= 0:
+        return None
+    return open_ring(np.asarray(fixed.exterior.coords))
+
+
+def _measurements(g: GlomerulusRecord, result: SlideResult) -> dict[str, float]:
+    m: dict[str, Any] = {"score": float(g.score)}
+    for name in result.scheme.names:
+        m[f"prob_{name}"] = g.probs.get(name, float("nan"))
+    m["ggs_probability"] = g.ggs_probability
+    m["radius_um"] = float(g.radius) * float(result.mpp)
+    m["area_um2"] = g.area_um2
+    m["diameter_um"] = g.diameter_um
+    m["perimeter_um"] = g.perimeter_um
+    # JSON has no NaN: a measurement that was not made is left out
+    return {k: round(float(v), 6) for k, v in m.items() if _finite(v)}
+
+
+def _ring_list(points: np.ndarray) -> list[list[float]]:
+    return np.round(closed_ring(points), 2).tolist()
+
+
+def feature_of(g: GlomerulusRecord, result: SlideResult) -> dict[str, Any]:
+    """The GeoJSON Feature of one detection."""
+    scheme = result.scheme
+    color = scheme.get(g.label).color if g.label in scheme.names else UNKNOWN_COLOR
+    ring = _valid_ring(g.polygon) if g.polygon is not None else None
+    geometry = "outline" if ring is not None else "circle"
+    if ring is None:
+        ring = circle_polygon(g.x, g.y, g.radius, CIRCLE_POINTS)
+    props: dict[str, Any] = {
+        "objectType": "annotation",
+        "name": f"{g.label} {g.id}" if g.label else str(g.id),
+    }
+    if g.label:  # an unlabelled detection stays unclassified in QuPath
+        props["classification"] = {"name": g.label, "color": [int(c) for c in color]}
+    return {
+        "type": "Feature",
+        "geometry": {"type": "Polygon", "coordinates": [_ring_list(ring)]},
+        "properties": {
+            **props,
+            "isLocked": False,
+            "measurements": _measurements(g, result),
+            "glomkit": {
+                "id": int(g.id),
+                "x": round(float(g.x), 3),
+                "y": round(float(g.y), 3),
+                "radius": round(float(g.radius), 3),
+                "geometry": geometry,
+            },
+        },
+    }
+
+
+def geojson_of(result: SlideResult) -> dict[str, Any]:
+    """The FeatureCollection of a slide's detections."""
+    return {"type": "FeatureCollection", "features": [feature_of(g, result) for g in result.glomeruli]}
+
+
+def write_geojson(path: str | Path, result: SlideResult) -> Path:
+    """Write ``result`` as a QuPath-importable GeoJSON FeatureCollection, atomically."""
+    text = json.dumps(geojson_of(result), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return write_text(path, text + "\n")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _points(path: Path, where: str, coords: Any) -> np.ndarray:
+    try:
+        p = np.asarray(coords, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise GlomkitError(f"{path}: {where}: coordinates are not numbers") from None
+    if p.ndim != 2 or p.shape[1] < 2 or len(p) == 0 or not np.isfinite(p[:, :2]).all():
+        raise GlomkitError(f"{path}: {where}: coordinates are not a list of [x, y] points")
+    return p[:, :2]
+
+
+def _label(props: dict[str, Any]) -> str:
+    cls = props.get("classification")
+    if isinstance(cls, dict) and cls.get("name"):
+        return str(cls["name"])
+    if isinstance(cls, str) and cls:
+        return cls
+    if "glomkit" in props:  # glomkit names features "<class> <id>": no class, no label
+        return ""
+    return str(props.get("name") or "")
+
+
+def _features(path: Path, data: Any) -> list[Any]:
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict):
+        if data.get("type") == "FeatureCollection":
+            feats = data.get("features")
+            if not isinstance(feats, list):
+                raise GlomkitError(f"{path}: FeatureCollection without a 'features' list")
+            return feats
+        if data.get("type") == "Feature":
+            return [data]
+    raise GlomkitError(f"{path}: not GeoJSON (expected a FeatureCollection, a Feature or a list of Features)")
+
+
+def _annotations_of(path: Path, i: int, feat: Any) -> list[Annotation]:
+    where = f"feature {i}"
+    if not isinstance(feat, dict) or feat.get("type", "Feature") != "Feature":
+        raise GlomkitError(f"{path}: {where} is not a GeoJSON Feature")
+    props = feat.get("properties") or {}
+    if not isinstance(props, dict):
+        raise GlomkitError(f"{path}: {where}: 'properties' is not an object")
+    geom = feat.get("geometry")
+    if geom is None:
+        return []
+    if not isinstance(geom, dict) or "type" not in geom:
+        raise GlomkitError(f"{path}: {where}: 'geometry' is not a GeoJSON geometry")
+    label = _label(props)
+    gtype, coords = geom["type"], geom.get("coordinates")
+    if gtype in ("Point", "MultiPoint"):
+        pts = _points(path, where, [coords] if gtype == "Point" else coords)
+        return [Annotation(label, float(x), float(y), 0.0, None, "point") for x, y in pts]
+    if gtype == "Polygon":
+        if not isinstance(coords, list) or not coords:
+            raise GlomkitError(f"{path}: {where}: a Polygon without rings")
+        parts = [open_ring(_points(path, where, coords[0]))]
+    elif gtype == "MultiPolygon":
+        if not isinstance(coords, list) or not coords or not all(isinstance(c, list) and c for c in coords):
+            raise GlomkitError(f"{path}: {where}: a MultiPolygon without rings")
+        parts = [open_ring(_points(path, where, c[0])) for c in coords]
+    else:  # lines and collections are not areas
+        return []
+    polygon = max(parts, key=polygon_area)
+    x, y, r = enclosing_circle(np.concatenate(parts))
+    kind = "polygon"
+    own = props.get("glomkit")
+    if isinstance(own, dict) and all(k in own for k in ("x", "y", "radius")):
+        try:
+            x, y, r = float(own["x"]), float(own["y"]), float(own["radius"])
+        except (TypeError, ValueError):
+            raise GlomkitError(f"{path}: {where}: glomkit circle is not numeric") from None
+        kind = "circle"
+        if own.get("geometry") == "circle":
+            polygon = None
+    return [Annotation(label, x, y, r, polygon, kind)]
+
+
+def read_geojson(path: str | Path) -> list[Annotation]:
+    """Read the area features of a GeoJSON file (QuPath export or glomkit output) as annotations.
+
+    Label = ``properties.classification.name`` (else ``properties.name``). Polygons give their
+    minimum enclosing circle and keep their outline (the largest part of a MultiPolygon); points
+    give radius 0; lines are skipped. Features written by glomkit give back their detection circle.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise GlomkitError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise GlomkitError(f"{path}: not a UTF-8 text file") from None
+    except json.JSONDecodeError as exc:
+        raise GlomkitError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    out: list[Annotation] = []
+    for i, feat in enumerate(_features(path, data)):
+        out.extend(_annotations_of(path, i, feat))
+    return out

@@ -1,0 +1,269 @@
+"""Aperio ImageScope XML: write a slide's detections, read annotations back.
+
+The file has one ``<Annotation>`` layer per class of the scheme (name and colour from the scheme),
+each detection an ellipse region (``Type="2"``, two vertices: the corners of the circle's box, in
+level-0 px) whose text is the detection score; then one ``"<class> outline"`` layer per class with
+the segmentation outlines as polygon regions (``Type="0"``). An outline region's ``InputRegionId``
+is the Id of its detection's ellipse. ImageScope colours are BGR integers: R + G*256 + B*65536.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET  # types and ParseError only; files are parsed with defusedxml
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+
+from glomkit import GlomkitError
+from glomkit.io.annotations import Annotation
+from glomkit.io.atomic import write_text
+from glomkit.io.shapes import (
+    ellipse_area,
+    ellipse_circle,
+    ellipse_perimeter,
+    enclosing_circle,
+    open_ring,
+    polygon_area,
+    polygon_perimeter,
+)
+from glomkit.results import GlomerulusRecord, SlideResult
+
+REGION_POLYGON, REGION_RECTANGLE, REGION_ELLIPSE, REGION_ARROW, REGION_RULER, REGION_POINT = range(6)
+OUTLINE_SUFFIX = " outline"
+UNKNOWN_COLOR = (255, 255, 0)  # a detection whose label is not in the scheme
+
+
+def imagescope_color(rgb: tuple[int, int, int]) -> int:
+    """ImageScope's ``LineColor``: the BGR integer R + G*256 + B*65536."""
+    r, g, b = (int(v) for v in rgb)
+    return r + g * 256 + b * 65536
+
+
+def rgb_from_imagescope(value: int) -> tuple[int, int, int]:
+    value = int(value)
+    return value & 255, (value >> 8) & 255, (value >> 16) & 255
+
+
+def _attr(v: object) -> str:
+    return quoteattr(str(v))
+
+
+def _layer_open(layer_id: int, name: str, color: tuple[int, int, int]) -> str:
+    return (
+        f'  <Annotation Id="{layer_id}" Name={_attr(name)} ReadOnly="0" NameReadOnly="0" '
+        f'LineColorReadOnly="0" Incremental="0" Type="4" LineColor="{imagescope_color(color)}" '
+        'Visible="1" Selected="0" MarkupImagePath="" MacroName="">\n'
+        f'    <Attributes>\n      <Attribute Name={_attr(name)} Id="0" Value=""/>\n    </Attributes>\n'
+        "    <Regions>\n      <RegionAttributeHeaders>\n"
+        + "".join(
+            f'        <AttributeHeader Id="{hid}" Name="{hname}" ColumnWidth="-1"/>\n'
+            for hid, hname in (("9999", "Region"), ("9997", "Length"), ("9996", "Area"), ("9998", "Text"))
+        )
+        + "      </RegionAttributeHeaders>\n"
+    )
+
+
+LAYER_CLOSE = "    </Regions>\n    <Plots/>\n  </Annotation>\n"
+
+
+def _region(
+    region_id: int,
+    rtype: int,
+    vertices: np.ndarray,
+    length_px: float,
+    area_px: float,
+    mpp: float,
+    text: str,
+    input_id: int = 0,
+) -> str:
+    verts = np.asarray(vertices, dtype=np.float64).reshape(-1, 2)
+    vertex_lines = "".join(f'          <Vertex X="{x:.3f}" Y="{y:.3f}" Z="0"/>\n' for x, y in verts.tolist())
+    return (
+        f'      <Region Id="{region_id}" Type="{rtype}" Zoom="1" Selected="0" ImageLocation="" '
+        f'ImageFocus="-1" Length="{length_px:.1f}" Area="{area_px:.1f}" '
+        f'LengthMicrons="{length_px * mpp:.1f}" AreaMicrons="{area_px * mpp * mpp:.1f}" '
+        f'Text={_attr(text)} NegativeROA="0" InputRegionId="{input_id}" Analyze="1" '
+        f'DisplayId="{region_id}">\n'
+        f"        <Attributes/>\n        <Vertices>\n{vertex_lines}        </Vertices>\n      </Region>\n"
+    )
+
+
+def _layers_of(result: SlideResult) -> list[tuple[str, tuple[int, int, int]]]:
+    """The scheme's classes in order, then any label a record carries that the scheme lacks."""
+    layers = [(c.name, tuple(c.color)) for c in result.scheme.classes]
+    known = {n for n, _ in layers}
+    for g in result.glomeruli:
+        if g.label not in known:
+            known.add(g.label)
+            layers.append((g.label, UNKNOWN_COLOR))
+    return layers
+
+
+def imagescope_xml(result: SlideResult) -> str:
+    """The text of the ImageScope file of a slide's detections (see the module docstring)."""
+    mpp = float(result.mpp)
+    layers = _layers_of(result)
+    by_label: dict[str, list[GlomerulusRecord]] = {name: [] for name, _ in layers}
+    for g in result.glomeruli:
+        by_label[g.label].append(g)
+    # region Ids are unique in the file: ellipses keep the detection id, outlines come after
+    offset = max((int(g.id) for g in result.glomeruli), default=0)
+    parts = ['<?xml version="1.0" encoding="utf-8"?>\n', f'<Annotations MicronsPerPixel="{mpp:.6f}">\n']
+    for k, (name, color) in enumerate(layers, start=1):
+        parts.append(_layer_open(k, name, color))
+        for g in by_label[name]:
+            r = float(g.radius)
+            box = np.array([[g.x - r, g.y - r], [g.x + r, g.y + r]])
+            perimeter, area = ellipse_perimeter(r, r), ellipse_area(r, r)
+            parts.append(_region(int(g.id), REGION_ELLIPSE, box, perimeter, area, mpp, f"{g.score:.3f}"))
+        parts.append(LAYER_CLOSE)
+    for k, (name, color) in enumerate(layers, start=len(layers) + 1):
+        parts.append(_layer_open(k, name + OUTLINE_SUFFIX, color))
+        for g in by_label[name]:
+            if g.polygon is None or len(g.polygon) < 3:
+                continue
+            poly = open_ring(g.polygon)
+            parts.append(
+                _region(
+                    offset + int(g.id),
+                    REGION_POLYGON,
+                    poly,
+                    polygon_perimeter(poly),
+                    polygon_area(poly),
+                    mpp,
+                    f"{g.score:.3f}",
+                    input_id=int(g.id),
+                )
+            )
+        parts.append(LAYER_CLOSE)
+    parts.append("</Annotations>\n")
+    return "".join(parts)
+
+
+def write_imagescope_xml(path: str | Path, result: SlideResult) -> Path:
+    """Write ``result`` as an Aperio ImageScope annotation file, atomically."""
+    return write_text(path, imagescope_xml(result))
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _parse(path: Path) -> ET.Element:
+    import defusedxml.ElementTree as DET
+    from defusedxml import DefusedXmlException
+
+    try:
+        root = DET.parse(str(path)).getroot()
+    except ET.ParseError as exc:
+        raise GlomkitError(f"{path}: not valid XML ({exc})") from None
+    except DefusedXmlException as exc:
+        raise GlomkitError(f"{path}: refused unsafe XML ({type(exc).__name__})") from None
+    except OSError as exc:
+        raise GlomkitError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if root.tag != "Annotations":
+        raise GlomkitError(
+            f"{path}: not an ImageScope annotation file (root <{root.tag}>, expected <Annotations>)"
+        )
+    return root
+
+
+def _number(path: Path, where: str, value: str | None, what: str) -> float:
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise GlomkitError(f"{path}: {where}: {what} is {value!r}, not a number") from None
+    if not math.isfinite(v):
+        raise GlomkitError(f"{path}: {where}: {what} is {value!r}, not a finite number")
+    return v
+
+
+def _layer_name(ann: ET.Element, index: int) -> str:
+    name = (ann.get("Name") or "").strip()
+    if name:
+        return name
+    for attr in ann.findall("./Attributes/Attribute"):
+        n = (attr.get("Name") or "").strip()
+        if n and n.lower() != "description":
+            return n
+    return f"layer {ann.get('Id') or index}"
+
+
+def read_imagescope_xml(path: str | Path, mpp: float | None = None) -> list[Annotation]:
+    """Read every region of an ImageScope file as an :class:`Annotation` in level-0 px.
+
+    Label = the layer's name. Ellipses (``Type="2"``) give their circle; rectangles (1), polygons
+    (0) and other shapes with three or more vertices give their minimum enclosing circle; pins (5)
+    give a circle of radius 0; arrows (3) and rulers (4) are skipped. A polygon whose
+    ``InputRegionId`` names an ellipse of the layer ``"<name>"`` while it sits in layer
+    ``"<name> outline"`` (as glomkit writes them) becomes that ellipse's ``polygon``.
+
+    When ``mpp`` is given and the file's ``MicronsPerPixel`` differs from it by more than 1 %,
+    coordinates are rescaled from the file's pixel size to ``mpp`` (positions in µm are kept).
+    """
+    path = Path(path)
+    root = _parse(path)
+    scale = 1.0
+    file_mpp = root.get("MicronsPerPixel")
+    if mpp is not None and file_mpp not in (None, ""):
+        fm = _number(path, "<Annotations>", file_mpp, "MicronsPerPixel")
+        if fm > 0 and abs(fm / float(mpp) - 1.0) > 0.01:
+            scale = fm / float(mpp)
+
+    out: list[Annotation] = []
+    ellipses: dict[tuple[str, str], Annotation] = {}  # (layer name, region Id) -> annotation
+    outlines: list[tuple[str, str, Annotation]] = []  # (base layer name, input Id, annotation)
+    for li, ann in enumerate(root.iter("Annotation"), start=1):
+        name = _layer_name(ann, li)
+        for region in ann.iter("Region"):
+            rid = region.get("Id") or "?"
+            where = f"layer {name!r} region {rid}"
+            rtype = int(_number(path, where, region.get("Type", "0"), "Type"))
+            if rtype in (REGION_ARROW, REGION_RULER):
+                continue
+            verts = (
+                np.array(
+                    [
+                        (
+                            _number(path, where, v.get("X"), "vertex X"),
+                            _number(path, where, v.get("Y"), "vertex Y"),
+                        )
+                        for v in region.iter("Vertex")
+                    ],
+                    dtype=np.float64,
+                ).reshape(-1, 2)
+                * scale
+            )
+            if len(verts) == 0:
+                raise GlomkitError(f"{path}: {where} has no vertices")
+            if rtype == REGION_ELLIPSE:
+                if len(verts) != 2:
+                    raise GlomkitError(
+                        f"{path}: {where} is an ellipse with {len(verts)} vertices, expected 2"
+                    )
+                x, y, r = ellipse_circle(*verts[0], *verts[1])
+                a = Annotation(name, x, y, r, None, "ellipse")
+                ellipses[(name, rid)] = a
+            elif rtype == REGION_RECTANGLE:
+                x, y, r = enclosing_circle(verts)
+                a = Annotation(name, x, y, r, None, "rectangle")
+            elif len(verts) == 1 or rtype == REGION_POINT:
+                x, y, r = enclosing_circle(verts)
+                a = Annotation(name, x, y, r, None, "point")
+            else:
+                poly = open_ring(verts)
+                x, y, r = enclosing_circle(poly)
+                a = Annotation(name, x, y, r, poly, "polygon")
+                input_id = region.get("InputRegionId") or "0"
+                if name.endswith(OUTLINE_SUFFIX) and input_id != "0":
+                    outlines.append((name[: -len(OUTLINE_SUFFIX)], input_id, a))
+                    continue
+            out.append(a)
+    for base, input_id, a in outlines:
+        target = ellipses.get((base, input_id))
+        if target is not None and target.polygon is None:
+            target.polygon = a.polygon
+        else:  # an outline whose detection is not in the file: keep it as a polygon
+            out.append(a)
+    return out
