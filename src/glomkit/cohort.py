@@ -1,0 +1,569 @@
+"""Run a cohort of slides: in this process, in local worker processes, or on a dask cluster.
+
+Each slide is one unit of work, processed by :func:`glomkit.pipeline.run_slide`, which writes
+``OUT/<stem>/`` completely (summary.json last) before it returns. So a slide is either finished
+on disk or not at all: a rerun skips the finished ones (resume), and a worker that dies loses only
+the slide it was running, which is given to another worker.
+
+Three modes, one result (a row per slide, in input order):
+
+- sequential: ``workers=1`` and no scheduler; the models are loaded once.
+- local processes: ``workers=N``; a ``ProcessPoolExecutor`` (forkserver or spawn, never fork),
+  each worker's ONNX Runtime using ``cores // N`` threads.
+- dask.distributed: ``scheduler="tcp://HOST:PORT"`` or a ``Client``/cluster object; one task per
+  slide, gathered as they finish.
+
+A slide that fails (a ``GlomkitError``, or a crash) gets a ``failed`` row with the reason and
+the others go on. The rows are written to ``OUT/cohort_summary.csv`` and ``OUT/cohort_report.html``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing
+import os
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from glomkit import GlomkitError
+
+SlideRunner = Callable[[Path, Path, Any], dict[str, Any]]  # (slide, out_root, config) -> summary
+StageHook = Callable[[str, int, int], None]  # (stage, done, total), as run_slide's progress
+COHORT_CSV = "cohort_summary.csv"
+COHORT_HTML = "cohort_report.html"
+TASK_PREFIX = "glomkit-slide"
+CONNECT_TIMEOUT = "30s"  # to reach a dask scheduler
+LOST_WORKER_ATTEMPTS = 3  # like dask's distributed.scheduler.allowed-failures
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def _base_row(slide: Path, status: str, error: str = "", worker: str = "") -> dict[str, Any]:
+    return {
+        "stem": slide.stem,
+        "source": str(slide),
+        "status": status,
+        "error": error,
+        "n_glomeruli": None,
+        "n_sclerosed": None,
+        "counts": {},
+        "ggs_percent": None,
+        "seconds": None,
+        "worker": worker,
+        "timings": {},
+    }
+
+
+def _fill_from_summary(row: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    row["n_glomeruli"] = summary.get("n_glomeruli")
+    row["n_sclerosed"] = summary.get("n_sclerosed")
+    row["counts"] = dict(summary.get("counts") or {})
+    row["ggs_percent"] = summary.get("ggs_percent")
+    row["timings"] = {k: float(v) for k, v in (summary.get("timings") or {}).items()}
+    return row
+
+
+def ok_row(slide: Path, summary: dict[str, Any], seconds: float, worker: str) -> dict[str, Any]:
+    """The row of a slide processed in this run."""
+    row = _fill_from_summary(_base_row(slide, "ok", worker=worker), summary)
+    row["seconds"] = round(seconds, 3)
+    return row
+
+
+def skipped_row(slide: Path, out_root: Path, worker: str = "") -> dict[str, Any]:
+    """The row of a slide whose outputs are complete: its figures are read back from summary.json."""
+    from glomkit.pipeline import SUMMARY, output_dir
+
+    row = _base_row(slide, "skipped", "outputs complete", worker)
+    try:
+        summary = json.loads((output_dir(slide, out_root) / SUMMARY).read_text())
+    except (OSError, ValueError):
+        return row
+    return _fill_from_summary(row, summary)
+
+
+def failed_row(slide: Path, error: str, worker: str = "", seconds: float | None = None) -> dict[str, Any]:
+    row = _base_row(slide, "failed", error, worker)
+    row["seconds"] = None if seconds is None else round(seconds, 3)
+    return row
+
+
+def crash_message(slide: Path, exc: BaseException) -> str:
+    """One line for an unexpected exception: the slide, the exception type and its message."""
+    if isinstance(exc, GlomkitError):
+        return str(exc)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{slide}: internal error {type(exc).__name__}" + (f": {text}" if text else "")
+
+
+# --------------------------------------------------------------------------- one slide, in a worker
+
+_MODELS: dict[tuple, Any] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _cached_models(config: Any) -> Any:
+    """The process's models for ``config``, loaded on first use and kept for later slides."""
+    from glomkit.pipeline import Models
+
+    key = (config.detector, config.classifier, config.segmenter, config.device, config.threads)
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = Models(config)
+        return _MODELS[key]
+
+
+def _default_runner(
+    slide: Path, out_root: Path, config: Any, hook: StageHook | None = None
+) -> dict[str, Any]:
+    from glomkit.pipeline import run_slide
+
+    return run_slide(slide, out_root, config, models=_cached_models(config), progress=hook)
+
+
+def _worker_name() -> str:
+    if "distributed" in sys.modules:  # imported in every dask worker; not imported for nothing here
+        try:
+            from distributed import get_worker
+
+            w = get_worker()
+            return w.name if isinstance(w.name, str) else w.address  # LocalCluster names are 0, 1...
+        except ValueError:  # not inside a dask worker
+            pass
+    if multiprocessing.parent_process() is not None:
+        return f"process-{os.getpid()}"
+    return "main"
+
+
+def process_slide(
+    slide: Path,
+    out_root: Path,
+    config: Any,
+    overwrite: bool = False,
+    runner: SlideRunner | None = None,
+    hook: StageHook | None = None,
+) -> dict[str, Any]:
+    """Process one slide of a cohort in the calling process (a worker) and return its row.
+
+    A bad slide (``GlomkitError``) gives a ``failed`` row. Any other exception propagates, so the
+    executor can retry the slide elsewhere and finally record the crash. The cohort has already
+    skipped the slides that were complete before the run, so complete outputs found here were
+    written in this run by an earlier attempt of the same task (its worker died after the slide was
+    finished, before the row reached the client): the row is ``ok``, read back from summary.json.
+    """
+    from glomkit.pipeline import outputs_complete
+
+    slide, out_root = Path(slide), Path(out_root)
+    worker = _worker_name()
+    if not overwrite and outputs_complete(slide, out_root):
+        row = skipped_row(slide, out_root, worker)
+        row.update(status="ok", error="")
+        total = row["timings"].get("total")
+        row["seconds"] = None if total is None else round(total, 3)
+        return row
+    t0 = time.perf_counter()
+    try:
+        if runner is None:
+            summary = _default_runner(slide, out_root, config, hook)
+        else:
+            summary = runner(slide, out_root, config)
+    except GlomkitError as exc:
+        return failed_row(slide, str(exc), worker, time.perf_counter() - t0)
+    return ok_row(slide, summary, time.perf_counter() - t0, worker)
+
+
+def _dask_task(slide: Path, out_root: Path, config: Any, overwrite: bool, runner: SlideRunner | None):
+    """One slide on a dask worker: ONNX threads shared among the tasks this worker runs at once."""
+    if config.threads is None and not os.environ.get("GLOMKIT_THREADS"):
+        try:
+            from distributed import get_worker
+
+            nthreads = max(1, int(get_worker().state.nthreads))
+        except (ImportError, ValueError, AttributeError):
+            nthreads = 1
+        config = replace(config, threads=max(1, usable_cores() // nthreads))
+    return process_slide(slide, out_root, config, overwrite, runner)
+
+
+def _init_local_worker(threads: int) -> None:
+    """Initializer of a local worker process: keep OpenMP/OpenCV to this worker's share of cores."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    try:
+        import cv2
+
+        cv2.setNumThreads(threads)
+    except ImportError:  # pragma: no cover - opencv is a dependency
+        pass
+
+
+# --------------------------------------------------------------------------- the cohort
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_per_worker(config: Any, workers: int) -> int | None:
+    """ONNX threads for each of ``workers`` local processes: ``--threads``, else GLOMKIT_THREADS
+    (read by the runtime), else an equal share of the cores."""
+    if config.threads is not None:
+        return config.threads
+    if os.environ.get("GLOMKIT_THREADS"):
+        return None
+    return max(1, usable_cores() // max(1, workers))
+
+
+def _check_stems(slides: list[Path]) -> None:
+    seen: dict[str, Path] = {}
+    for s in slides:
+        if s.stem in seen:
+            raise GlomkitError(
+                f"{s}: same name as {seen[s.stem]}; their outputs would collide in OUT/{s.stem}/"
+            )
+        seen[s.stem] = s
+
+
+def _absolute_models(config: Any) -> Any:
+    """Resolve model files on the client and fail early: a missing model would fail every slide.
+    Paths become absolute so that workers in other folders (or on other machines) find them."""
+    from glomkit.models.registry import resolve_model
+
+    changes = {}
+    for task in ("detector", "classifier", "segmenter"):
+        path = resolve_model(getattr(config, task), task)
+        if getattr(config, task) is not None:
+            changes[task] = str(path.resolve())
+    return replace(config, **changes) if changes else config
+
+
+def run_cohort(
+    slides: list[Path],
+    out_root: Path,
+    config: Any,
+    workers: int = 1,
+    scheduler: Any = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    *,
+    retries: int = 1,
+    runner: SlideRunner | None = None,
+) -> list[dict[str, Any]]:
+    """Run every slide; return one row per slide in input order and write the cohort CSV and HTML.
+
+    ``scheduler`` is a dask address (``tcp://HOST:PORT``), a ``distributed.Client`` or a cluster
+    object (e.g. ``LocalCluster``, ``SLURMCluster``); otherwise ``workers`` local processes run
+    the slides (1 = in this process). Slides whose outputs are complete are skipped unless
+    ``overwrite``. ``retries`` re-runs a slide whose worker crashed with an unexpected exception
+    or died. ``runner`` replaces :func:`glomkit.pipeline.run_slide` (``(slide, out_root, config)
+    -> summary``; it must be importable by the workers).
+    """
+    if workers < 1:
+        raise GlomkitError(f"--workers {workers}: must be at least 1")
+    slides = [Path(s).resolve() for s in slides]
+    out_root = Path(out_root).resolve()
+    if not slides:
+        raise GlomkitError("no slides to run")
+    _check_stems(slides)
+    if runner is None:
+        config = _absolute_models(config)
+    out_root.mkdir(parents=True, exist_ok=True)
+
+    from glomkit.pipeline import outputs_complete
+
+    rows: dict[int, dict[str, Any]] = {}
+    todo: list[int] = []
+    for i, s in enumerate(slides):
+        if not overwrite and outputs_complete(s, out_root):
+            rows[i] = skipped_row(s, out_root)
+        else:
+            todo.append(i)
+
+    with _CohortProgress(len(slides), len(rows), progress) as prog:
+        if todo:
+            if scheduler is not None:
+                _run_dask(slides, todo, out_root, config, scheduler, overwrite, retries, runner, rows, prog)
+            elif workers > 1:
+                _run_processes(
+                    slides, todo, out_root, config, workers, overwrite, retries, runner, rows, prog
+                )
+            else:
+                _run_sequential(slides, todo, out_root, config, overwrite, runner, rows, prog)
+    ordered = [rows[i] for i in range(len(slides))]
+    write_cohort_outputs(out_root, ordered)
+    return ordered
+
+
+class _CohortProgress:
+    """A rich progress bar over slides, plus one line per finished slide (all off when disabled)."""
+
+    def __init__(self, total: int, skipped: int, enabled: bool) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.enabled = enabled
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=not enabled,
+        )
+        self.task = self.progress.add_task("slides", total=total, completed=skipped)
+        self.stage_task = self.progress.add_task("", total=None, visible=False)
+        if enabled and skipped:
+            self.console.print(f"{skipped} slide(s) already complete: skipped (use --overwrite to redo)")
+
+    def __enter__(self) -> _CohortProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def start(self, slide: Path) -> StageHook:
+        """Show the slide being run (one process) and return a hook for its stage bar."""
+        self.progress.update(self.task, description=f"slides ({slide.name})")
+        self.progress.update(self.stage_task, completed=0, total=None, visible=False)
+
+        def hook(stage: str, done: int, total: int) -> None:
+            self.progress.update(
+                self.stage_task, description=f"  {stage}", completed=done, total=total, visible=True
+            )
+
+        return hook
+
+    def done(self, row: dict[str, Any]) -> None:
+        self.progress.update(self.stage_task, visible=False)
+        self.progress.update(self.task, description="slides")
+        self.progress.advance(self.task)
+        if not self.enabled:
+            return
+        where = f" [dim]({row['worker']}, {row['seconds']} s)[/dim]" if row.get("worker") else ""
+        if row["status"] == "failed":
+            self.console.print(f"[red]{row['stem']}: failed: {row['error']}[/red]")
+        else:
+            g = row.get("ggs_percent")
+            ggs = f", global sclerosis {g:.1f} %" if isinstance(g, (int, float)) else ""
+            self.console.print(f"{row['stem']}: {row.get('n_glomeruli') or 0} glomeruli{ggs}{where}")
+
+
+def _run_sequential(slides, todo, out_root, config, overwrite, runner, rows, prog) -> None:
+    for i in todo:
+        try:
+            hook = prog.start(slides[i])
+            rows[i] = process_slide(slides[i], out_root, config, overwrite, runner, hook)
+        except Exception as exc:  # noqa: BLE001 - one broken slide must not stop a cohort
+            rows[i] = failed_row(slides[i], crash_message(slides[i], exc), _worker_name())
+        prog.done(rows[i])
+
+
+def _process_context() -> multiprocessing.context.BaseContext:
+    """forkserver where it exists (POSIX), else spawn; never fork (threads + ONNX Runtime)."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def _run_processes(slides, todo, out_root, config, workers, overwrite, retries, runner, rows, prog) -> None:
+    """Local worker processes, at most ``workers`` slides in flight.
+
+    A worker that dies breaks the whole pool and fails every slide in flight, so which slide killed
+    it is unknown: those slides become suspects, and a new pool runs each suspect alone. A slide
+    whose worker dies ``LOST_WORKER_ATTEMPTS`` times is recorded as failed; the others go on.
+    """
+    threads = threads_per_worker(config, workers)
+    wconfig = replace(config, threads=threads)
+    queue, suspects = deque(todo), deque()
+    crashes: Counter[int] = Counter()
+    deaths: Counter[int] = Counter()
+    while queue or suspects:
+        pool = ProcessPoolExecutor(
+            min(workers, len(queue) + len(suspects)),
+            mp_context=_process_context(),
+            initializer=_init_local_worker,
+            initargs=(threads or 1,),
+        )
+        running: dict[Future, int] = {}
+        broken = False
+        try:
+            while running or ((queue or suspects) and not broken):
+                while not broken and len(running) < workers and (queue or suspects):
+                    if any(j in deaths for j in running.values()) or (suspects and running):
+                        break  # a suspect runs alone
+                    i = suspects.popleft() if suspects else queue.popleft()
+                    running[pool.submit(process_slide, slides[i], out_root, wconfig, overwrite, runner)] = i
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    i = running.pop(fut)
+                    exc = fut.exception()
+                    if isinstance(exc, BrokenProcessPool):
+                        broken = True
+                        deaths[i] += 1
+                        if deaths[i] < LOST_WORKER_ATTEMPTS:
+                            suspects.append(i)
+                            continue
+                        rows[i] = failed_row(
+                            slides[i],
+                            f"{slides[i]}: the worker process died {deaths[i]} times running this slide",
+                        )
+                    elif exc is not None:
+                        crashes[i] += 1
+                        if crashes[i] <= retries:
+                            queue.append(i)
+                            continue
+                        rows[i] = failed_row(slides[i], crash_message(slides[i], exc))
+                    else:
+                        rows[i] = fut.result()
+                    prog.done(rows[i])
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+
+
+def _get_client(scheduler: Any) -> tuple[Any, bool]:
+    """A ``distributed.Client`` for an address, a client or a cluster; and whether we own it."""
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise GlomkitError(
+            "--dask-scheduler: dask.distributed is not installed (pip install 'glomkit[cohort]')"
+        ) from exc
+    if isinstance(scheduler, Client):
+        return scheduler, False
+    if isinstance(scheduler, str):
+        try:
+            return Client(scheduler, timeout=CONNECT_TIMEOUT), True
+        except (OSError, TimeoutError) as exc:
+            raise GlomkitError(f"{scheduler}: cannot connect to the dask scheduler ({exc})") from exc
+    if hasattr(scheduler, "scheduler_address"):  # LocalCluster, SLURMCluster, KubeCluster...
+        return Client(scheduler), True
+    raise GlomkitError(f"{scheduler!r}: not a dask scheduler address, Client or cluster")
+
+
+def _run_dask(slides, todo, out_root, config, scheduler, overwrite, retries, runner, rows, prog) -> None:
+    """One task per slide, gathered as they finish. The scheduler re-runs elsewhere the task of a
+    worker that died (``distributed.scheduler.allowed-failures`` times, then KilledWorker);
+    ``retries`` re-runs a task that raised."""
+    from distributed import as_completed
+
+    client, owned = _get_client(scheduler)
+    run_id = uuid.uuid4().hex[:8]
+    futures: dict[str, tuple[Any, int]] = {}
+    try:
+        for i in todo:
+            fut = client.submit(
+                _dask_task,
+                slides[i],
+                out_root,
+                config,
+                overwrite,
+                runner,
+                key=f"{TASK_PREFIX}-{slides[i].stem}-{run_id}",
+                pure=False,
+                retries=retries,
+            )
+            futures[fut.key] = (fut, i)
+        for fut in as_completed([f for f, _ in futures.values()], raise_errors=False):
+            entry = futures.pop(fut.key, None)
+            if entry is None:  # already handled
+                continue
+            i = entry[1]
+            # result() rather than the status: a result held by a worker that has just died is
+            # recomputed, and result() waits for it.
+            try:
+                rows[i] = fut.result()
+            except Exception as exc:  # noqa: BLE001 - the task's own exception, or KilledWorker
+                rows[i] = failed_row(slides[i], _dask_error(slides[i], exc))
+            fut.release()
+            prog.done(rows[i])
+    except BaseException:
+        if futures:
+            client.cancel([f for f, _ in futures.values()], force=True)
+        raise
+    finally:
+        if owned:
+            client.close()
+
+
+def _dask_error(slide: Path, exc: BaseException) -> str:
+    if type(exc).__name__ == "KilledWorker":
+        return f"{slide}: the dask workers running this slide died repeatedly (KilledWorker)"
+    if type(exc).__name__ == "CancelledError":
+        return f"{slide}: the dask task was cancelled"
+    return crash_message(slide, exc)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def write_cohort_outputs(out_root: Path, rows: list[dict[str, Any]]) -> list[Path]:
+    """OUT/cohort_summary.csv and OUT/cohort_report.html (the CSV alone when the report writer
+    is not available)."""
+    csv_path, html_path = Path(out_root) / COHORT_CSV, Path(out_root) / COHORT_HTML
+    try:
+        from glomkit.io.report import write_cohort_csv, write_cohort_report
+    except ImportError:
+        write_rows_csv(csv_path, rows)
+        return [csv_path]
+    write_cohort_csv(csv_path, rows)
+    write_cohort_report(html_path, rows)
+    return [csv_path, html_path]
+
+
+def write_rows_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """The cohort table with the csv module: one line per slide, a ``count_<class>`` column per
+    class and a ``time_<stage>_s`` column per pipeline stage."""
+    from glomkit.io.atomic import atomic_path
+
+    classes: list[str] = []
+    stages: list[str] = []
+    for r in rows:
+        classes += [c for c in r.get("counts") or {} if c not in classes]
+        stages += [s for s in r.get("timings") or {} if s not in stages]
+    fixed = [
+        "stem",
+        "source",
+        "status",
+        "error",
+        "n_glomeruli",
+        "n_sclerosed",
+        "ggs_percent",
+        "seconds",
+        "worker",
+    ]
+    header = fixed + [f"count_{c}" for c in classes] + [f"time_{s}_s" for s in stages]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for r in rows:
+            counts, timings = r.get("counts") or {}, r.get("timings") or {}
+            line = ["" if r.get(k) is None else r.get(k) for k in fixed]
+            line += [counts.get(c, 0) if r.get("n_glomeruli") is not None else "" for c in classes]
+            line += ["" if timings.get(s) is None else round(float(timings[s]), 3) for s in stages]
+            w.writerow(line)
+    return Path(path)
