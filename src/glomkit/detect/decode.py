@@ -1,0 +1,56 @@
+"""Decode CircleNet outputs into circles (numpy + OpenCV only: the inference pipeline imports it)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def decode_circlenet(
+    heatmap: np.ndarray,
+    radius: np.ndarray,
+    offset: np.ndarray,
+    stride: int = 4,
+    score_threshold: float = 0.3,
+    top_k: int = 100,
+) -> np.ndarray:
+    """Circles (K,4) = x, y, r, score in input pixels for ONE image, best score first.
+
+    ``heatmap`` (1,h,w) or (h,w) after sigmoid, ``radius`` (1,h,w) in input px, ``offset`` (2,h,w)
+    in heatmap cells. Peaks are cells equal to their 3x3 max (``cv2.dilate``) at or above
+    ``score_threshold``; the ``top_k`` best are kept.
+    """
+    hm = np.asarray(heatmap, np.float32).reshape(np.shape(heatmap)[-2:])
+    rad = np.asarray(radius, np.float32).reshape(hm.shape)
+    off = np.asarray(offset, np.float32).reshape(2, *hm.shape)
+    peak = cv2.dilate(hm, np.ones((3, 3), np.uint8))
+    ys, xs = np.nonzero((hm >= peak) & (hm >= score_threshold))
+    scores = hm[ys, xs]
+    order = np.argsort(-scores, kind="stable")[:top_k]
+    ys, xs, scores = ys[order], xs[order], scores[order]
+    x = (xs + off[0, ys, xs]) * stride
+    y = (ys + off[1, ys, xs]) * stride
+    r = rad[ys, xs]
+    return np.stack([x, y, r, scores], axis=1).astype(np.float64).reshape(-1, 4)
+
+
+def merge_flips(outputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], flips: list[str]):
+    """Test-time augmentation: average the heatmaps and radii of flipped runs of one image.
+
+    ``outputs[i]`` are (heatmap, radius, offset) (C,h,w) computed on the input flipped by
+    ``flips[i]`` ('' none, 'h' horizontal, 'v' vertical, 'hv' both); they are flipped back and
+    averaged. The offset is taken from the unflipped run (``flips`` must contain '').
+    """
+    hms, rads = [], []
+    base_off = None
+    for (hm, rad, off), f in zip(outputs, flips, strict=True):
+        for axis_name, axis in (("h", -1), ("v", -2)):
+            if axis_name in f:
+                hm, rad = np.flip(hm, axis), np.flip(rad, axis)
+        hms.append(hm)
+        rads.append(rad)
+        if f == "":
+            base_off = off
+    if base_off is None:
+        raise ValueError("merge_flips needs the unflipped run ('') among the flips")
+    return np.mean(hms, axis=0), np.mean(rads, axis=0), base_off
