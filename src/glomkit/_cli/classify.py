@@ -1,0 +1,248 @@
+"""CLI: ``glomkit train classifier``, ``glomkit evaluate classifier``, ``glomkit classify``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shlex
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from glomkit import GlomkitError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+@click.command("classifier")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="labels.csv folder or one subfolder per class.",
+)
+@click.option(
+    "-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output model (.onnx)."
+)
+@click.option(
+    "--scheme",
+    type=click.Choice(["coarse_3", "glo_in_one_5", "gs_binary"]),
+    default="coarse_3",
+    show_default=True,
+)
+@click.option("--label-map", default="", help="Rename labels on load, e.g. GS=sclerosed,nonGS=normal.")
+@click.option(
+    "--backbone",
+    default="resnet10t",
+    show_default=True,
+    help="timm backbone (pretrained=False), e.g. resnet50.",
+)
+@click.option("--size", type=int, default=128, show_default=True, help="Square input size in pixels.")
+@click.option("--epochs", type=int, default=20, show_default=True)
+@click.option("--batch", type=int, default=32, show_default=True)
+@click.option(
+    "--lr", type=float, default=None, help="Learning rate [default: 1e-3 AdamW; 30 SGD for --linear-probe]."
+)
+@click.option("--focal-gamma", type=float, default=2.5, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint beside the model.")
+@click.option(
+    "--max-minutes", type=float, default=None, help="Wall-clock budget: stop after the epoch that passes it."
+)
+@click.option(
+    "--init",
+    "init",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="SimSiam encoder file to start from.",
+)
+@click.option(
+    "--linear-probe/--finetune", default=False, show_default=True, help="Freeze the backbone (needs --init)."
+)
+@click.option(
+    "--test-fold", type=int, default=0, show_default=True, help="Slide fold held out as test (0-4)."
+)
+@click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
+def train_cmd(data, out, scheme, label_map, backbone, size, epochs, batch, lr, focal_gamma, seed, resume,
+              max_minutes, init, linear_probe, test_fold, threads) -> None:  # fmt: skip
+    """Train a glomerulus classifier; writes an ONNX model with its held-out test metrics."""
+    from glomkit.classify.data import parse_label_map
+    from glomkit.classify.train import ClassifierConfig, train_classifier
+    from glomkit.eval.classification import report_table
+    from glomkit.models.runtime import read_metadata
+
+    cfg = ClassifierConfig(
+        data=str(data),
+        out=str(out),
+        scheme=scheme,
+        label_map=parse_label_map(label_map),
+        backbone=backbone,
+        size=size,
+        epochs=epochs,
+        batch=batch,
+        lr=lr,
+        focal_gamma=focal_gamma,
+        seed=seed,
+        resume=resume,
+        max_minutes=max_minutes,
+        init=None if init is None else str(init),
+        linear_probe=linear_probe,
+        test_fold=test_fold,
+        threads=threads,
+        command=_command_line("glomkit train classifier"),
+    )
+    path = train_classifier(cfg)
+    meta = read_metadata(path)
+    con = Console()
+    con.print(f"model: {path}  (best epoch {meta['training']['best_epoch']})")
+    for split in ("validation", "test"):
+        rep = meta["metrics"].get(split)
+        if rep:
+            con.print(report_table(rep, f"{split} slides"))
+            if rep.get("ggs"):
+                g = rep["ggs"]
+                con.print(
+                    f"{split}: GGS vs not: balanced acc {g['balanced_accuracy']:.4f}, AUC {g['auc']:.4f} (n={g['n']})"
+                )
+
+
+@click.command("classifier")
+@click.option("--model", "model", default=None, help="Classifier model (default: bundled).")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="labels.csv folder or one subfolder per class.",
+)
+@click.option("--label-map", default="", help="Rename labels on load, e.g. GS=sclerosed,nonGS=normal.")
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Report JSON (confusion PNG/CSV beside it).",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["all", "test", "val"]),
+    default="all",
+    show_default=True,
+    help="Every image, or only the held-out test / validation slides listed in the model metadata.",
+)
+def evaluate_cmd(model, data, label_map, out, split) -> None:
+    """Score a classifier on every image of a data folder: balanced accuracy, F1, AUC, confusion."""
+    from glomkit.classify.data import load_items, parse_label_map
+    from glomkit.eval.classification import classification_report, ggs_report, report_table, write_confusion
+    from glomkit.io.atomic import write_text
+    from glomkit.models.registry import resolve_model
+    from glomkit.models.runtime import OnnxModel
+
+    onnx = OnnxModel(resolve_model(model, "classifier"), expect_task="classifier")
+    scheme = onnx.info.scheme
+    items = load_items(data, parse_label_map(label_map))
+    if split != "all":
+        splits = onnx.meta.get("training", {}).get("splits", {})
+        slides = set(splits.get(f"{split}_slides", []))
+        if not slides:
+            raise GlomkitError(f"{onnx.path}: model metadata lists no {split} slides; use --split all")
+        items = [it for it in items if it.slide in slides]
+        if not items:
+            raise GlomkitError(f"{data}: no image comes from the model's {split} slides")
+    known = set(scheme.names)
+    unknown = sorted({it.label for it in items} - known)
+    if unknown:
+        raise GlomkitError(
+            f"{data}: labels {unknown} are not classes of the model ({', '.join(scheme.names)}); use --label-map"
+        )
+    rows = _classify_with_progress(onnx, [it.image for it in items])
+    import numpy as np
+
+    probs = np.array([[r[f"prob_{n}"] for n in scheme.names] for r in rows])
+    y = [scheme.index(it.label) for it in items]
+    rep = classification_report(y, probs, scheme.names)
+    rep["ggs"] = ggs_report(y, probs, scheme)
+    rep["model"] = str(onnx.path)
+    rep["data"] = str(data)
+    rep["split"] = split
+    con = Console()
+    con.print(report_table(rep, f"{onnx.path.name} on {data}"))
+    if rep["ggs"]:
+        g = rep["ggs"]
+        con.print(
+            f"GGS vs not (glomeruli only): balanced acc {g['balanced_accuracy']:.4f}, AUC {g['auc']:.4f} (n={g['n']})"
+        )
+    if out is not None:
+        out = Path(out)
+        write_text(out, json.dumps(rep, indent=1))
+        stem = out.with_suffix("")
+        write_confusion(f"{stem}_confusion.png", f"{stem}_confusion.csv", rep["confusion"], scheme.names)
+        con.print(f"report: {out}; confusion: {stem}_confusion.png/.csv")
+
+
+@click.command("classify")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output CSV.")
+@click.option("--model", "model", default=None, help="Classifier model (default: bundled).")
+def classify_cmd(inputs, out, model) -> None:
+    """Classify glomerulus patch images (files or folders, recursive) into a CSV of probabilities."""
+    from glomkit.io.atomic import write_text
+    from glomkit.models.registry import resolve_model
+    from glomkit.models.runtime import OnnxModel
+
+    paths = _collect_images(inputs)
+    onnx = OnnxModel(resolve_model(model, "classifier"), expect_task="classifier")
+    rows = _classify_with_progress(onnx, paths)
+    names = onnx.info.scheme.names
+    cols = ["path", "label", *[f"prob_{n}" for n in names], "ggs_probability"]
+    buf = io.StringIO()
+    wr = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    wr.writeheader()
+    for r in rows:
+        wr.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
+    write_text(out, buf.getvalue())
+    counts = {n: sum(r["label"] == n for r in rows) for n in names}
+    Console().print(f"{len(rows)} images -> {out}  " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
+
+
+def _command_line(prefix: str) -> str:
+    """The invoked command rebuilt from click's parsed options (those not left at their default)."""
+    ctx = click.get_current_context()
+    parts = [prefix]
+    for p in ctx.command.params:
+        v = ctx.params.get(p.name)
+        if v is None or v == p.default or not isinstance(p, click.Option):
+            continue
+        flag = p.opts[0] if not p.is_flag or v else (p.secondary_opts or p.opts)[0]
+        if p.is_flag and isinstance(v, bool):
+            parts.append(flag if v else (p.secondary_opts or [flag])[0])
+        else:
+            parts += [p.opts[-1] if p.opts[-1].startswith("--") else p.opts[0], shlex.quote(str(v))]
+    return " ".join(parts)
+
+
+def _collect_images(inputs) -> list[Path]:
+    paths: list[Path] = []
+    for p in inputs:
+        p = Path(p)
+        if p.is_dir():
+            paths += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise GlomkitError(f"{p}: no such file or folder")
+    if not paths:
+        raise GlomkitError(f"{', '.join(map(str, inputs))}: no images found")
+    return paths
+
+
+def _classify_with_progress(onnx, paths) -> list[dict]:
+    from rich.progress import Progress
+
+    from glomkit.classify.predict import classify_files
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task("classifying", total=len(paths))
+        return classify_files(onnx, paths, on_batch=lambda n: progress.advance(task, n))

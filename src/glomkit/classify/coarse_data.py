@@ -1,0 +1,169 @@
+"""Build the coarse_3 training folder: bueno_pas glomeruli + non-glomerular examples.
+
+bueno_pas has only glomeruli (GS / nonGS). The ``non_glomerular`` class is made of:
+(1) real PAS kidney tissue outside the glomerulus masks of bueno crops (the largest mask-free
+corner square, upscaled), grouped with its bueno slide; (2) tiles of the real SVS slide
+CMU-1-Small-Region (skin H&E, not kidney), grouped in spatial blocks; (3) synthetic PAS-like
+cortex from :func:`glomkit.synth.tissue.render_tissue` (and synthetic look-alikes from
+``glomkit.synth.glomerulus`` when that module exists), in seeded groups.
+
+The folder holds ``labels.csv`` (bueno rows point at the bueno files in place: they are never
+copied) and ``non_glomerular/*.png``. Run: ``python -m glomkit.classify.coarse_data --out DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from glomkit.classify.predict import read_rgb
+from glomkit.data.bueno import default_root, load_bueno
+from glomkit.io.atomic import write_png, write_text
+
+OUT_SIZE = 224
+
+
+def mask_free_corner(mask: np.ndarray, min_side: int = 40) -> tuple[int, int, int] | None:
+    """(y, x, side) of the largest corner square with no mask pixel, or None if below ``min_side``."""
+    h, w = mask.shape
+    best = None
+    for cy, cx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        for side in range(min(h, w) // 2, min_side - 1, -4):
+            y = 0 if cy == 0 else h - side
+            x = 0 if cx == 0 else w - side
+            if not mask[y : y + side, x : x + side].any():
+                if best is None or side > best[2]:
+                    best = (y, x, side)
+                break
+    return best
+
+
+def bueno_background(root: Path, rng: np.random.Generator, n_max: int) -> list[tuple[np.ndarray, str, str]]:
+    """Mask-free corners of bueno crops: (image, slide, name)."""
+    samples = load_bueno(root)
+    order = rng.permutation(len(samples))
+    out = []
+    for i in order:
+        s = samples[int(i)]
+        m = cv2.imread(str(s.mask), cv2.IMREAD_GRAYSCALE)
+        if m is None:
+            continue
+        box = mask_free_corner(cv2.dilate((m > 127).astype(np.uint8), np.ones((5, 5), np.uint8)))
+        if box is None:
+            continue
+        y, x, side = box
+        img = read_rgb(s.image)[y : y + side, x : x + side]
+        out.append(
+            (cv2.resize(img, (OUT_SIZE, OUT_SIZE), interpolation=cv2.INTER_CUBIC), s.slide, s.image.stem)
+        )
+        if len(out) >= n_max:
+            break
+    return out
+
+
+def svs_tiles(
+    path: Path, rng: np.random.Generator, n: int, blocks: int = 3
+) -> list[tuple[np.ndarray, str, str]]:
+    """Random tissue tiles (300-600 px at level 0, resized) of a real slide, grouped in blocks x blocks."""
+    import openslide
+
+    sl = openslide.OpenSlide(str(path))
+    w, h = sl.dimensions
+    img = np.asarray(sl.read_region((0, 0), 0, (w, h)).convert("RGB"))
+    sl.close()
+    out: list[tuple[np.ndarray, str, str]] = []
+    tries = 0
+    while len(out) < n and tries < n * 50:
+        tries += 1
+        side = int(rng.integers(300, 601))
+        x = int(rng.integers(0, w - side))
+        y = int(rng.integers(0, h - side))
+        tile = img[y : y + side, x : x + side]
+        sat = cv2.cvtColor(tile, cv2.COLOR_RGB2HSV)[..., 1]
+        if (sat > 25).mean() < 0.4:
+            continue
+        b = min(blocks - 1, (y + side // 2) * blocks // h) * blocks + min(
+            blocks - 1, (x + side // 2) * blocks // w
+        )
+        out.append(
+            (
+                cv2.resize(tile, (OUT_SIZE, OUT_SIZE), interpolation=cv2.INTER_AREA),
+                f"{path.stem}#b{b}",
+                f"svs_{len(out)}",
+            )
+        )
+    return out
+
+
+def synthetic(rng: np.random.Generator, n: int, groups: int = 10) -> list[tuple[np.ndarray, str, str]]:
+    """Synthetic PAS-like cortex tiles (and look-alikes when glomkit.synth.glomerulus exists)."""
+    from glomkit.synth.tissue import render_tissue
+
+    try:
+        from glomkit.synth.glomerulus import render_glomerulus
+    except ImportError:
+        render_glomerulus = None
+    out = []
+    for k in range(n):
+        g = f"synth#{k % groups}"
+        if render_glomerulus is not None and k % 2 == 1:
+            try:
+                img = render_glomerulus("non_glomerular", int(rng.integers(50, 90)), rng, OUT_SIZE)
+                img = np.asarray(img[0] if isinstance(img, tuple) else img, dtype=np.uint8)[..., :3]
+                out.append((img, g, f"lookalike_{k}"))
+                continue
+            except Exception:  # noqa: BLE001 - module being written elsewhere; fall back to tissue
+                pass
+        img = render_tissue(OUT_SIZE, OUT_SIZE, rng, mpp=float(rng.uniform(0.8, 2.2)))
+        out.append((img, g, f"tissue_{k}"))
+    return out
+
+
+def build_coarse_folder(
+    out: str | Path,
+    bueno_root: str | Path | None = None,
+    svs: str | Path | None = None,
+    seed: int = 0,
+    n_bueno_bg: int = 250,
+    n_svs: int = 120,
+    n_synth: int = 120,
+) -> Path:
+    """Write ``out/labels.csv`` (+ non_glomerular PNGs); bueno labels stay GS / nonGS."""
+    out = Path(out)
+    root = Path(bueno_root) if bueno_root else default_root()
+    rng = np.random.default_rng(seed)
+    rows = [(str(s.image.resolve()), s.label, s.slide) for s in load_bueno(root)]
+    made = bueno_background(root, rng, n_bueno_bg)
+    if svs is not None and Path(svs).is_file():
+        made += svs_tiles(Path(svs), rng, n_svs)
+    made += synthetic(rng, n_synth)
+    for img, slide, name in made:
+        rel = f"non_glomerular/{name}.png"
+        write_png(out / rel, img)
+        rows.append((rel, "non_glomerular", slide))
+    buf = io.StringIO()
+    wr = csv.writer(buf, lineterminator="\n")
+    wr.writerow(["image", "label", "slide"])
+    wr.writerows(rows)
+    write_text(out / "labels.csv", buf.getvalue())
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--bueno", default=None)
+    ap.add_argument("--svs", default=str(default_root().parent / "slides" / "CMU-1-Small-Region.svs"))
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    p = build_coarse_folder(a.out, a.bueno, a.svs, a.seed)
+    print(p / "labels.csv")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""Classifier datasets: a folder with ``labels.csv`` or one subfolder per class; augmentation.
+
+(a) ``labels.csv`` with columns ``image, label`` and optional ``mask`` and ``slide``/``source_wsi``;
+paths are relative to the folder (bueno_pas has exactly this form). (b) ``<folder>/<class>/*.png``.
+A label map (e.g. ``{"GS": "sclerosed", "nonGS": "normal"}``) renames labels on load.
+Every split is grouped by slide: crops of one slide are not independent.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from glomkit import GlomkitError
+from glomkit.classify.predict import read_rgb, resize_patch
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    """One training or test image: its file, class name and the slide it comes from."""
+
+    image: Path
+    label: str
+    slide: str
+
+
+def parse_label_map(text: str | None) -> dict[str, str]:
+    """``"GS=sclerosed,nonGS=normal"`` -> ``{"GS": "sclerosed", "nonGS": "normal"}``."""
+    out: dict[str, str] = {}
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" not in part:
+            raise GlomkitError(f"--label-map {text}: expected OLD=NEW pairs separated by commas")
+        old, new = (s.strip() for s in part.split("=", 1))
+        out[old] = new
+    return out
+
+
+def load_items(folder: str | Path, label_map: dict[str, str] | None = None) -> list[LabelledImage]:
+    """All labelled images of ``folder`` (labels.csv form, else class-subfolder form)."""
+    folder = Path(folder)
+    label_map = label_map or {}
+    if not folder.is_dir():
+        raise GlomkitError(f"{folder}: data folder not found")
+    csv_path = folder / "labels.csv"
+    items: list[LabelledImage] = []
+    if csv_path.is_file():
+        with csv_path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            cols = set(reader.fieldnames or [])
+            if not {"image", "label"} <= cols:
+                raise GlomkitError(f"{csv_path}: needs columns 'image' and 'label' (has {sorted(cols)})")
+            slide_col = "slide" if "slide" in cols else "source_wsi" if "source_wsi" in cols else None
+            for row in reader:
+                label = row["label"]
+                items.append(
+                    LabelledImage(
+                        image=folder / row["image"],
+                        label=label_map.get(label, label),
+                        slide=row[slide_col] if slide_col else row["image"],
+                    )
+                )
+    else:
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+            label = label_map.get(sub.name, sub.name)
+            for p in sorted(sub.rglob("*")):
+                if p.suffix.lower() in IMAGE_SUFFIXES:
+                    items.append(LabelledImage(image=p, label=label, slide=p.stem))
+    if not items:
+        raise GlomkitError(f"{folder}: no labelled images (expected labels.csv or one subfolder per class)")
+    return items
+
+
+def check_labels(items: Sequence[LabelledImage], class_names: Sequence[str], where: str | Path) -> None:
+    """Raise if a label is not a class of the scheme (suggesting --label-map)."""
+    unknown = sorted({it.label for it in items} - set(class_names))
+    if unknown:
+        raise GlomkitError(
+            f"{where}: labels {unknown} are not classes of the scheme ({', '.join(class_names)}); use --label-map"
+        )
+
+
+def group_folds(groups: Sequence[str], labels: Sequence[str], n_folds: int = 5, seed: int = 0) -> list[int]:
+    """A fold in [0, n_folds) per item, grouped by ``groups`` and stratified by label.
+
+    Groups are shuffled with ``seed``, then dealt largest first, each to the fold whose share of
+    every label (count / label total, summed over the group's labels) stays lowest. Unlike
+    :func:`glomkit.data.bueno.slide_folds` (which balances GS only) every class is spread.
+    """
+    rng = np.random.default_rng(seed)
+    names = sorted(set(groups))
+    rng.shuffle(names)
+    classes = sorted(set(labels))
+    count = {g: np.zeros(len(classes)) for g in names}
+    for g, lab in zip(groups, labels, strict=True):
+        count[g][classes.index(lab)] += 1
+    total = np.maximum(sum(count.values()), 1)
+    names.sort(key=lambda g: -count[g].sum())  # stable: keeps the shuffle among ties
+    load = np.zeros((n_folds, len(classes)))
+    fold_of: dict[str, int] = {}
+    for g in names:
+        share = count[g] / total
+        k = int(np.argmin([((load[f] + share) ** 2).sum() for f in range(n_folds)]))
+        fold_of[g] = k
+        load[k] += share
+    return [fold_of[g] for g in groups]
+
+
+def split_by_slide(
+    items: Sequence[LabelledImage], test_fold: int = 0, n_folds: int = 5, seed: int = 0
+) -> tuple[list[int], list[int], list[int]]:
+    """Indices (train, val, test): fold ``test_fold`` is test, the next fold validation, the rest train."""
+    if not 0 <= test_fold < n_folds:
+        raise GlomkitError(f"--test-fold {test_fold}: must be in 0..{n_folds - 1}")
+    folds = group_folds([it.slide for it in items], [it.label for it in items], n_folds, seed)
+    val_fold = (test_fold + 1) % n_folds
+    train = [i for i, f in enumerate(folds) if f not in (test_fold, val_fold)]
+    val = [i for i, f in enumerate(folds) if f == val_fold]
+    test = [i for i, f in enumerate(folds) if f == test_fold]
+    return train, val, test
+
+
+# ---------------------------------------------------------------- augmentation
+
+_RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=np.float32)
+_RGB_FROM_HED /= np.linalg.norm(_RGB_FROM_HED, axis=1, keepdims=True)
+_HED_FROM_RGB = np.linalg.inv(_RGB_FROM_HED).astype(np.float32)
+
+
+def hed_jitter(
+    img: np.ndarray, rng: np.random.Generator, sigma: float = 0.05, bias: float = 0.02
+) -> np.ndarray:
+    """Stain jitter in colour-deconvolution (HED) space (Tellez et al. 2018)."""
+    od = -np.log((img.astype(np.float32) + 1.0) / 256.0)
+    hed = od.reshape(-1, 3) @ _HED_FROM_RGB
+    hed = hed * rng.uniform(1 - sigma, 1 + sigma, 3).astype(np.float32) + rng.uniform(-bias, bias, 3).astype(
+        np.float32
+    )
+    rgb = np.exp(-(hed @ _RGB_FROM_HED)) * 256.0 - 1.0
+    return np.clip(rgb.reshape(img.shape), 0, 255).astype(np.uint8)
+
+
+def hsv_jitter(
+    img: np.ndarray, rng: np.random.Generator, hue: float = 0.03, sat: float = 0.15, val: float = 0.12
+) -> np.ndarray:
+    """Random hue shift and saturation / brightness scaling."""
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).astype(np.float32)
+    hsv[..., 0] = (hsv[..., 0] + rng.uniform(-hue, hue) * 180.0) % 180.0
+    hsv[..., 1] *= rng.uniform(1 - sat, 1 + sat)
+    hsv[..., 2] *= rng.uniform(1 - val, 1 + val)
+    return cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB)
+
+
+def augment(
+    img: np.ndarray, size: tuple[int, int], rng: np.random.Generator, min_scale: float = 0.6
+) -> np.ndarray:
+    """Random scaled crop (area ``min_scale``..1, mild aspect change), flips, 90° rotations, stain and HSV jitter."""
+    h, w = img.shape[:2]
+    area = rng.uniform(min_scale, 1.0) * h * w
+    aspect = np.exp(rng.uniform(np.log(0.85), np.log(1 / 0.85)))
+    ch = int(min(h, round(np.sqrt(area / aspect))))
+    cw = int(min(w, round(np.sqrt(area * aspect))))
+    y0 = int(rng.integers(0, h - ch + 1))
+    x0 = int(rng.integers(0, w - cw + 1))
+    out = resize_patch(img[y0 : y0 + ch, x0 : x0 + cw], size)
+    if rng.random() < 0.5:
+        out = out[:, ::-1]
+    out = np.rot90(out, int(rng.integers(0, 4)))
+    out = np.ascontiguousarray(out)
+    out = hed_jitter(out, rng)
+    return hsv_jitter(out, rng)
+
+
+class PatchDataset(Dataset):
+    """Images preloaded into memory (at ``cache_scale`` x the input size), augmented when training.
+
+    Reproducible: the augmentation of epoch ``e`` depends only on ``seed`` and ``e`` (call
+    :meth:`set_epoch`); use ``num_workers=0``.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[LabelledImage],
+        class_names: Sequence[str],
+        size: int | tuple[int, int],
+        train: bool,
+        mean: Sequence[float],
+        std: Sequence[float],
+        seed: int = 0,
+        cache_scale: float = 1.25,
+    ) -> None:
+        self.size = (size, size) if isinstance(size, int) else tuple(size)
+        self.train = train
+        self.labels = [list(class_names).index(it.label) for it in items]
+        cache = self.size if not train else tuple(int(round(s * cache_scale)) for s in self.size)
+        self.images = [resize_patch(read_rgb(it.image), cache) for it in items]
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.asarray(std, dtype=np.float32)
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.rng = np.random.default_rng([self.seed, epoch])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        img = self.images[i]
+        img = augment(img, self.size, self.rng) if self.train else resize_patch(img, self.size)
+        x = (img.astype(np.float32) / 255.0 - self.mean) / self.std
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))), self.labels[i]

@@ -1,0 +1,79 @@
+"""Classify glomerulus patches with an ONNX classifier (numpy + onnxruntime; torch is never imported).
+
+Patches of any size are resized to the model's ``input_size`` (``cv2.INTER_AREA`` when shrinking,
+bilinear when enlarging), normalised as the model's metadata says, and run in batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from glomkit import GlomkitError
+from glomkit.models.runtime import OnnxModel, prepare_batch
+
+
+def resize_patch(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an RGB uint8 image to ``size`` = (height, width): area when shrinking, else bilinear."""
+    h, w = size
+    if image.shape[:2] == (h, w):
+        return image
+    shrink = image.shape[0] > h or image.shape[1] > w
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """An image file as RGB uint8 (H, W, 3); a one-line GlomkitError if it cannot be read."""
+    path = Path(path)
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise GlomkitError(f"{path}: not a readable image")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def classify_patches(
+    model: OnnxModel, patches: np.ndarray | Sequence[np.ndarray], batch_size: int = 32
+) -> np.ndarray:
+    """Class probabilities (N, C) float32 for uint8 RGB patches (N, H, W, 3) of any size."""
+    info = model.info
+    size = info.input_size
+    n = len(patches)
+    n_classes = len(info.scheme)
+    out = np.zeros((n, n_classes), dtype=np.float32)
+    for start in range(0, n, batch_size):
+        chunk = [
+            resize_patch(np.asarray(p, dtype=np.uint8), size) for p in patches[start : start + batch_size]
+        ]
+        probs = model.run(prepare_batch(np.stack(chunk), info))["probs"]
+        out[start : start + len(chunk)] = probs
+    return out
+
+
+def classify_files(
+    model: OnnxModel,
+    paths: Sequence[str | Path],
+    batch_size: int = 32,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[dict]:
+    """One row per image: path, label, prob_<class>..., ggs_probability.
+
+    An unreadable image raises a GlomkitError naming it. ``on_batch(n)`` is called after each
+    batch of ``n`` images (for progress bars).
+    """
+    scheme = model.info.scheme
+    rows: list[dict] = []
+    for start in range(0, len(paths), batch_size):
+        chunk = list(paths[start : start + batch_size])
+        probs = classify_patches(model, [read_rgb(p) for p in chunk], batch_size)
+        ggs = scheme.ggs_probability(probs)
+        for p, pr, g in zip(chunk, probs, ggs, strict=True):
+            row = {"path": str(p), "label": scheme.names[int(np.argmax(pr))]}
+            row.update({f"prob_{name}": float(v) for name, v in zip(scheme.names, pr, strict=True)})
+            row["ggs_probability"] = float(g)
+            rows.append(row)
+        if on_batch is not None:
+            on_batch(len(chunk))
+    return rows

@@ -1,0 +1,351 @@
+"""Train the glomerulus classifier: seeded, slide-grouped validation, resumable, exported to ONNX.
+
+``train_classifier(config)`` is the whole run (what ``glomkit train classifier`` calls).
+``fit_classifier`` and ``evaluate_model`` are the in-process pieces a study runner uses:
+they return the per-epoch time and validation (and optionally test) metrics.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from glomkit import GlomkitError
+from glomkit.classify.data import LabelledImage, PatchDataset, check_labels, load_items, split_by_slide
+from glomkit.classify.losses import FocalLoss, class_weights
+from glomkit.classify.model import GlomClassifier, WithSoftmax, build_classifier, load_encoder
+from glomkit.classify.schemes import get_scheme
+from glomkit.eval.classification import classification_report, ggs_report
+from glomkit.models.runtime import IMAGENET_MEAN, IMAGENET_STD
+
+
+@dataclass
+class ClassifierConfig:
+    """Everything a training run depends on; stored in the checkpoint and the model metadata."""
+
+    data: str = ""
+    out: str = "classifier.onnx"
+    scheme: str = "coarse_3"
+    label_map: dict[str, str] = field(default_factory=dict)
+    backbone: str = "resnet10t"
+    size: int = 128
+    epochs: int = 20
+    batch: int = 32
+    lr: float | None = None  # default: 1e-3 (AdamW, fine-tuning) or 30 (SGD, linear probe)
+    weight_decay: float = 1e-4
+    focal_gamma: float = 2.5
+    seed: int = 0
+    resume: bool = False
+    max_minutes: float | None = None
+    init: str | None = None  # SimSiam encoder file
+    linear_probe: bool = False
+    test_fold: int = 0
+    n_folds: int = 5
+    split_seed: int = 0
+    threads: int = 1
+    device: str = "auto"
+    eval_test_each_epoch: bool = False
+    command: str = ""
+
+    @property
+    def learning_rate(self) -> float:
+        if self.lr is not None:
+            return float(self.lr)
+        return 30.0 if self.linear_probe else 1e-3
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _make_net(config: ClassifierConfig, num_classes: int) -> tuple[GlomClassifier, dict]:
+    net = build_classifier(config.backbone, num_classes)
+    enc_meta: dict = {}
+    if config.init:
+        enc_meta = load_encoder(net, config.init)
+    if config.linear_probe:
+        if not config.init:
+            raise GlomkitError(
+                "--linear-probe needs --init ENCODER (a frozen random backbone learns nothing useful)"
+            )
+        for p in net.backbone.parameters():
+            p.requires_grad_(False)
+    return net, enc_meta
+
+
+def _optimizer(net: GlomClassifier, config: ClassifierConfig) -> torch.optim.Optimizer:
+    if config.linear_probe:
+        return torch.optim.SGD(net.head.parameters(), lr=config.learning_rate, momentum=0.9, weight_decay=0.0)
+    return torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+@torch.no_grad()
+def predict_probs(
+    net: torch.nn.Module, dataset: PatchDataset, batch: int = 64, device: torch.device | None = None
+) -> np.ndarray:
+    """Softmax probabilities (N, C) of ``net`` on a (non-augmented) dataset."""
+    device = device or next(net.parameters()).device
+    net.eval()
+    out = []
+    for x, _ in DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=0):
+        out.append(torch.softmax(net(x.to(device)), dim=1).cpu().numpy())
+    k = net.head.out_features if hasattr(net, "head") else 0
+    return np.concatenate(out) if out else np.zeros((0, k), dtype=np.float32)
+
+
+def evaluate_model(
+    net: torch.nn.Module,
+    items: list[LabelledImage],
+    config: ClassifierConfig,
+    device: torch.device | None = None,
+) -> dict:
+    """classification_report (+ ``ggs`` block: GGS vs not among glomeruli) of ``net`` on ``items``."""
+    scheme = get_scheme(config.scheme)
+    ds = PatchDataset(items, scheme.names, config.size, False, IMAGENET_MEAN, IMAGENET_STD)
+    probs = predict_probs(net, ds, device=device)
+    rep = classification_report(ds.labels, probs, scheme.names)
+    rep["ggs"] = ggs_report(ds.labels, probs, scheme)
+    return rep
+
+
+def lr_at(base: float, done: float, warmup: float = 0.05) -> float:
+    """Learning rate at training fraction ``done``: linear warm-up, then cosine to 1 % of ``base``."""
+    done = min(max(done, 0.0), 1.0)
+    if done < warmup:
+        return float(base * (0.1 + 0.9 * done / warmup))
+    t = (done - warmup) / (1 - warmup)
+    return float(base * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * t))))
+
+
+def _checkpoint_path(out: Path) -> Path:
+    return out.with_name(out.name + ".ckpt.pt")
+
+
+def fit_classifier(
+    train_items: list[LabelledImage],
+    val_items: list[LabelledImage],
+    config: ClassifierConfig,
+    test_items: list[LabelledImage] | None = None,
+    checkpoint: Path | None = None,
+    progress: bool = True,
+) -> tuple[GlomClassifier, list[dict]]:
+    """Train on ``train_items``; keep the epoch with the best validation balanced accuracy.
+
+    Returns (the best model, on CPU, eval mode; history: one dict per epoch with ``epoch``,
+    ``seconds``, ``train_loss``, ``val`` = classification_report, and ``test`` when
+    ``config.eval_test_each_epoch`` and ``test_items`` are given). With ``checkpoint``, the
+    state is saved after each epoch and, with ``config.resume``, training continues from it.
+    """
+    scheme = get_scheme(config.scheme)
+    check_labels(
+        list(train_items) + list(val_items) + list(test_items or []), scheme.names, config.data or "data"
+    )
+    torch.set_num_threads(max(1, config.threads))
+    seed_everything(config.seed)
+    device = pick_device(config.device)
+    net, _ = _make_net(config, len(scheme))
+    net.to(device)
+    train_ds = PatchDataset(
+        train_items, scheme.names, config.size, True, IMAGENET_MEAN, IMAGENET_STD, seed=config.seed
+    )
+    val_ds = PatchDataset(val_items, scheme.names, config.size, False, IMAGENET_MEAN, IMAGENET_STD)
+    test_ds = (
+        PatchDataset(test_items, scheme.names, config.size, False, IMAGENET_MEAN, IMAGENET_STD)
+        if test_items and config.eval_test_each_epoch
+        else None
+    )
+    loss_fn = FocalLoss(config.focal_gamma, class_weights(train_ds.labels, len(scheme))).to(device)
+    opt = _optimizer(net, config)
+    steps_per_epoch = max(1, len(train_ds) // config.batch)
+    total_steps = config.epochs * steps_per_epoch
+    budget_s = None if config.max_minutes is None else 60.0 * config.max_minutes
+    history: list[dict] = []
+    best_state = copy.deepcopy(net.state_dict())
+    best_score, start_epoch = -1.0, 0
+    if checkpoint is not None and config.resume and checkpoint.is_file():
+        ck = torch.load(checkpoint, map_location=device, weights_only=True)
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        best_state, best_score = ck["best_state"], float(ck["best_score"])
+        history, start_epoch = list(ck["history"]), int(ck["epoch"]) + 1
+        torch.set_rng_state(ck["torch_rng"])
+    t_start = time.monotonic() - sum(h["seconds"] for h in history)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        disable=not progress,
+        transient=False,
+    ) as bar:
+        task = bar.add_task("train classifier", total=config.epochs, completed=start_epoch, info="")
+        for epoch in range(start_epoch, config.epochs):
+            t0 = time.monotonic()
+            net.train()
+            if config.linear_probe:
+                net.backbone.eval()  # frozen: keep its BatchNorm statistics
+            train_ds.set_epoch(epoch)
+            gen = torch.Generator().manual_seed(config.seed * 1000 + epoch)
+            loader = DataLoader(
+                train_ds, batch_size=config.batch, shuffle=True, drop_last=True, generator=gen, num_workers=0
+            )
+            total, n = 0.0, 0
+            for step, (x, y) in enumerate(loader):
+                if step >= steps_per_epoch:
+                    break
+                x, y = x.to(device), y.to(device)
+                loss = loss_fn(net(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                done = (epoch * steps_per_epoch + step) / total_steps
+                if budget_s is not None:
+                    done = max(done, (time.monotonic() - t_start) / max(budget_s, 1e-9))
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(config.learning_rate, done)
+                opt.step()
+                total += loss.item() * len(y)
+                n += len(y)
+            val = classification_report(
+                val_ds.labels, predict_probs(net, val_ds, device=device), scheme.names
+            )
+            rec = {
+                "epoch": epoch,
+                "seconds": time.monotonic() - t0,
+                "train_loss": total / max(n, 1),
+                "val": val,
+            }
+            if test_ds is not None:
+                rec["test"] = classification_report(
+                    test_ds.labels, predict_probs(net, test_ds, device=device), scheme.names
+                )
+            history.append(rec)
+            score = val["balanced_accuracy"] or 0.0
+            if score > best_score:
+                best_score = score
+                best_state = copy.deepcopy(net.state_dict())
+            if checkpoint is not None:
+                _save_checkpoint(checkpoint, net, opt, best_state, best_score, history, epoch, config)
+            bar.update(
+                task,
+                advance=1,
+                info=f"loss {rec['train_loss']:.3f} val bal.acc {score:.3f} best {best_score:.3f}",
+            )
+            if config.max_minutes is not None and (time.monotonic() - t_start) / 60 > config.max_minutes:
+                print(
+                    f"stopping: --max-minutes {config.max_minutes} passed after epoch {epoch}",
+                    file=sys.stderr,
+                )
+                break
+    net.load_state_dict(best_state)
+    return net.cpu().eval(), history
+
+
+def _save_checkpoint(path, net, opt, best_state, best_score, history, epoch, config) -> None:
+    from glomkit.io.atomic import atomic_path
+
+    state = {
+        "model": net.state_dict(),
+        "optimizer": opt.state_dict(),
+        "best_state": best_state,
+        "best_score": best_score,
+        "history": _plain(history),
+        "epoch": epoch,
+        "config": _plain(asdict(config)),
+        "torch_rng": torch.get_rng_state(),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _plain(obj):
+    """JSON-like copy (dicts, lists, floats, ints, str, None) so weights_only loading accepts it."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    return obj
+
+
+def export_classifier(
+    net: GlomClassifier, path: str | Path, config: ClassifierConfig, extra_meta: dict
+) -> Path:
+    """Write ``net`` as a glomkit ONNX classifier (output ``probs``) with its metadata."""
+    from glomkit.models.export import export_onnx
+
+    scheme = get_scheme(config.scheme)
+    meta = {
+        "task": "classifier",
+        "architecture": "timm-backbone+avgpool+linear",
+        "backbone": config.backbone,
+        "input_size": [config.size, config.size],
+        "input": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        "classes": scheme.to_dict(),
+        **extra_meta,
+    }
+    example = torch.zeros(1, 3, config.size, config.size)
+    return export_onnx(WithSoftmax(net.cpu().eval()), example, path, meta, output_names=["probs"])
+
+
+def train_classifier(config: ClassifierConfig, progress: bool = True) -> Path:
+    """Load ``config.data``, split by slide, train, evaluate on held-out test slides, export ONNX."""
+    out = Path(config.out)
+    scheme = get_scheme(config.scheme)
+    items = load_items(config.data, config.label_map)
+    check_labels(items, scheme.names, config.data)
+    tr, va, te = split_by_slide(items, config.test_fold, config.n_folds, config.split_seed)
+    train_items = [items[i] for i in tr]
+    val_items = [items[i] for i in va]
+    test_items = [items[i] for i in te]
+    if not train_items or not val_items:
+        raise GlomkitError(f"{config.data}: too few slides for a train/validation/test split by slide")
+    t0 = time.monotonic()
+    net, history = fit_classifier(
+        train_items, val_items, config, test_items, checkpoint=_checkpoint_path(out), progress=progress
+    )
+    best = max(history, key=lambda h: h["val"]["balanced_accuracy"] or 0.0) if history else None
+    test = evaluate_model(net, test_items, config) if test_items else None
+    val = evaluate_model(net, val_items, config)
+    meta = {
+        "training": {
+            "command": config.command,
+            "seed": config.seed,
+            "data": str(config.data),
+            "config": _plain({k: v for k, v in asdict(config).items() if k not in ("command",)}),
+            "splits": {
+                "by": "slide",
+                "test_fold": config.test_fold,
+                "n_folds": config.n_folds,
+                "split_seed": config.split_seed,
+                "n": {"train": len(train_items), "val": len(val_items), "test": len(test_items)},
+                "val_slides": sorted({it.slide for it in val_items}),
+                "test_slides": sorted({it.slide for it in test_items}),
+            },
+            "epochs_run": len(history),
+            "best_epoch": None if best is None else best["epoch"],
+            "minutes": round((time.monotonic() - t0) / 60, 2),
+            "epoch_seconds": [round(h["seconds"], 1) for h in history],
+        },
+        "metrics": _plain({"validation": val, "test": test}),
+    }
+    return export_classifier(net, out, config, meta)

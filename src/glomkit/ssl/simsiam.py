@@ -1,0 +1,281 @@
+"""SimSiam (Chen & He 2021) on a timm backbone with lightly's heads and loss.
+
+Two augmented views, projector, predictor, stop-gradient on the target branch, symmetric
+negative cosine similarity. The saved encoder is the backbone alone:
+``{"backbone": timm_name, "state_dict": ..., "meta": {...}}`` (``torch.load(weights_only=True)``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+from lightly.loss import NegativeCosineSimilarity
+from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
+from torch import nn
+from torchvision.transforms import v2
+
+from glomkit import GlomkitError
+from glomkit.io.atomic import atomic_path
+from glomkit.ssl.images import find_images, load_resized
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class SimSiamConfig:
+    images: list[str]
+    out: str
+    backbone: str = "resnet18"
+    size: int = 224
+    epochs: int = 100
+    batch_size: int = 64
+    base_lr: float = 0.05  # lr = base_lr * batch / 256 (published)
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    proj_dim: int = 2048
+    pred_hidden: int = 512
+    seed: int = 0
+    max_minutes: float = 0.0  # 0: no limit
+    max_steps: int = 0  # 0: no limit (tests)
+    resume: bool = False
+    knn_data: str = ""
+    device: str = "auto"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def lr(self) -> float:
+        return self.base_lr * self.batch_size / 256
+
+
+class SimSiam(nn.Module):
+    """Backbone -> projector -> predictor; ``forward`` returns (z, p) for one view."""
+
+    def __init__(self, backbone: nn.Module, feat_dim: int, proj_dim: int = 2048, pred_hidden: int = 512):
+        super().__init__()
+        self.backbone = backbone
+        self.projector = SimSiamProjectionHead(feat_dim, proj_dim, proj_dim)
+        self.predictor = SimSiamPredictionHead(proj_dim, pred_hidden, proj_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.projector(self.backbone(x).flatten(1))
+        p = self.predictor(z)
+        return z.detach(), p  # stop-gradient on the target branch
+
+
+def simsiam_loss(z0: torch.Tensor, p0: torch.Tensor, z1: torch.Tensor, p1: torch.Tensor) -> torch.Tensor:
+    """Symmetric negative cosine similarity, 0.5 * (D(p0, z1) + D(p1, z0)); in [-1, 1]."""
+    crit = NegativeCosineSimilarity()
+    return 0.5 * (crit(p0, z1.detach()) + crit(p1, z0.detach()))
+
+
+def make_backbone(name: str) -> tuple[nn.Module, int]:
+    """timm backbone without classifier (random init) and its feature width."""
+    try:
+        net = timm.create_model(name, pretrained=False, num_classes=0)
+    except (RuntimeError, ValueError) as e:
+        raise GlomkitError(f"{name}: unknown timm backbone ({e})") from e
+    return net, int(net.num_features)
+
+
+def view_transform(size: int) -> v2.Compose:
+    """SimSiam augmentation on uint8 CHW tensors: resized crop, flip, colour jitter, grey, blur."""
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(size, scale=(0.2, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.RandomVerticalFlip(),
+            v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+            v2.RandomGrayscale(p=0.2),
+            v2.RandomApply([v2.GaussianBlur(9, sigma=(0.1, 2.0))], p=0.5),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(MEAN, STD),
+        ]
+    )
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_encoder(path: str | Path) -> tuple[nn.Module, dict]:
+    """(timm backbone with the saved weights, meta) from an encoder file."""
+    path = Path(path)
+    if not path.is_file():
+        raise GlomkitError(f"{path}: encoder file not found")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        net, _ = make_backbone(blob["backbone"])
+        net.load_state_dict(blob["state_dict"])
+    except (KeyError, RuntimeError, OSError, EOFError) as e:
+        raise GlomkitError(f"{path}: not a glomkit SimSiam encoder ({e})") from e
+    return net, dict(blob.get("meta", {}))
+
+
+@torch.no_grad()
+def embed(backbone: nn.Module, images: np.ndarray, batch: int = 64, device: str = "cpu") -> np.ndarray:
+    """N x D features of N x H x W x 3 uint8 images (ImageNet normalisation)."""
+    backbone.eval().to(device)
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
+    out = []
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(images[i : i + batch]).permute(0, 3, 1, 2).float() / 255
+        x = ((x - mean) / std).to(device)
+        out.append(backbone(x).flatten(1).cpu().numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+def knn_accuracy(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, k: int = 5
+) -> float:
+    """Balanced accuracy of cosine k-NN majority vote."""
+    a = train_x / (np.linalg.norm(train_x, axis=1, keepdims=True) + 1e-8)
+    b = test_x / (np.linalg.norm(test_x, axis=1, keepdims=True) + 1e-8)
+    nn_idx = np.argsort(-b @ a.T, axis=1)[:, :k]
+    classes = np.unique(train_y)
+    votes = np.stack([(train_y[nn_idx] == c).sum(1) for c in classes], 1)
+    pred = classes[votes.argmax(1)]
+    recalls = [np.mean(pred[test_y == c] == c) for c in np.unique(test_y)]
+    return float(np.mean(recalls))
+
+
+def _knn_monitor(folder: str, size: int) -> Callable[[nn.Module, torch.device], float] | None:
+    """k-NN balanced accuracy on a labelled folder (labels.csv image,label[,source_wsi]), slide-grouped halves."""
+    import csv
+
+    root = Path(folder)
+    csv_path = root / "labels.csv"
+    if not csv_path.is_file():
+        raise GlomkitError(f"{csv_path}: k-NN monitor needs labels.csv (image,label)")
+    with csv_path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "image" not in rows[0] or "label" not in rows[0]:
+        raise GlomkitError(f"{csv_path}: needs columns image,label")
+    groups = [r.get("source_wsi") or r["image"] for r in rows]
+    uniq = sorted(set(groups))
+    rng = np.random.default_rng(0)
+    test_groups = set(rng.permutation(uniq)[: max(1, len(uniq) // 2)])
+    is_test = np.array([g in test_groups for g in groups])
+    imgs = load_resized([root / r["image"] for r in rows], size)
+    y = np.array([r["label"] for r in rows])
+
+    def run(backbone: nn.Module, device: torch.device) -> float:
+        feats = embed(backbone, imgs, device=str(device))
+        backbone.train()
+        return knn_accuracy(feats[~is_test], y[~is_test], feats[is_test], y[is_test])
+
+    return run
+
+
+def pretrain_simsiam(
+    config: SimSiamConfig, progress: Callable[[int, int, float], None] | None = None
+) -> Path:
+    """Train SimSiam on every image under ``config.images``; write the encoder file; return its path."""
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    out = Path(config.out)
+    ckpt = out.with_name(out.name + ".ckpt")
+    device = pick_device(config.device)
+    paths = find_images(config.images)
+    data = torch.from_numpy(load_resized(paths, config.size)).permute(0, 3, 1, 2).contiguous()
+    backbone, feat_dim = make_backbone(config.backbone)
+    model = SimSiam(backbone, feat_dim, config.proj_dim, config.pred_hidden).to(device)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    batch = min(config.batch_size, len(paths))
+    steps_per_epoch = max(1, len(paths) // batch)
+    total_steps = max(1, config.epochs * steps_per_epoch)
+    monitor = _knn_monitor(config.knn_data, min(config.size, 128)) if config.knn_data else None
+    history: list[dict] = []
+    start_epoch = 0
+    if config.resume and ckpt.is_file():
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        start_epoch = int(state["epoch"])
+        history = list(state["history"])
+    transform = view_transform(config.size)
+    gen = torch.Generator().manual_seed(config.seed)
+    t0 = time.monotonic()
+    step = start_epoch * steps_per_epoch
+    stopped = "epochs"
+    epoch = start_epoch
+    model.train()
+    for epoch in range(start_epoch, config.epochs):
+        perm = torch.randperm(len(paths), generator=gen)
+        losses = []
+        te = time.monotonic()
+        for b in range(steps_per_epoch):
+            idx = perm[b * batch : (b + 1) * batch]
+            x = data[idx]
+            x0 = torch.stack([transform(im) for im in x]).to(device)
+            x1 = torch.stack([transform(im) for im in x]).to(device)
+            lr = config.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            z0, p0 = model(x0)
+            z1, p1 = model(x1)
+            loss = simsiam_loss(z0, p0, z1, p1)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            step += 1
+            if progress:
+                progress(step, total_steps, losses[-1])
+            if config.max_steps and step >= config.max_steps:
+                stopped = "max_steps"
+                break
+            if config.max_minutes and time.monotonic() - t0 > config.max_minutes * 60:
+                stopped = "max_minutes"
+                break
+        rec = {
+            "epoch": epoch + 1,
+            "loss": float(np.mean(losses)),
+            "seconds": round(time.monotonic() - te, 1),
+            "z_std": float(torch.nn.functional.normalize(z0, dim=1).std(0).mean()),
+        }
+        if monitor is not None:
+            rec["knn_bacc"] = monitor(model.backbone, device)
+        history.append(rec)
+        with atomic_path(ckpt) as tmp:
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "opt": opt.state_dict(),
+                    "epoch": epoch + 1,
+                    "history": history,
+                },
+                tmp,
+            )
+        if stopped != "epochs":
+            break
+    meta = {k: v for k, v in asdict(config).items() if k not in ("extra",)}
+    meta.update(
+        {
+            "n_images": len(paths),
+            "epochs_done": len(history),
+            "steps_done": step,
+            "stopped": stopped,
+            "lr": config.lr,
+            "history": history,
+            "device": str(device),
+            "minutes": round((time.monotonic() - t0) / 60, 2),
+        }
+    )
+    with atomic_path(out) as tmp:
+        torch.save(
+            {"backbone": config.backbone, "state_dict": model.backbone.cpu().state_dict(), "meta": meta}, tmp
+        )
+    return out
