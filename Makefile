@@ -23,7 +23,7 @@ demo: $(STAMP_BASE)
 	$(BIN)/glomkit demo -o demo_out
 
 test: $(STAMP_DEV)
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -p no:cacheprovider tests
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check src tests benchmarks
