@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from glomkit import GlomkitError
-from glomkit.cohort import COHORT_CSV, COHORT_HTML, run_cohort, threads_per_worker, write_rows_csv
+from glomkit.cohort import COHORT_CSV, COHORT_HTML, run_cohort, threads_per_worker
+from glomkit.io.report import write_cohort_csv
 from glomkit.pipeline import PipelineConfig, outputs_complete
 
 SCLEROSED = ("obsolescent", "solidified", "disappearing")
@@ -258,7 +259,7 @@ def test_fallback_csv_columns(tmp_path):
         {"stem": "b", "status": "ok", "n_glomeruli": 1, "counts": {"obsolescent": 1}, "timings": {}},
         {"stem": "c", "status": "failed", "error": "c.svs: bad", "counts": {}},
     ]
-    table = read_csv(write_rows_csv(tmp_path / "t.csv", rows))
+    table = read_csv(write_cohort_csv(tmp_path / "t.csv", rows))
     assert table[0]["count_normal"] == "2" and table[0]["count_obsolescent"] == "0"
     assert table[1]["count_obsolescent"] == "1" and table[0]["time_detect_s"] == "1.5"
     assert table[2]["count_normal"] == "" and table[2]["error"] == "c.svs: bad"

@@ -19,7 +19,6 @@ the others go on. The rows are written to ``OUT/cohort_summary.csv`` and ``OUT/c
 
 from __future__ import annotations
 
-import csv
 import json
 import multiprocessing
 import os
@@ -522,48 +521,10 @@ def _dask_error(slide: Path, exc: BaseException) -> str:
 
 
 def write_cohort_outputs(out_root: Path, rows: list[dict[str, Any]]) -> list[Path]:
-    """OUT/cohort_summary.csv and OUT/cohort_report.html (the CSV alone when the report writer
-    is not available)."""
+    """OUT/cohort_summary.csv and OUT/cohort_report.html."""
+    from glomkit.io.report import write_cohort_csv, write_cohort_report
+
     csv_path, html_path = Path(out_root) / COHORT_CSV, Path(out_root) / COHORT_HTML
-    try:
-        from glomkit.io.report import write_cohort_csv, write_cohort_report
-    except ImportError:
-        write_rows_csv(csv_path, rows)
-        return [csv_path]
     write_cohort_csv(csv_path, rows)
     write_cohort_report(html_path, rows)
     return [csv_path, html_path]
-
-
-def write_rows_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
-    """The cohort table with the csv module: one line per slide, a ``count_<class>`` column per
-    class and a ``time_<stage>_s`` column per pipeline stage."""
-    from glomkit.io.atomic import atomic_path
-
-    classes: list[str] = []
-    stages: list[str] = []
-    for r in rows:
-        classes += [c for c in r.get("counts") or {} if c not in classes]
-        stages += [s for s in r.get("timings") or {} if s not in stages]
-    fixed = [
-        "stem",
-        "source",
-        "status",
-        "error",
-        "n_glomeruli",
-        "n_sclerosed",
-        "ggs_percent",
-        "seconds",
-        "worker",
-    ]
-    header = fixed + [f"count_{c}" for c in classes] + [f"time_{s}_s" for s in stages]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        for r in rows:
-            counts, timings = r.get("counts") or {}, r.get("timings") or {}
-            line = ["" if r.get(k) is None else r.get(k) for k in fixed]
-            line += [counts.get(c, 0) if r.get("n_glomeruli") is not None else "" for c in classes]
-            line += ["" if timings.get(s) is None else round(float(timings[s]), 3) for s in stages]
-            w.writerow(line)
-    return Path(path)
