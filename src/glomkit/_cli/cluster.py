@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from glomkit import GlomkitError
+from glomkit._cli.progress import stage_progress
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -76,14 +76,7 @@ def cluster_cmd(
         command="glomkit cluster " + shlex.join(sys.argv[2:]),
     )
     try:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
+        with stage_progress(console) as bar:
             task = bar.add_task("cluster", total=None)
             res = run_clustering(
                 cfg, lambda d, t, what: bar.update(task, completed=d, total=t, description=what)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from glomkit import GlomkitError
+from glomkit._cli.progress import stage_progress
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -57,14 +57,7 @@ def study_label_fraction_cmd(
         command="glomkit study label-fraction " + shlex.join(sys.argv[3:]) if len(sys.argv) > 3 else "",
     )
     try:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
+        with stage_progress(console) as bar:
             task = bar.add_task("label-fraction", total=None)
 
             def tick(done: int, total: int, what: str) -> None:
