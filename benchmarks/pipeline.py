@@ -56,7 +56,7 @@ def run_cli(slide: Path, out: Path, threads: int | None) -> tuple[float, float, 
 def measure_limit(slide_path: Path, summary: dict, threads: int | None) -> dict[str, float]:
     """Read time of exactly the needed pixels + ORT compute time of exactly the tensors run."""
     from glomkit.io.table import read_table
-    from glomkit.pipeline import PATCH_SIZE, Models, PipelineConfig
+    from glomkit.pipeline import PATCH_SIZE, Models, PipelineConfig, patch_box
     from glomkit.slide.grid import TileGrid
     from glomkit.slide.reader import Slide
     from glomkit.slide.tissue import tissue_mask
@@ -83,10 +83,8 @@ def measure_limit(slide_path: Path, summary: dict, threads: int | None) -> dict[
         t0 = time.perf_counter()
         patches = []
         for r in rows:
-            half = float(r["radius"]) + margin
-            side = max(1, int(round(2 * half)))
-            x0, y0 = int(round(float(r["x"]) - half)), int(round(float(r["y"]) - half))
-            patches.append(slide.read_region_scaled(x0, y0, side, side, PATCH_SIZE, PATCH_SIZE))
+            x0, y0, w, h = patch_box(float(r["x"]), float(r["y"]), float(r["radius"]), margin)
+            patches.append(slide.read_region_scaled(x0, y0, w, h, PATCH_SIZE, PATCH_SIZE))
         read_patches = time.perf_counter() - t0
 
     def ort_time(model, batches: list[np.ndarray]) -> float:
