@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 
 
-def ensure_slide(size: str, seed: int, workdir: Path) -> Path:
+def ensure_slide(size: str, seed: int, workdir: Path, workers: int = 1) -> Path:
     from glomkit.synth.slide import synthesize_slide, write_truth
 
     w, h = (int(v) for v in size.split("x"))
     path = workdir / f"synth_{w}x{h}_s{seed}.tif"
     if not path.exists():
         t0 = time.perf_counter()
-        truth = synthesize_slide(path, w, h, mpp=0.25, seed=seed)
+        truth = synthesize_slide(path, w, h, mpp=0.25, seed=seed, workers=workers)
         write_truth(truth, path)
         print(f"synthesised {path.name} in {time.perf_counter() - t0:.1f} s ({len(truth.glomeruli)} objects)")
     return path
@@ -130,11 +130,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "glomkit_bench")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--synth-workers", type=int, default=1, help="processes rendering a missing slide")
     ap.add_argument("--rss-only", action="store_true", help="only wall time and peak RSS per size")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     for size in args.sizes.split(","):
-        slide = ensure_slide(size, args.seed, args.workdir)
+        slide = ensure_slide(size, args.seed, args.workdir, args.synth_workers)
         out = args.workdir / "out"
         wall, rss, summary = run_cli(slide, out, args.threads)
         print(f"\n== {slide.name}: glomkit run wall {wall:.2f} s, peak RSS {rss:.0f} MB")

@@ -100,3 +100,11 @@ def test_label_fraction_runner_writes_table(tmp_path, tiny_encoder):
     assert (tmp_path / "out" / "confusion.png").stat().st_size > 1000
     probe = [r for r in res["summary"] if r["arm"] == "probe" and r["fraction"] == 100][0]
     assert probe["balanced_accuracy"] > 0.9  # two obvious kinds, separable even on random-ish features
+
+
+def test_small_fractions_get_enough_steps() -> None:
+    from glomkit.eval.studies import epochs_for
+
+    assert epochs_for(400, 32, 10, 0) == 10  # large set: the epochs asked for
+    assert epochs_for(400, 32, 10, 150) == 13  # 12 steps per epoch -> 13 epochs for 150 steps
+    assert epochs_for(5, 5, 10, 150) == 150  # one step per epoch

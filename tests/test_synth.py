@@ -197,3 +197,16 @@ def test_cli_synth_rejects_bad_size(tmp_path: Path, bad: str) -> None:
     assert res.exit_code == 2
     assert "--size" in res.output
     assert not (tmp_path / "x.tif").exists()
+
+
+def test_parallel_rendering_writes_the_same_pixels(tmp_path: Path) -> None:
+    a, b = tmp_path / "one.tif", tmp_path / "two.tif"
+    synthesize_slide(a, 700, 500, mpp=2.0, seed=5, tile=128, n_glomeruli=4)
+    synthesize_slide(b, 700, 500, mpp=2.0, seed=5, tile=128, n_glomeruli=4, workers=2)
+    sa, sb = openslide.OpenSlide(str(a)), openslide.OpenSlide(str(b))
+    assert sa.level_count == sb.level_count > 1
+    for level in range(sa.level_count):
+        size = sa.level_dimensions[level]
+        pa = np.asarray(sa.read_region((0, 0), level, size))
+        pb = np.asarray(sb.read_region((0, 0), level, size))
+        assert np.array_equal(pa, pb)

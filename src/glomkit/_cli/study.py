@@ -30,12 +30,18 @@ def _floats(text: str) -> tuple[float, ...]:
 @click.option("--arms", default="scratch,probe,finetune", show_default=True)
 @click.option("--size", default=96, show_default=True, help="Classifier input size (px).")
 @click.option("--epochs", default=5, show_default=True, help="Epochs for scratch/finetune.")
+@click.option(
+    "--min-steps",
+    default=0,
+    show_default=True,
+    help="Scratch/finetune: at least this many optimiser steps (small fractions get more epochs).",
+)
 @click.option("--batch", default=32, show_default=True)
 @click.option("--external", is_flag=True, help="Train on one site (SAS/SESCAM/VUHSK), test on the others.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", default=1, show_default=True)
 def study_label_fraction_cmd(
-    data, encoder, out, folds, fractions, arms, size, epochs, batch, external, seed, threads
+    data, encoder, out, folds, fractions, arms, size, epochs, min_steps, batch, external, seed, threads
 ) -> None:
     """Label-fraction study: scratch vs linear probe vs fine-tuned SimSiam, slide-grouped CV."""
     from glomkit.eval.studies import LabelFractionConfig, run_label_fraction
@@ -50,6 +56,7 @@ def study_label_fraction_cmd(
         arms=tuple(a.strip() for a in arms.split(",") if a.strip()),
         size=size,
         epochs=epochs,
+        min_steps=min_steps,
         batch=batch,
         seed=seed,
         threads=threads,

@@ -38,8 +38,15 @@ def parse_size(text: str) -> tuple[int, int]:
 )
 @click.option("--tile", type=int, default=512, show_default=True, help="TIFF tile size (multiple of 16).")
 @click.option("--quality", type=click.IntRange(1, 100), default=85, show_default=True, help="JPEG quality.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes rendering tile rows (same file for any number).",
+)
 def synth(
-    out: Path, size: str, mpp: float, seed: int, glomeruli: int | None, tile: int, quality: int
+    out: Path, size: str, mpp: float, seed: int, glomeruli: int | None, tile: int, quality: int, workers: int
 ) -> None:
     """Write a synthetic PAS-like pyramidal TIFF with <stem>_truth.{csv,xml,geojson} beside it."""
     from glomkit.synth.slide import count_tiles, synthesize_slide, write_truth
@@ -68,6 +75,7 @@ def synth(
             tile=tile,
             quality=quality,
             progress=lambda n: bar.advance(task, n),
+            workers=workers,
         )
     paths = write_truth(result, out)
     counts = ", ".join(f"{k} {v}" for k, v in result.counts().items())

@@ -7,6 +7,11 @@ CMU-1-Small-Region (skin H&E, not kidney), grouped in spatial blocks; (3) synthe
 cortex from :func:`glomkit.synth.tissue.render_tissue` (and synthetic look-alikes from
 ``glomkit.synth.glomerulus`` when that module exists), in seeded groups.
 
+Synthetic glomeruli (:func:`glomkit.synth.patches.make_patch_dataset`) are added to every class
+(normal -> normal; obsolescent, solidified, disappearing -> sclerosed; look-alikes ->
+non_glomerular), grouped by their fake slide, so the model also knows what a synthetic glomerulus
+looks like (without them it called the demo slide's glomeruli non_glomerular).
+
 The folder holds ``labels.csv`` (bueno rows point at the bueno files in place: they are never
 copied) and ``non_glomerular/*.png``. Run: ``python -m glomkit.classify.coarse_data --out DIR``.
 """
@@ -124,6 +129,30 @@ def synthetic(rng: np.random.Generator, n: int, groups: int = 10) -> list[tuple[
     return out
 
 
+SYNTH_TO_COARSE = {
+    "normal": "normal",
+    "obsolescent": "sclerosed",
+    "solidified": "sclerosed",
+    "disappearing": "sclerosed",
+    "non_glomerular": "non_glomerular",
+}
+
+
+def synthetic_glomeruli(out: Path, n_per_class: int, seed: int) -> list[tuple[str, str, str]]:
+    """Five-class synthetic patches under ``out/synth_glom``, as coarse (image, label, slide) rows."""
+    from glomkit.synth.patches import make_patch_dataset
+
+    if n_per_class <= 0:
+        return []
+    sub = out / "synth_glom"
+    csv_path = make_patch_dataset(sub, n_per_class, seed=seed, size=OUT_SIZE)
+    with open(csv_path, newline="") as f:
+        return [
+            (f"synth_glom/{r['image']}", SYNTH_TO_COARSE[r["label"]], f"glom{r['slide']}")
+            for r in csv.DictReader(f)
+        ]
+
+
 def build_coarse_folder(
     out: str | Path,
     bueno_root: str | Path | None = None,
@@ -132,6 +161,7 @@ def build_coarse_folder(
     n_bueno_bg: int = 250,
     n_svs: int = 120,
     n_synth: int = 120,
+    n_synth_glom: int = 60,
 ) -> Path:
     """Write ``out/labels.csv`` (+ non_glomerular PNGs); bueno labels stay GS / nonGS."""
     out = Path(out)
@@ -146,6 +176,7 @@ def build_coarse_folder(
         rel = f"non_glomerular/{name}.png"
         write_png(out / rel, img)
         rows.append((rel, "non_glomerular", slide))
+    rows += synthetic_glomeruli(out, n_synth_glom, seed)
     buf = io.StringIO()
     wr = csv.writer(buf, lineterminator="\n")
     wr.writerow(["image", "label", "slide"])
@@ -160,8 +191,9 @@ def main() -> None:
     ap.add_argument("--bueno", default=None)
     ap.add_argument("--svs", default=str(default_root().parent / "slides" / "CMU-1-Small-Region.svs"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--synth-glomeruli", type=int, default=60, help="synthetic patches per five-class label")
     a = ap.parse_args()
-    p = build_coarse_folder(a.out, a.bueno, a.svs, a.seed)
+    p = build_coarse_folder(a.out, a.bueno, a.svs, a.seed, n_synth_glom=a.synth_glomeruli)
     print(p / "labels.csv")
 
 

@@ -41,6 +41,7 @@ class LabelFractionConfig:
     arms: tuple[str, ...] = ARMS
     size: int = 96
     epochs: int = 5
+    min_steps: int = 0  # small label fractions get more epochs: at least this many steps
     batch: int = 32
     seed: int = 0
     threads: int = 1
@@ -110,6 +111,12 @@ def _probe(
     return clf.predict_proba(z[te])[:, 1], time.monotonic() - t0
 
 
+def epochs_for(n_train: int, batch: int, epochs: int, min_steps: int) -> int:
+    """``epochs``, or more when that many epochs would give fewer than ``min_steps`` steps."""
+    steps_per_epoch = max(1, n_train // max(1, batch))
+    return max(epochs, -(-min_steps // steps_per_epoch))
+
+
 def _train_net(
     arm: str, cfg: LabelFractionConfig, backbone: str, samples, tr, va, te
 ) -> tuple[np.ndarray, float]:
@@ -120,13 +127,14 @@ def _train_net(
     def items(idx):
         return [LabelledImage(samples[i].image, samples[i].label, samples[i].slide) for i in idx]
 
+    batch = min(cfg.batch, max(2, len(tr)))
     cc = ClassifierConfig(
         data=cfg.data,
         scheme="gs_binary",
         backbone=backbone,
         size=cfg.size,
-        epochs=cfg.epochs,
-        batch=min(cfg.batch, max(2, len(tr))),
+        epochs=epochs_for(len(tr), batch, cfg.epochs, cfg.min_steps),
+        batch=batch,
         seed=cfg.seed,
         threads=cfg.threads,
         init=cfg.encoder if arm == "finetune" else None,
@@ -246,7 +254,8 @@ def _markdown(summary: list[dict], cfg: LabelFractionConfig, enc_meta: dict, tas
         "",
         f"Data: {n} bueno_pas crops, GS vs nonGS. Encoder: {enc_meta.get('backbone')} SimSiam, "
         f"{enc_meta.get('epochs_done')} epochs on {enc_meta.get('n_images')} images at {enc_meta.get('size')} px. "
-        f"Classifier input {cfg.size} px; scratch/finetune {cfg.epochs} epochs (best epoch on validation).",
+        f"Classifier input {cfg.size} px; scratch/finetune {cfg.epochs} epochs, at least {cfg.min_steps} "
+        "optimiser steps (best epoch on validation).",
         "",
         NO_IMAGENET,
         "",

@@ -8,9 +8,11 @@ OpenSlide opens with its aperio reader (``openslide.mpp-x`` = the requested mpp)
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -286,16 +288,55 @@ class SceneRenderer:
         img += rng.normal(0.0, 1.5, img.shape).astype(np.float32)
         return np.clip(img, 0, 255).astype(np.uint8)
 
-    def tiles(self, ds: int, progress: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
-        """All tiles of one level, row by row (the order TIFF expects)."""
-        w, h = self.level_size(ds)
-        for ty in range(int(np.ceil(h / self.tile))):
-            for tx in range(int(np.ceil(w / self.tile))):
-                tile = self.render(ds, tx, ty)
+    def render_row(self, ds: int, ty: int) -> list[np.ndarray]:
+        """All tiles of row ``ty`` of one level, left to right."""
+        w, _ = self.level_size(ds)
+        return [self.render(ds, tx, ty) for tx in range(int(np.ceil(w / self.tile)))]
+
+    def tiles(
+        self, ds: int, progress: Callable[[int], None] | None = None, pool: Any = None
+    ) -> Iterator[np.ndarray]:
+        """All tiles of one level, row by row (the order TIFF expects).
+
+        With ``pool`` (from :func:`_render_pool`) rows are rendered in worker processes, in order,
+        a few rows ahead of the writer; every tile depends only on the scene, so the file is the
+        same either way.
+        """
+        _, h = self.level_size(ds)
+        rows = range(int(np.ceil(h / self.tile)))
+        if pool is None:
+            it: Iterator[list[np.ndarray]] = (self.render_row(ds, ty) for ty in rows)
+        else:
+            it = pool.imap(_render_row_in_worker, [(ds, ty) for ty in rows], chunksize=1)
+        for row in it:
+            for tile in row:
                 if progress is not None:
                     progress(1)
                 yield tile
         self._cache.clear()
+
+
+_WORKER_RENDERER: SceneRenderer | None = None
+
+
+def _init_render_worker(scene: Scene, tile: int) -> None:
+    global _WORKER_RENDERER
+    _WORKER_RENDERER = SceneRenderer(scene, tile)
+
+
+def _render_row_in_worker(args: tuple[int, int]) -> list[np.ndarray]:
+    assert _WORKER_RENDERER is not None
+    return _WORKER_RENDERER.render_row(*args)
+
+
+def _render_pool(scene: Scene, tile: int, workers: int):
+    """A process pool whose workers each hold a renderer of ``scene`` (None for one worker)."""
+    if workers <= 1:
+        return None
+    import multiprocessing as mp
+
+    ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    return ctx.Pool(workers, initializer=_init_render_worker, initargs=(scene, tile))
 
 
 def aperio_description(width: int, height: int, mpp: float, tile: int, quality: int) -> str:
@@ -327,10 +368,12 @@ def synthesize_slide(
     quality: int = 85,
     *,
     progress: Callable[[int], None] | None = None,
+    workers: int = 1,
 ) -> SlideResult:
     """Write a synthetic pyramidal TIFF at ``path`` and return its ground truth.
 
-    ``progress`` is called with the number of tiles just written (see :func:`count_tiles`).
+    ``progress`` is called with the number of tiles just written (see :func:`count_tiles`);
+    ``workers`` > 1 renders tile rows in that many processes (the output is identical).
     """
     import tifffile
 
@@ -341,7 +384,10 @@ def synthesize_slide(
     renderer = SceneRenderer(scene, tile)
     downsamples = pyramid_downsamples(width, height, tile)
     thumb = None
-    with atomic_path(path) as tmp:
+    pool = _render_pool(scene, tile, workers)
+    with atomic_path(path) as tmp, contextlib.ExitStack() as stack:
+        if pool is not None:
+            stack.callback(pool.terminate)
         with tifffile.TiffWriter(tmp, bigtiff=width * height > 2**31 // 4) as tw:
             for i, ds in enumerate(downsamples):
                 lw, lh = renderer.level_size(ds)
@@ -349,7 +395,7 @@ def synthesize_slide(
                 if i > 0:
                     desc = f"Aperio Image Library v12.0.15 \r\n{width}x{height} -> {lw}x{lh} - |MPP = {mpp * ds:g}"
                 tw.write(
-                    renderer.tiles(ds, progress),
+                    renderer.tiles(ds, progress, pool),
                     shape=(lh, lw, 3),
                     dtype=np.uint8,
                     tile=(tile, tile),
