@@ -8,6 +8,7 @@ wall time and peak RSS are those of the real command.
 
     python benchmarks/pipeline.py                       # 40000x30000 at 0.25 µm/px, seed 0
     python benchmarks/pipeline.py --sizes 10000x10000,40000x40000,100000x100000 --rss-only
+    python benchmarks/pipeline.py --sizes 100000x100000 --tissue-fraction 0.15 --rss-only --synth-workers 2
 """
 
 from __future__ import annotations
@@ -24,14 +25,19 @@ from pathlib import Path
 import numpy as np
 
 
-def ensure_slide(size: str, seed: int, workdir: Path, workers: int = 1) -> Path:
+def ensure_slide(
+    size: str, seed: int, workdir: Path, workers: int = 1, tissue_fraction: float | None = None
+) -> Path:
     from glomkit.synth.slide import synthesize_slide, write_truth
 
     w, h = (int(v) for v in size.split("x"))
-    path = workdir / f"synth_{w}x{h}_s{seed}.tif"
+    tag = "" if tissue_fraction is None else f"_t{tissue_fraction:g}"
+    path = workdir / f"synth_{w}x{h}_s{seed}{tag}.tif"
     if not path.exists():
         t0 = time.perf_counter()
-        truth = synthesize_slide(path, w, h, mpp=0.25, seed=seed, workers=workers)
+        truth = synthesize_slide(
+            path, w, h, mpp=0.25, seed=seed, workers=workers, tissue_fraction=tissue_fraction
+        )
         write_truth(truth, path)
         print(f"synthesised {path.name} in {time.perf_counter() - t0:.1f} s ({len(truth.glomeruli)} objects)")
     return path
@@ -131,11 +137,12 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "glomkit_bench")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--synth-workers", type=int, default=1, help="processes rendering a missing slide")
+    ap.add_argument("--tissue-fraction", type=float, default=None, help="tissue share of new slides")
     ap.add_argument("--rss-only", action="store_true", help="only wall time and peak RSS per size")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     for size in args.sizes.split(","):
-        slide = ensure_slide(size, args.seed, args.workdir, args.synth_workers)
+        slide = ensure_slide(size, args.seed, args.workdir, args.synth_workers, args.tissue_fraction)
         out = args.workdir / "out"
         wall, rss, summary = run_cli(slide, out, args.threads)
         print(f"\n== {slide.name}: glomkit run wall {wall:.2f} s, peak RSS {rss:.0f} MB")

@@ -210,3 +210,13 @@ def test_parallel_rendering_writes_the_same_pixels(tmp_path: Path) -> None:
         pa = np.asarray(sa.read_region((0, 0), level, size))
         pb = np.asarray(sb.read_region((0, 0), level, size))
         assert np.array_equal(pa, pb)
+
+
+def test_tissue_fraction_sets_the_tissue_area() -> None:
+    for frac in (0.1, 0.3):
+        scene = make_scene(4000, 3000, mpp=1.0, seed=2, tissue_fraction=frac)
+        mask = np.zeros((300, 400), np.uint8)
+        cv2.fillPoly(mask, [np.round(p / 10).astype(np.int32) for p in scene.tissue], 1)
+        assert abs(mask.mean() - frac) < 0.04 * frac / 0.1
+    with pytest.raises(Exception, match="tissue fraction"):
+        make_scene(4000, 3000, tissue_fraction=0.9)

@@ -45,8 +45,22 @@ def parse_size(text: str) -> tuple[int, int]:
     show_default=True,
     help="Processes rendering tile rows (same file for any number).",
 )
+@click.option(
+    "--tissue-fraction",
+    type=click.FloatRange(0.01, 0.75),
+    default=None,
+    help="Share of the slide covered by tissue (default: 0.45-0.65 at random).",
+)
 def synth(
-    out: Path, size: str, mpp: float, seed: int, glomeruli: int | None, tile: int, quality: int, workers: int
+    out: Path,
+    size: str,
+    mpp: float,
+    seed: int,
+    glomeruli: int | None,
+    tile: int,
+    quality: int,
+    workers: int,
+    tissue_fraction: float | None,
 ) -> None:
     """Write a synthetic PAS-like pyramidal TIFF with <stem>_truth.{csv,xml,geojson} beside it."""
     from glomkit.synth.slide import count_tiles, synthesize_slide, write_truth
@@ -76,6 +90,7 @@ def synth(
             quality=quality,
             progress=lambda n: bar.advance(task, n),
             workers=workers,
+            tissue_fraction=tissue_fraction,
         )
     paths = write_truth(result, out)
     counts = ", ".join(f"{k} {v}" for k, v in result.counts().items())

@@ -89,15 +89,27 @@ def _blob_polygon(rng: np.random.Generator, cx: float, cy: float, a: float, b: f
 
 
 def make_scene(
-    width: int, height: int, mpp: float = 0.25, seed: int = 0, n_glomeruli: int | None = None
+    width: int,
+    height: int,
+    mpp: float = 0.25,
+    seed: int = 0,
+    n_glomeruli: int | None = None,
+    tissue_fraction: float | None = None,
 ) -> Scene:
-    """Draw the tissue outline and the objects of a slide (all random choices come from ``seed``)."""
+    """Draw the tissue outline and the objects of a slide (all random choices come from ``seed``).
+
+    ``tissue_fraction`` sets the share of the slide covered by tissue (default: 0.45-0.65 at random).
+    """
     if width < 64 or height < 64:
         raise GlomkitError(f"slide size {width}x{height} is too small (at least 64x64 px)")
     if not mpp > 0:
         raise GlomkitError(f"mpp must be positive, got {mpp}")
+    if tissue_fraction is not None and not 0.01 <= tissue_fraction <= 0.75:
+        raise GlomkitError(f"tissue fraction must be within 0.01-0.75, got {tissue_fraction}")
     rng = np.random.default_rng([seed, 1])
     frac = rng.uniform(0.45, 0.65)
+    if tissue_fraction is not None:
+        frac = float(tissue_fraction)
     two = rng.random() < 0.5
     if two:
         long_x = width >= height
@@ -218,6 +230,24 @@ class SceneRenderer:
         self.tile = tile
         self._cache: dict[tuple[int, int], tuple[int, int, np.ndarray, np.ndarray]] = {}
         self._bg = np.asarray(scene.palette["background"], np.float32)
+        self._glass: list[np.ndarray] | None = None  # ready-made tissue-free tiles, made on first use
+
+    def _glass_tile(self, rng: np.random.Generator) -> np.ndarray:
+        """A tissue-free tile: glass colour plus sensor noise, drawn from a small seeded bank.
+
+        Most tiles of a large slide are empty glass; drawing fresh noise for each one was the
+        largest cost of writing a 100k² slide.
+        """
+        if self._glass is None:
+            bank = np.random.default_rng([self.scene.seed, 13])
+            t = self.tile
+            self._glass = [
+                np.clip(self._bg + bank.normal(0.0, 1.5, (t, t, 3)).astype(np.float32), 0, 255).astype(
+                    np.uint8
+                )
+                for _ in range(8)
+            ]
+        return self._glass[int(rng.integers(len(self._glass)))]
 
     def level_size(self, ds: int) -> tuple[int, int]:
         return max(1, int(np.ceil(self.scene.width / ds))), max(1, int(np.ceil(self.scene.height / ds)))
@@ -259,32 +289,33 @@ class SceneRenderer:
                 continue
             polys.append(np.round(q * 16).astype(np.int32))
         rng = np.random.default_rng([sc.seed, 11, ds, tx, ty])
-        img = np.empty((t, t, 3), np.float32)
-        img[:] = self._bg
         if polys:
             cv2.fillPoly(tissue_mask, polys, 255, lineType=cv2.LINE_AA, shift=4)
-        if tissue_mask.any():
-            m = cv2.GaussianBlur(tissue_mask, (0, 0), 1.0).astype(np.float32)[..., None] / 255.0
-            tissue = render_tissue(
-                t, t, rng, mpp=sc.mpp * ds, origin=(x0, y0), seed=sc.tissue_seed, palette=sc.palette
-            ).astype(np.float32)
-            img = img * (1.0 - m) + tissue * m
-            for o in sc.objects:
-                ext = o.radius * FRAME_MARGIN / ds + 3
-                cx, cy = o.x / ds, o.y / ds
-                if cx + ext < x0 or cx - ext > x0 + t or cy + ext < y0 or cy - ext > y0 + t:
-                    continue
-                ox, oy, rgb, alpha = self._layer(o, ds)
-                h, w = alpha.shape
-                ax0, ay0 = max(ox, x0), max(oy, y0)
-                ax1, ay1 = min(ox + w, x0 + t), min(oy + h, y0 + t)
-                if ax1 <= ax0 or ay1 <= ay0:
-                    continue
-                a = alpha[ay0 - oy : ay1 - oy, ax0 - ox : ax1 - ox].astype(np.float32)[..., None] / 255.0
-                src = rgb[ay0 - oy : ay1 - oy, ax0 - ox : ax1 - ox].astype(np.float32)
-                dst = img[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0]
-                dst *= 1.0 - a
-                dst += src * a
+        if not tissue_mask.any():
+            return self._glass_tile(rng).copy()
+        img = np.empty((t, t, 3), np.float32)
+        img[:] = self._bg
+        m = cv2.GaussianBlur(tissue_mask, (0, 0), 1.0).astype(np.float32)[..., None] / 255.0
+        tissue = render_tissue(
+            t, t, rng, mpp=sc.mpp * ds, origin=(x0, y0), seed=sc.tissue_seed, palette=sc.palette
+        ).astype(np.float32)
+        img = img * (1.0 - m) + tissue * m
+        for o in sc.objects:
+            ext = o.radius * FRAME_MARGIN / ds + 3
+            cx, cy = o.x / ds, o.y / ds
+            if cx + ext < x0 or cx - ext > x0 + t or cy + ext < y0 or cy - ext > y0 + t:
+                continue
+            ox, oy, rgb, alpha = self._layer(o, ds)
+            h, w = alpha.shape
+            ax0, ay0 = max(ox, x0), max(oy, y0)
+            ax1, ay1 = min(ox + w, x0 + t), min(oy + h, y0 + t)
+            if ax1 <= ax0 or ay1 <= ay0:
+                continue
+            a = alpha[ay0 - oy : ay1 - oy, ax0 - ox : ax1 - ox].astype(np.float32)[..., None] / 255.0
+            src = rgb[ay0 - oy : ay1 - oy, ax0 - ox : ax1 - ox].astype(np.float32)
+            dst = img[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0]
+            dst *= 1.0 - a
+            dst += src * a
         img += rng.normal(0.0, 1.5, img.shape).astype(np.float32)
         return np.clip(img, 0, 255).astype(np.uint8)
 
@@ -369,18 +400,20 @@ def synthesize_slide(
     *,
     progress: Callable[[int], None] | None = None,
     workers: int = 1,
+    tissue_fraction: float | None = None,
 ) -> SlideResult:
     """Write a synthetic pyramidal TIFF at ``path`` and return its ground truth.
 
     ``progress`` is called with the number of tiles just written (see :func:`count_tiles`);
-    ``workers`` > 1 renders tile rows in that many processes (the output is identical).
+    ``workers`` > 1 renders tile rows in that many processes (the output is identical);
+    ``tissue_fraction`` is passed to :func:`make_scene`.
     """
     import tifffile
 
     if tile % 16 or tile < 16:
         raise GlomkitError(f"tile size must be a multiple of 16, got {tile}")
     path = Path(path)
-    scene = make_scene(width, height, mpp, seed, n_glomeruli)
+    scene = make_scene(width, height, mpp, seed, n_glomeruli, tissue_fraction)
     renderer = SceneRenderer(scene, tile)
     downsamples = pyramid_downsamples(width, height, tile)
     thumb = None
