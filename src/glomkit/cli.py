@@ -108,7 +108,9 @@ def study() -> None:
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--mpp", type=float, default=None, help="µm per pixel, for images that do not record it.")
-@click.option("--detector", default=None, help="Detector model file (default: bundled).")
+@click.option(
+    "--detector", default=None, help="Detector: circlenet (default), unet, segnet, or a model file."
+)
 @click.option("--classifier", default=None, help="Classifier model file (default: bundled).")
 @click.option("--segmenter", default=None, help="Segmenter model file (default: bundled).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)

@@ -163,20 +163,27 @@ def detect_circles(
     progress: ProgressHook | None = None,
     stats: dict[str, float] | None = None,
 ) -> np.ndarray:
-    """Slide-wide detection: (N, 4) x, y, r, score in level-0 px after circle NMS."""
-    from glomkit.detect.decode import decode_circlenet
+    """Slide-wide detection: (N, 4) x, y, r, score in level-0 px after circle NMS.
 
+    The detector's metadata names its decoder (``decode.method``, default 'circlenet'; see
+    ``TILE_DECODERS``); circles cut by an interior tile edge are dropped, the overlap shows them
+    whole in a neighbouring tile.
+    """
     det = models.detector
     info = det.info
     model_mpp = info.mpp or 2.0
-    stride = int(info.meta.get("stride", 4))
     dec = info.meta.get("decode", {})
+    method = str(dec.get("method", "circlenet"))
+    if method not in TILE_DECODERS:
+        raise GlomkitError(
+            f"{det.path}: unknown decode method {method!r}; known: {', '.join(sorted(TILE_DECODERS))}"
+        )
+    decode_tile = TILE_DECODERS[method]
     thr = (
         config.score_threshold
         if config.score_threshold is not None
         else float(dec.get("score_threshold", 0.3))
     )
-    top_k = int(dec.get("top_k", 100))
     tile_px = int(config.tile_px) // 32 * 32
     overlap = int(round(config.overlap_um / model_mpp))
     grid = TileGrid(slide.bounds, slide.mpp, model_mpp, tile_px, min(overlap, tile_px - 32))
@@ -207,15 +214,7 @@ def detect_circles(
         if stats is not None:
             stats["compute_s"] += time.perf_counter() - t0
         for k, tile in enumerate(batch_tiles):
-            c = decode_circlenet(
-                out["heatmap"][k],
-                out["radius"][k],
-                out["offset"][k],
-                stride=stride,
-                score_threshold=thr,
-                top_k=top_k,
-            )
-            c = _keep_uncut(c, tile)
+            c = _keep_uncut(decode_tile(out, k, info.meta, thr, tile), tile)
             if len(c):
                 c = c.copy()
                 c[:, :3] *= grid.scale
@@ -243,6 +242,44 @@ def detect_circles(
     allc = np.concatenate(found)
     keep = circle_nms(allc[:, :3], allc[:, 3], config.nms_iou)
     return allc[keep]
+
+
+def _decode_circlenet_tile(
+    out: dict[str, np.ndarray], k: int, meta: dict[str, Any], thr: float, tile: Tile
+) -> np.ndarray:
+    """Circles (K,4) in tile px of image ``k`` of a CircleNet batch output."""
+    from glomkit.detect.decode import decode_circlenet
+
+    return decode_circlenet(
+        out["heatmap"][k],
+        out["radius"][k],
+        out["offset"][k],
+        stride=int(meta.get("stride", 4)),
+        score_threshold=thr,
+        top_k=int(meta.get("decode", {}).get("top_k", 100)),
+    )
+
+
+def _decode_components_tile(
+    out: dict[str, np.ndarray], k: int, meta: dict[str, Any], thr: float, tile: Tile
+) -> np.ndarray:
+    """Circles (K,4) in tile px from image ``k`` of a segmentation detector's probability map.
+
+    Components touching an interior tile edge are dropped (cut; whole in a neighbouring tile),
+    and so is the padding beyond a partial tile.
+    """
+    from glomkit.detect.segdetect import decode_components, decode_settings
+
+    prob = out["probability"][k, 0, : tile.out_h, : tile.out_w]
+    edges = (not tile.at_left, not tile.at_top, not tile.at_right, not tile.at_bottom)
+    return decode_components(prob, score_threshold=thr, drop_edges=edges, **decode_settings(meta))
+
+
+# decode.method in a detector's metadata -> tile decoder (batch output, index, metadata, threshold, tile)
+TILE_DECODERS: dict[str, Callable[..., np.ndarray]] = {
+    "circlenet": _decode_circlenet_tile,
+    "components": _decode_components_tile,
+}
 
 
 def _keep_uncut(c: np.ndarray, tile: Tile) -> np.ndarray:

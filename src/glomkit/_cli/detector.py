@@ -22,7 +22,18 @@ from glomkit import GlomkitError
 @click.option(
     "-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output model (.onnx)."
 )
-@click.option("--backbone", default="resnet18", show_default=True, help="timm backbone (pretrained=False).")
+@click.option(
+    "--arch",
+    type=click.Choice(["circlenet", "unet", "segnet"]),
+    default="circlenet",
+    show_default=True,
+    help="circlenet (centre heatmap), or a tile segmenter decoded by connected components.",
+)
+@click.option(
+    "--backbone",
+    default=None,
+    help="timm backbone / encoder, pretrained=False [default: resnet18 for circlenet, resnet10t otherwise].",
+)
 @click.option("--epochs", type=int, default=30, show_default=True)
 @click.option("--batch", type=int, default=8, show_default=True)
 @click.option("--lr", type=float, default=2e-3, show_default=True)
@@ -50,6 +61,7 @@ from glomkit import GlomkitError
 def train_cmd(
     data,
     out,
+    arch,
     backbone,
     epochs,
     batch,
@@ -66,13 +78,12 @@ def train_cmd(
     max_minutes,
     threads,
 ) -> None:
-    """Train a CircleNet glomerulus detector; writes an ONNX model with its validation metrics."""
-    from glomkit.detect.train import DetectorTrainConfig, train_detector
+    """Train a glomerulus detector (CircleNet, or U-Net/SegNet + components); writes an ONNX model."""
+    from glomkit.models.runtime import read_metadata
 
-    cfg = DetectorTrainConfig(
+    common = dict(
         data=str(data),
         out=str(out),
-        backbone=backbone,
         epochs=epochs,
         batch=batch,
         lr=lr,
@@ -83,20 +94,32 @@ def train_cmd(
         val_size=val_size,
         pool=pool,
         mpp=mpp,
-        data_mpp=data_mpp,
         resume=str(resume) if resume else None,
         max_minutes=max_minutes,
         threads=threads,
     )
-    path = train_detector(cfg)
-    from glomkit.models.runtime import read_metadata
+    if arch == "circlenet":
+        from glomkit.detect.train import DetectorTrainConfig, train_detector
 
+        path = train_detector(
+            DetectorTrainConfig(backbone=backbone or "resnet18", data_mpp=data_mpp, **common)
+        )
+    else:
+        from glomkit.detect.segdetect import SegDetectorTrainConfig, train_segdetector
+
+        path = train_segdetector(SegDetectorTrainConfig(arch=arch, encoder=backbone or "resnet10t", **common))
     val = read_metadata(path)["metrics"]["validation"]
-    Console().print(f"wrote {path}  validation AP50 {val['AP50']:.3f}  AP {val['AP']:.3f}")
+    extra = f"  mIoU {val['mIoU']:.3f}" if "mIoU" in val else ""
+    Console().print(f"wrote {path}  validation AP50 {val['AP50']:.3f}  AP {val['AP']:.3f}{extra}")
 
 
 @click.command("detector")
-@click.option("--model", "model", required=True, type=click.Path(path_type=Path), help="Detector .onnx.")
+@click.option(
+    "--model",
+    "model",
+    required=True,
+    help="Detector .onnx, or a bundled name: circlenet, unet, segnet.",
+)
 @click.option(
     "--data",
     required=True,
@@ -117,15 +140,30 @@ def train_cmd(
 @click.option("--tta", is_flag=True, help="Average horizontal/vertical flips.")
 @click.option("-o", "--out", "out", type=click.Path(path_type=Path), default=None, help="Report JSON.")
 def evaluate_cmd(model, data, split, fields, size, seed, data_mpp, tta, out) -> None:
-    """Circle AP (COCO-style with circle IoU) of a detector model on held-out data."""
-    from glomkit.detect.evaluate import evaluate_detector_file
+    """Circle AP (COCO-style with circle IoU) of a detector model on held-out data.
+
+    For a segmentation detector (U-Net/SegNet, decode method 'components') also mIoU and pixel
+    accuracy, on the same fields.
+    """
     from glomkit.io.atomic import write_text
+    from glomkit.models.registry import resolve_model
+    from glomkit.models.runtime import read_metadata
 
     if size % 32:
         raise GlomkitError(f"--size {size}: must be a multiple of 32")
-    report = evaluate_detector_file(
-        model, data, split=split, n_fields=fields, size=size, seed=seed, data_mpp=data_mpp, tta=tta
-    )
+    model = resolve_model(model, "detector")
+    if read_metadata(model).get("decode", {}).get("method") == "components":
+        from glomkit.detect.segdetect import evaluate_segdetector_file
+
+        report = evaluate_segdetector_file(
+            model, data, split=split, n_fields=fields, size=size, seed=seed, tta=tta
+        )
+    else:
+        from glomkit.detect.evaluate import evaluate_detector_file
+
+        report = evaluate_detector_file(
+            model, data, split=split, n_fields=fields, size=size, seed=seed, data_mpp=data_mpp, tta=tta
+        )
     table = Table(title=f"{model.name} on {report['data']['description']}")
     table.add_column("metric")
     table.add_column("value", justify="right")

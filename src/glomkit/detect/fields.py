@@ -9,6 +9,8 @@ are added too.
 
 Ground truth circle of a pasted glomerulus = the **minimum enclosing circle** of its mask after
 placement (``cv2.minEnclosingCircle``), what an annotator drawing a circle around it would give.
+Each field also carries the union of the pasted glomerulus masks (``Field.mask``), for
+segmentation-as-detection (``glomkit.detect.segdetect``).
 
 Splits are by source slide: build a :class:`FieldComposer` from the crops of one split only
 (``split_samples``), so validation fields never contain a glomerulus or a background patch
@@ -30,10 +32,15 @@ SYNTH_LABELS = ("normal", "normal", "obsolescent", "solidified", "disappearing")
 
 @dataclass
 class Field:
-    """One composed field: uint8 RGB (S,S,3) and circles (N,3) x, y, r in field pixels."""
+    """One composed field: uint8 RGB (S,S,3), circles (N,3) x, y, r in field pixels, and a mask.
+
+    ``mask`` (S,S) uint8 0/1 is the union of the pasted glomerulus masks (distractors are
+    background), or None where no mask is known (user annotations give circles only).
+    """
 
     image: np.ndarray
     circles: np.ndarray
+    mask: np.ndarray | None = None
 
 
 @dataclass
@@ -251,6 +258,7 @@ class FieldComposer:
         area = (size * self.mpp / 320.0) ** 2  # field area in units of a 320 µm square
         n = int(rng.integers(0, max(int(area), 1) + 2))
         circles: list[tuple[float, float, float]] = []
+        gmask = np.zeros((size, size), np.uint8)
         for _ in range(n):
             radius = rng.uniform(*DIAMETER_UM) / 2.0 / self.mpp
             if self.synth_pool and rng.random() < 0.3:
@@ -268,14 +276,26 @@ class FieldComposer:
             mcx, mcy = xs.mean(), ys.mean()
             x0, y0 = int(round(cx - mcx)), int(round(cy - mcy))
             _blend(canvas, rgb, alpha, x0, y0)
+            _paste_mask(gmask, mask, x0, y0)
             pts = np.stack([xs + x0, ys + y0], axis=1).astype(np.float32)
             hull = cv2.convexHull(pts)
             (ex, ey), er = cv2.minEnclosingCircle(hull)
             circles.append((ex + 0.5, ey + 0.5, er + 0.5))  # pixel centres -> continuous coords
         img = _stain_jitter(canvas, rng)
         circ = np.asarray(circles, np.float64).reshape(-1, 3)
-        img, circ = _field_dihedral(img, circ, rng)
-        return Field(img, circ)
+        img, circ, gmask = _field_dihedral_with_mask(img, circ, gmask, rng)
+        return Field(img, circ, gmask)
+
+
+def _paste_mask(dst: np.ndarray, mask: np.ndarray, x0: int, y0: int) -> None:
+    """OR ``mask`` (h,w 0/1) into ``dst`` at (x0, y0), clipped to ``dst``."""
+    h, w = mask.shape
+    H, W = dst.shape
+    cx0, cy0 = max(x0, 0), max(y0, 0)
+    cx1, cy1 = min(x0 + w, W), min(y0 + h, H)
+    if cx1 <= cx0 or cy1 <= cy0:
+        return
+    dst[cy0:cy1, cx0:cx1] |= mask[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
 
 
 def _stain_jitter(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -295,18 +315,30 @@ def _stain_jitter(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _field_dihedral(img: np.ndarray, circ: np.ndarray, rng: np.random.Generator):
     """Random flip / 90° rotation of a square field and its circles (continuous coords)."""
+    img, c, _ = _field_dihedral_with_mask(img, circ, None, rng)
+    return img, c
+
+
+def _field_dihedral_with_mask(
+    img: np.ndarray, circ: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator
+):
+    """As ``_field_dihedral``, applying the same transform to ``mask`` (H,W) when given."""
     s = img.shape[0]
     c = circ.copy()
     if rng.random() < 0.5:
         img = img[:, ::-1]
+        mask = None if mask is None else mask[:, ::-1]
         c[:, 0] = s - c[:, 0]
     if rng.random() < 0.5:
         img = img[::-1]
+        mask = None if mask is None else mask[::-1]
         c[:, 1] = s - c[:, 1]
     if rng.random() < 0.5:  # transpose
         img = img.transpose(1, 0, 2)
+        mask = None if mask is None else mask.T
         c[:, [0, 1]] = c[:, [1, 0]]
-    return np.ascontiguousarray(img), c
+    mask = None if mask is None else np.ascontiguousarray(mask)
+    return np.ascontiguousarray(img), c, mask
 
 
 def fixed_fields(composer: FieldComposer, n: int, seed: int) -> list[Field]:

@@ -15,6 +15,15 @@ DEFAULTS: dict[str, str] = {
     "segmenter": "segmenter.onnx",
 }
 
+# task -> short names of bundled alternatives (``glomkit run --detector unet``)
+NAMED: dict[str, dict[str, str]] = {
+    "detector": {
+        "circlenet": "detector.onnx",
+        "unet": "detector_unet.onnx",
+        "segnet": "detector_segnet.onnx",
+    },
+}
+
 
 def bundled_path(task: str) -> Path:
     """Path of the bundled default model for ``task``."""
@@ -27,9 +36,15 @@ def bundled_path(task: str) -> Path:
 
 
 def resolve_model(spec: str | Path | None, task: str) -> Path:
-    """A model given by path, by a bundled file name, or None for the task's default."""
+    """A model given by path, by a bundled short name (``NAMED``) or file name, or None for the default."""
     if spec is None or str(spec) == "default":
         return bundled_path(task)
+    named = NAMED.get(task, {})
+    if str(spec) in named:
+        path = WEIGHTS_DIR / named[str(spec)]
+        if not path.is_file():
+            raise GlomkitError(f"{path}: the bundled {task} {spec!r} is missing from this installation")
+        return path
     p = Path(spec)
     if p.is_file():
         return p

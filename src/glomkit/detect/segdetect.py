@@ -1,0 +1,604 @@
+"""Segmentation as a detector (after GlomeruLearn): a tile segmenter whose mask becomes circles.
+
+A U-Net or SegNet (``glomkit.segment.registry``, timm encoder, ``pretrained=False``) labels every
+pixel of a tile glomerulus / background; :func:`decode_components` turns the probability map
+into circles: connected components of the thresholded map (optionally split where glomeruli
+touch, by a distance-transform watershed), one circle per component (minimum enclosing circle
+or equal-area circle), score = mean probability inside the component.
+
+Training uses the same composed fields as the CircleNet detector (``glomkit.detect.data.
+ComposedSource``: same slide split, same training and validation field seeds), with the union
+of the pasted glomerulus masks as target. The model file is a detector (task ``detector``)
+whose metadata says how to decode it: ``decode.method = "components"``. The inference part of
+this module (decoding, evaluation on ONNX Runtime) imports no torch.
+
+>>> train_segdetector(SegDetectorTrainConfig(data="../shared/data/bueno_pas", out="unet.onnx"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from glomkit import GlomkitError
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+SEG_ARCHS = ("unet", "segnet")
+CIRCLE_KINDS = ("enclosing", "area")
+EVAL_SCORE_THRESHOLD = 0.05
+
+
+# -- decoding (numpy + OpenCV: used by the inference pipeline) ------------------------------
+def _split_touching(comp: np.ndarray, min_sep_px: float) -> np.ndarray:
+    """Labels of a 0/1 mask split where round objects touch (seeded geodesic growth).
+
+    Seeds are maxima of the distance transform over a window of ``2 * min_sep_px`` lying at least
+    ``min_sep_px / 2`` inside the mask; a component without such a seed keeps its own label. The
+    seeds grow inside the mask one pixel per step (a cheap stand-in for a distance-transform
+    watershed), so each pixel joins the seed geodesically nearest to it.
+    """
+    n_cc, cc = cv2.connectedComponents(comp, connectivity=8)
+    dist = cv2.distanceTransform(comp, cv2.DIST_L2, 5)
+    k = max(int(2 * min_sep_px) | 1, 3)
+    peak = cv2.dilate(dist, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    seeds = ((dist >= peak) & (dist >= 0.5 * min_sep_px)).astype(np.uint8)
+    n, markers = cv2.connectedComponents(seeds, connectivity=8)
+    if n <= 2:  # one seed (or none): nothing to split
+        return cc
+    labels = markers.astype(np.float32)
+    seeded = np.zeros(n_cc, bool)
+    seeded[np.unique(cc[seeds > 0])] = True
+    for lab in np.nonzero(~seeded[1:])[0] + 1:  # unseeded components are their own seed
+        labels[cc == lab] = n
+        n += 1
+    inside = comp > 0
+    cross = np.ones((3, 3), np.uint8)
+    while True:
+        todo = inside & (labels == 0)
+        if not todo.any():
+            break
+        grown = cv2.dilate(labels, cross)
+        take = todo & (grown > 0)
+        if not take.any():
+            break
+        labels[take] = grown[take]
+    return labels.astype(np.int32)
+
+
+def decode_components(
+    prob: np.ndarray,
+    threshold: float = 0.5,
+    min_diameter_px: float = 5.0,
+    circle: str = "enclosing",
+    split_touching: bool = False,
+    score_threshold: float = 0.0,
+    drop_edges: tuple[bool, bool, bool, bool] = (False, False, False, False),
+) -> np.ndarray:
+    """Circles (K,4) = x, y, r, score in input pixels for ONE probability map, best score first.
+
+    ``prob`` (H,W) or (1,H,W) in [0,1]. Components are 8-connected regions of ``prob >=
+    threshold`` with an equal-area diameter of at least ``min_diameter_px``. ``circle``:
+    'enclosing' (minimum enclosing circle of the component's pixels, the ground-truth
+    definition) or 'area' (centroid and equal-area radius). ``split_touching`` separates touching
+    glomeruli by a watershed on the distance transform. ``drop_edges`` (left, top, right, bottom)
+    drops components touching those image edges (cut by a tile edge). Coordinates are
+    continuous: pixel (i, j) covers [j, j+1) x [i, i+1).
+    """
+    p = np.asarray(prob, np.float32).reshape(np.shape(prob)[-2:])
+    fg = (p >= threshold).astype(np.uint8)
+    if not fg.any():
+        return np.zeros((0, 4))
+    if split_touching:
+        labels = _split_touching(fg, max(min_diameter_px, 2.0))
+    else:
+        labels = cv2.connectedComponents(fg, connectivity=8)[1]
+    h, w = p.shape
+    out = []
+    min_area = math.pi * (min_diameter_px / 2.0) ** 2
+    flat = labels.ravel()
+    order = np.argsort(flat, kind="stable")
+    bounds = np.searchsorted(flat[order], np.arange(1, int(labels.max()) + 2))
+    for lab in range(1, int(labels.max()) + 1):
+        idx = order[bounds[lab - 1] : bounds[lab]]
+        if len(idx) == 0 or len(idx) < min_area:
+            continue
+        ys, xs = np.divmod(idx, w)
+        left, top, right, bottom = drop_edges
+        if (
+            (left and xs.min() == 0)
+            or (top and ys.min() == 0)
+            or (right and xs.max() == w - 1)
+            or (bottom and ys.max() == h - 1)
+        ):
+            continue
+        score = float(p.ravel()[idx].mean())
+        if score < score_threshold:
+            continue
+        if circle == "area":
+            cx, cy, r = xs.mean() + 0.5, ys.mean() + 0.5, math.sqrt(len(idx) / math.pi)
+        else:
+            pts = np.stack([xs, ys], axis=1).astype(np.float32)
+            (ex, ey), er = cv2.minEnclosingCircle(cv2.convexHull(pts))
+            cx, cy, r = ex + 0.5, ey + 0.5, er + 0.5
+        out.append((cx, cy, r, score))
+    if not out:
+        return np.zeros((0, 4))
+    arr = np.asarray(out, np.float64)
+    return arr[np.argsort(-arr[:, 3], kind="stable")]
+
+
+def decode_settings(meta: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of :func:`decode_components` from a model's metadata (px at its mpp)."""
+    dec = meta.get("decode", {})
+    mpp = float(meta.get("mpp") or 1.0)
+    return {
+        "threshold": float(dec.get("threshold", 0.5)),
+        "min_diameter_px": float(dec.get("min_diameter_um", 40.0)) / mpp,
+        "circle": str(dec.get("circle", "enclosing")),
+        "split_touching": bool(dec.get("split_touching", False)),
+    }
+
+
+def segmentation_counts(prob: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Pixel counts (tp, fp, fn, tn) of the thresholded ``prob`` against a 0/1 ``mask``."""
+    pred = np.asarray(prob).reshape(mask.shape) >= threshold
+    gt = mask.astype(bool)
+    tp = int((pred & gt).sum())
+    fp = int((pred & ~gt).sum())
+    fn = int((~pred & gt).sum())
+    return np.array([tp, fp, fn, pred.size - tp - fp - fn], np.int64)
+
+
+def segmentation_metrics(counts: np.ndarray) -> dict[str, float]:
+    """Mean IoU (glomerulus and background, pixels pooled over all fields), the glomerulus IoU and
+    pixel accuracy from summed (tp, fp, fn, tn) counts."""
+    tp, fp, fn, tn = (float(v) for v in counts)
+    iou_fg = tp / max(tp + fp + fn, 1.0)
+    iou_bg = tn / max(tn + fp + fn, 1.0)
+    return {
+        "mIoU": (iou_fg + iou_bg) / 2.0,
+        "IoU_glomerulus": iou_fg,
+        "IoU_background": iou_bg,
+        "pixel_accuracy": (tp + tn) / max(tp + fp + fn + tn, 1.0),
+    }
+
+
+def score_fields(probs: list[np.ndarray], fields_, decode: dict[str, Any]) -> dict[str, float]:
+    """Circle AP (COCO, circle IoU) and segmentation metrics of probability maps on fields with masks."""
+    from glomkit.eval.detection import evaluate_circles
+
+    counts = np.zeros(4, np.int64)
+    preds = {}
+    for i, (p, f) in enumerate(zip(probs, fields_, strict=True)):
+        if f.mask is None:
+            raise GlomkitError("segmentation metrics need fields with masks")
+        counts += segmentation_counts(p, f.mask, decode.get("threshold", 0.5))
+        preds[i] = decode_components(p, score_threshold=EVAL_SCORE_THRESHOLD, **decode)
+    out = evaluate_circles({i: f.circles for i, f in enumerate(fields_)}, preds)
+    out.update(segmentation_metrics(counts))
+    return out
+
+
+def _flip_average(run, x: np.ndarray, tta: bool) -> np.ndarray:
+    """Probability (N,H,W) of ``run`` on NHWC ``x``, averaged over h/v flips when ``tta``."""
+    acc = run(x)
+    if not tta:
+        return acc
+    acc = acc + run(np.ascontiguousarray(x[:, :, ::-1]))[:, :, ::-1]
+    acc = acc + run(np.ascontiguousarray(x[:, ::-1]))[:, ::-1]
+    return acc / 3.0
+
+
+def predict_probability_onnx(model, images: list[np.ndarray], batch: int = 8, tta: bool = False):
+    """Probability maps (H,W) of an ``OnnxModel`` segmentation detector on same-size uint8 RGB images."""
+    out = []
+    name = model.output_names[0]
+    for i in range(0, len(images), batch):
+        x = np.stack(images[i : i + batch])
+        out.extend(_flip_average(lambda a: model.run_images(a)[name][:, 0], x, tta))
+    return out
+
+
+def evaluate_segdetector_file(
+    model_path: str | Path,
+    data: str | Path,
+    split: str = "test",
+    n_fields: int = 100,
+    size: int = 256,
+    seed: int = 20_000,
+    tta: bool = False,
+) -> dict[str, Any]:
+    """Circle AP, mIoU and pixel accuracy of a segmentation-detector file on held-out fields.
+
+    The fields are those of ``glomkit.detect.evaluate.evaluate_detector_file`` for the same
+    arguments (same composer, same seed), so the figures compare with a CircleNet's.
+    """
+    from glomkit.detect.data import is_bueno_folder
+    from glomkit.detect.fields import FieldComposer, fixed_fields, split_samples
+    from glomkit.models.runtime import OnnxModel
+
+    model = OnnxModel(model_path, expect_task="detector")
+    if model.meta.get("decode", {}).get("method") != "components":
+        raise GlomkitError(f"{model_path}: not a segmentation detector (decode method is not 'components')")
+    if not is_bueno_folder(data):
+        raise GlomkitError(
+            f"{data}: segmentation detectors are evaluated on a bueno_pas folder (masks needed)"
+        )
+    mpp = float(model.info.mpp or 2.0)
+    samples = split_samples(split, str(data))
+    composer = FieldComposer(samples, mpp=mpp, size=size, seed=seed, pool=16)
+    fields_ = fixed_fields(composer, n_fields, seed=seed)
+    probs = predict_probability_onnx(model, [f.image for f in fields_], tta=tta)
+    metrics = score_fields(probs, fields_, decode_settings(model.meta))
+    return {
+        "model": str(model_path),
+        "data": {
+            "path": str(data),
+            "kind": "bueno_fields",
+            "split": split,
+            "slides": sorted({s.slide for s in samples}),
+            "fields": n_fields,
+            "size": size,
+            "seed": seed,
+            "description": f"{n_fields} composed fields, {split} slides",
+        },
+        "tta": tta,
+        "score_threshold": EVAL_SCORE_THRESHOLD,
+        "decode": model.meta.get("decode"),
+        "metrics": metrics,
+    }
+
+
+# -- training (torch) ------------------------------------------------------------------------
+@dataclass
+class SegDetectorTrainConfig:
+    """Everything a segmentation-detector training run depends on (stored in its metadata)."""
+
+    data: str
+    out: str
+    arch: str = "unet"
+    encoder: str = "resnet10t"
+    epochs: int = 30
+    batch: int = 8
+    seed: int = 0
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    fields: int = 256
+    field_size: int = 160
+    val_fields: int = 64
+    val_size: int = 256
+    mpp: float = 4.0
+    input_size: int = 512
+    max_minutes: float | None = None
+    resume: str | None = None
+    threads: int | None = None
+    synthetic: bool = True
+    pool: int = 48
+    test_fold: int = 0
+    checkpoint: str | None = None
+    threshold: float = 0.5
+    min_diameter_um: float = 40.0
+    command: str = field(default_factory=lambda: " ".join(shlex.quote(a) for a in sys.argv))
+
+
+def probability_module(model):
+    """``model`` (1-logit segmenter) wrapped so its output is the sigmoid probability (N,1,H,W)."""
+    import torch
+
+    class Probability(torch.nn.Module):
+        def __init__(self, m) -> None:
+            super().__init__()
+            self.model = m
+
+        def forward(self, x):
+            return torch.sigmoid(self.model(x))
+
+    return Probability(model)
+
+
+def _normalise(images: np.ndarray) -> np.ndarray:
+    x = images.astype(np.float32) / 255.0
+    x = (x - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def predict_probability_torch(model, images: list[np.ndarray], batch: int = 8) -> list[np.ndarray]:
+    """Probability maps (H,W) of a torch segmenter (1-logit output) on same-size uint8 RGB images."""
+    import torch
+
+    dev = next(model.parameters()).device
+    model.eval()
+    out: list[np.ndarray] = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x = torch.from_numpy(_normalise(np.stack(images[i : i + batch]))).to(dev)
+            out.extend(torch.sigmoid(model(x))[:, 0].float().cpu().numpy())
+    return out
+
+
+def choose_decode(probs: list[np.ndarray], fields_, base: dict[str, Any]) -> tuple[dict[str, Any], list]:
+    """The circle kind and touching split with the best validation AP; returns (decode, trials)."""
+    trials = []
+    for circle in CIRCLE_KINDS:
+        for split in (False, True):
+            dec = {**base, "circle": circle, "split_touching": split}
+            m = score_fields(probs, fields_, dec)
+            trials.append({"circle": circle, "split_touching": split, "AP": m["AP"], "AP50": m["AP50"]})
+    best = max(trials, key=lambda t: (t["AP"], t["AP50"]))
+    return {**base, "circle": best["circle"], "split_touching": best["split_touching"]}, trials
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    import os
+
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _source(cfg: SegDetectorTrainConfig):
+    from glomkit.detect.data import ComposedSource, is_bueno_folder
+
+    if not is_bueno_folder(cfg.data):
+        raise GlomkitError(
+            f"{cfg.data}: segmentation detectors train on a bueno_pas folder (they need glomerulus masks)"
+        )
+    return ComposedSource(
+        cfg.data,
+        cfg.mpp,
+        cfg.field_size,
+        cfg.val_size,
+        cfg.val_fields,
+        cfg.seed,
+        cfg.synthetic,
+        cfg.pool,
+        cfg.test_fold,
+    )
+
+
+def train_segdetector(config: SegDetectorTrainConfig | dict[str, Any], source: Any = None) -> Path:
+    """Train, pick the best epoch by validation mIoU, choose the decode on validation AP, export ONNX.
+
+    ``source`` (default: the composed bueno fields of ``config.data``, as the CircleNet detector's)
+    is anything with ``sample(rng) -> Field`` (with a mask), ``val_fields``, ``description`` and
+    ``val_description``.
+    """
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from glomkit.segment.registry import create_segmenter
+    from glomkit.segment.train import dice_bce_loss
+
+    cfg = config if isinstance(config, SegDetectorTrainConfig) else SegDetectorTrainConfig(**config)
+    if cfg.arch not in SEG_ARCHS:
+        raise GlomkitError(
+            f"{cfg.out}: --arch {cfg.arch!r} is not a segmentation detector ({', '.join(SEG_ARCHS)})"
+        )
+    if cfg.field_size % 32 or cfg.val_size % 32:
+        raise GlomkitError(f"{cfg.out}: field sizes must be multiples of 32")
+    t_start = time.time()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    out = Path(cfg.out)
+    ckpt_path = Path(cfg.checkpoint) if cfg.checkpoint else out.with_name(out.name + ".ckpt.pt")
+    ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+
+    source = source if source is not None else _source(cfg)
+    model = create_segmenter(cfg.arch, cfg.encoder).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start_epoch, best_miou, best_state, history = 0, -1.0, None, []
+    elapsed_before = 0.0
+    if cfg.resume:
+        rp = Path(cfg.resume)
+        if not rp.is_file():
+            raise GlomkitError(f"{rp}: checkpoint not found")
+        ck = torch.load(rp, map_location=dev, weights_only=True)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        start_epoch, best_miou, history = ck["epoch"] + 1, ck["best_miou"], ck["history"]
+        best_state = ck["best_model"]
+        elapsed_before = ck.get("elapsed_s", 0.0)
+    steps_per_epoch = max(cfg.fields // cfg.batch, 1)
+    total_steps = steps_per_epoch * cfg.epochs
+    budget = cfg.max_minutes * 60.0 if cfg.max_minutes else None
+    base_decode = {
+        "threshold": cfg.threshold,
+        "min_diameter_px": cfg.min_diameter_um / cfg.mpp,
+        "circle": "enclosing",
+        "split_touching": False,
+    }
+
+    def lr_at(step: int) -> float:
+        p = step / total_steps
+        if budget:
+            p = max(p, (elapsed_before + time.time() - t_start) / budget)
+        warm = min(1.0, (step + 1) / 50)
+        return cfg.lr * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(p, 1.0))))
+
+    stop = False
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+    ) as progress:
+        for epoch in range(start_epoch, cfg.epochs):
+            rng = np.random.default_rng([cfg.seed, epoch])
+            model.train()
+            task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, info="")
+            losses = []
+            for s in range(steps_per_epoch):
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(epoch * steps_per_epoch + s)
+                fs = [source.sample(rng) for _ in range(cfg.batch)]
+                x = torch.from_numpy(_normalise(np.stack([f.image for f in fs]))).to(dev)
+                y = torch.from_numpy(np.stack([f.mask for f in fs]).astype(np.float32)[:, None]).to(dev)
+                loss = dice_bce_loss(model(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+                opt.step()
+                losses.append(loss.item())
+                progress.update(task, advance=1, info=f"loss {np.mean(losses[-20:]):.3f}")
+                if budget and elapsed_before + time.time() - t_start > budget:
+                    stop = True
+                    break
+            probs = predict_probability_torch(model, [f.image for f in source.val_fields])
+            val = score_fields(probs, source.val_fields, base_decode)
+            rec = {
+                "epoch": epoch,
+                "steps": len(losses),
+                "loss": float(np.mean(losses)),
+                "losses": [round(v, 5) for v in losses],
+                "val_mIoU": val["mIoU"],
+                "val_pixel_accuracy": val["pixel_accuracy"],
+                "val_IoU_glomerulus": val["IoU_glomerulus"],
+                "val_AP": val["AP"],
+                "val_AP50": val["AP50"],
+                "elapsed_s": elapsed_before + time.time() - t_start,
+            }
+            history.append(rec)
+            progress.console.print(json.dumps({k: v for k, v in rec.items() if k != "losses"}))
+            if val["mIoU"] > best_miou:
+                best_miou = val["mIoU"]
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            _save_atomic(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "epoch": epoch,
+                    "best_miou": best_miou,
+                    "best_model": best_state,
+                    "history": history,
+                    "elapsed_s": elapsed_before + time.time() - t_start,
+                },
+                ckpt_path,
+            )
+            if stop:
+                break
+    if best_state is None:
+        raise GlomkitError(f"{cfg.out}: no epoch finished (resumed past the last epoch?)")
+    model.load_state_dict(best_state)
+    model = model.cpu().eval()
+    best_epoch = max(history, key=lambda r: r["val_mIoU"])["epoch"]
+    probs = predict_probability_torch(model, [f.image for f in source.val_fields])
+    decode, trials = choose_decode(probs, source.val_fields, base_decode)
+    val = score_fields(probs, source.val_fields, decode)
+    metrics = {
+        "validation": {k: round(v, 4) for k, v in val.items()},
+        "best_epoch": best_epoch,
+        "decode_trials": trials,
+        "measured_on": source.val_description,
+    }
+    export_segdetector(model, out, cfg, decode, metrics, history, source.description)
+    return out
+
+
+def segdetector_metadata(
+    cfg: SegDetectorTrainConfig, decode: dict[str, Any], metrics: dict, history: list, data_desc: dict
+) -> dict[str, Any]:
+    """The ``glomkit`` metadata block of a segmentation-detector model file."""
+    return {
+        "task": "detector",
+        "architecture": cfg.arch,
+        "encoder": cfg.encoder,
+        "input_size": [cfg.input_size, cfg.input_size],
+        "mpp": cfg.mpp,
+        "stride": 1,
+        "input": {"mean": IMAGENET_MEAN, "std": IMAGENET_STD},
+        "decode": {
+            "method": "components",
+            "threshold": float(decode["threshold"]),
+            "min_diameter_um": float(cfg.min_diameter_um),
+            "circle": decode["circle"],
+            "split_touching": bool(decode["split_touching"]),
+            "score_threshold": 0.5,
+            "nms_iou": 0.35,
+        },
+        "max_radius_um": 150.0,
+        "circle_definition": "minimum enclosing circle of the glomerulus outline",
+        "training": {
+            **{k: v for k, v in asdict(cfg).items() if k not in ("resume",)},
+            "data": data_desc,
+            "history": [{k: v for k, v in r.items() if k != "losses"} for r in history],
+        },
+        "metrics": metrics,
+        "licence": "CC BY-NC-SA 4.0 (trained on bueno_pas crops)",
+    }
+
+
+def export_segdetector(
+    model,
+    out: str | Path,
+    cfg: SegDetectorTrainConfig,
+    decode: dict[str, Any],
+    metrics: dict,
+    history: list,
+    data_desc: dict,
+) -> Path:
+    """Export a torch segmenter as a detector model file (output ``probability`` (N,1,H,W))."""
+    import torch
+
+    from glomkit.models.export import export_onnx
+
+    return export_onnx(
+        probability_module(model.cpu().eval()),
+        torch.zeros(1, 3, 64, 64),
+        out,
+        segdetector_metadata(cfg, decode, metrics, history, data_desc),
+        output_names=["probability"],
+    )
+
+
+def plot_loss_curve(history: list[dict], path: str | Path, title: str) -> Path:
+    """PNG of the training loss (per step and per-epoch mean) and validation mIoU per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from glomkit.io.atomic import atomic_path
+
+    fig, ax = plt.subplots(figsize=(7, 4.3))
+    steps, losses, ends, means = [], [], [], []
+    n = 0
+    for r in history:
+        ls = r.get("losses") or [r["loss"]] * int(r.get("steps", 1))
+        steps.extend(range(n + 1, n + len(ls) + 1))
+        losses.extend(ls)
+        n += len(ls)
+        ends.append(n)
+        means.append(r["loss"])
+    ax.plot(steps, losses, color="0.75", lw=0.6, label="training loss (step)")
+    ax.plot(ends, means, color="C0", marker=".", label="training loss (epoch mean)")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("Dice + BCE loss")
+    ax2 = ax.twinx()
+    ax2.plot(ends, [r["val_mIoU"] for r in history], color="C1", marker=".", label="validation mIoU")
+    ax2.set_ylabel("validation mIoU")
+    ax2.set_ylim(0, 1)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.set_title(title)
+    fig.legend(h1 + h2, l1 + l2, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
