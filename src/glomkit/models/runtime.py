@@ -139,6 +139,9 @@ class OnnxModel:
         opts.intra_op_num_threads = threads or default_threads()
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # No CPU arena: the arena keeps the peak of every batch shape it has seen and grew peak
+        # RSS with the slide (40k² slide: 1217 MB with it, 679 MB without, same wall time).
+        opts.enable_cpu_mem_arena = False
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=available_providers(device))
         except GlomkitError:
