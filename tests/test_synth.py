@@ -220,3 +220,14 @@ def test_tissue_fraction_sets_the_tissue_area() -> None:
         assert abs(mask.mean() - frac) < 0.04 * frac / 0.1
     with pytest.raises(Exception, match="tissue fraction"):
         make_scene(4000, 3000, tissue_fraction=0.9)
+
+
+def test_write_truth_keeps_dots_in_the_stem(tmp_path: Path) -> None:
+    scene = make_scene(2000, 1500, mpp=1.0, seed=4, n_glomeruli=2)
+    path = tmp_path / "slide_t0.15.tif"
+    paths = write_truth(truth_of(scene, path), path)
+    assert sorted(p.name for p in paths) == [
+        "slide_t0.15_truth.csv",
+        "slide_t0.15_truth.geojson",
+        "slide_t0.15_truth.xml",
+    ]

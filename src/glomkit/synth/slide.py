@@ -463,9 +463,10 @@ def write_truth(result: SlideResult, slide_path: str | Path) -> list[Path]:
     from glomkit.io.table import write_table
 
     slide_path = Path(slide_path)
-    base = slide_path.parent / f"{slide_path.stem}_truth"
+    base = f"{slide_path.stem}_truth"  # not with_suffix: a stem may hold dots
+    d = slide_path.parent
     return [
-        write_table(base.with_suffix(".csv"), result),
-        write_imagescope_xml(base.with_suffix(".xml"), result),
-        write_geojson(base.with_suffix(".geojson"), result),
+        write_table(d / f"{base}.csv", result),
+        write_imagescope_xml(d / f"{base}.xml", result),
+        write_geojson(d / f"{base}.geojson", result),
     ]
