@@ -349,23 +349,13 @@ def _save_atomic(obj: Any, path: Path) -> None:
 
 
 def _source(cfg: SegDetectorTrainConfig):
-    from glomkit.detect.data import ComposedSource, is_bueno_folder
+    from glomkit.detect.data import is_bueno_folder, load_detection_source
 
     if not is_bueno_folder(cfg.data):
         raise GlomkitError(
             f"{cfg.data}: segmentation detectors train on a bueno_pas folder (they need glomerulus masks)"
         )
-    return ComposedSource(
-        cfg.data,
-        cfg.mpp,
-        cfg.field_size,
-        cfg.val_size,
-        cfg.val_fields,
-        cfg.seed,
-        cfg.synthetic,
-        cfg.pool,
-        cfg.test_fold,
-    )
+    return load_detection_source(cfg)
 
 
 def train_segdetector(config: SegDetectorTrainConfig | dict[str, Any], source: Any = None) -> Path:
