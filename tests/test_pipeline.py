@@ -151,3 +151,20 @@ def test_image_without_scale_asks_for_mpp(tmp_path):
     assert row["status"] == "failed" and "--mpp" in row["error"] and "plain.png" in row["error"]
     r = glomkit("run", str(img), "-o", str(tmp_path / "o"), "--quiet", "--json", "--mpp", "0.5")
     assert r.returncode == 0, r.stderr
+
+
+@needs_models
+def test_flip_tta_detection_matches_truth(synth_slide):
+    """``glomkit run --tta``: detection averaged over flips still finds the slide's glomeruli."""
+    from glomkit.pipeline import Models, detect_circles
+    from glomkit.slide.reader import Slide
+    from glomkit.slide.tissue import tissue_mask
+
+    path, truth = synth_slide
+    config = PipelineConfig(threads=1, read_threads=1, tta=True)
+    slide = Slide(path)
+    thumb, ds = slide.thumbnail(config.thumbnail_px)
+    pred = detect_circles(slide, Models(config), config, tissue_mask(thumb), ds)
+    gt = np.array([[g.x, g.y, g.radius] for g in truth.glomeruli if g.is_glomerulus]).reshape(-1, 3)
+    recall = float((circle_iou(gt, pred[:, :3]).max(axis=1) >= 0.5).mean()) if len(pred) else 0.0
+    assert recall >= 0.75, f"recall with flip TTA {recall:.2f}"

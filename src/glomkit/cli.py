@@ -121,6 +121,9 @@ def study() -> None:
 @click.option(
     "--nms-iou", type=float, default=0.35, show_default=True, help="Circle-IoU threshold of the NMS."
 )
+@click.option(
+    "--tta", is_flag=True, help="Average detection over h/v flips of each tile (3x detection time)."
+)
 @click.option("--overwrite", is_flag=True, help="Redo slides whose outputs are complete.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Local worker processes (cohorts).")
 @click.option(
@@ -139,6 +142,7 @@ def run(
     threads,
     score_threshold,
     nms_iou,
+    tta,
     overwrite,
     workers,
     dask_scheduler,
@@ -160,6 +164,7 @@ def run(
         threads=threads,
         score_threshold=score_threshold,
         nms_iou=nms_iou,
+        tta=tta,
         quiet=quiet or as_json,
     )
     rows = run_inputs(
