@@ -92,6 +92,41 @@ def test_train_two_steps_export_and_evaluate(tmp_path):
     assert "AP50" in res.output
 
 
+@pytest.mark.slow
+def test_resume_from_a_checkpoint_written_before_the_shared_loop(tmp_path):
+    """Checkpoints that stored the best value as ``best_ap50`` (no ``best_metric``) still resume."""
+    import torch
+
+    from glomkit.detect.train import DetectorTrainConfig, train_detector
+    from glomkit.models.runtime import read_metadata
+
+    cfg = dict(
+        data=str(_disc_images(tmp_path)),
+        backbone="resnet10t",
+        batch=2,
+        fields=2,
+        field_size=64,
+        val_fields=2,
+        val_size=64,
+        mpp=2.0,
+        threads=1,
+    )
+    train_detector(DetectorTrainConfig(out=str(tmp_path / "a.onnx"), epochs=1, **cfg))
+    ck = torch.load(tmp_path / "a.onnx.ckpt.pt", weights_only=True)
+    assert ck["best_metric"] == "val_AP50" and ck["best_value"] == ck["history"][0]["val_AP50"]
+    assert set(ck["history"][0]) == {"epoch", "loss", "val_AP50", "val_AP", "val_AP75", "elapsed_s"}
+    ck["best_ap50"] = ck.pop("best_value")
+    del ck["best_metric"]
+    torch.save(ck, tmp_path / "legacy.ckpt.pt")
+    out = train_detector(
+        DetectorTrainConfig(
+            out=str(tmp_path / "b.onnx"), epochs=2, resume=str(tmp_path / "legacy.ckpt.pt"), **cfg
+        )
+    )
+    hist = read_metadata(out)["training"]["history"]
+    assert [h["epoch"] for h in hist] == [0, 1] and hist[0] == ck["history"][0]
+
+
 def test_bad_csv_is_a_one_line_error(tmp_path):
     from glomkit import GlomkitError
     from glomkit.detect.data import read_circles_csv

@@ -326,3 +326,119 @@ def test_evaluate_command_reports_ap_and_miou_for_a_segdetector(tiny_models, bue
     assert rep["decode"]["method"] == "components" and rep["data"]["split"] == "test"
     m = rep["metrics"]
     assert 0.0 <= m["mIoU"] <= 1.0 and 0.0 <= m["pixel_accuracy"] <= 1.0 and m["n_images"] == 3
+
+
+@pytest.mark.slow
+def test_resume_from_a_checkpoint_written_before_the_shared_loop(tiny_models, tmp_path):
+    """Checkpoints that stored the best value as ``best_miou`` (no ``best_metric``) still resume."""
+    torch = pytest.importorskip("torch")
+    from dataclasses import replace
+
+    from glomkit.detect.segdetect import train_segdetector
+    from glomkit.models.runtime import read_metadata
+
+    path, cfg = tiny_models["unet"]
+    ck = torch.load(path.parent / "unet.onnx.ckpt.pt", weights_only=True)
+    assert ck["best_metric"] == "val_mIoU" and ck["best_value"] == ck["history"][0]["val_mIoU"]
+    assert ck["history"][0]["steps"] == len(ck["history"][0]["losses"]) == 2  # per-step losses kept
+    ck["best_miou"] = ck.pop("best_value")
+    del ck["best_metric"]
+    legacy = tmp_path / "legacy.ckpt.pt"
+    torch.save(ck, legacy)
+    out = tmp_path / "u3.onnx"
+    train_segdetector(replace(cfg, out=str(out), epochs=2, resume=str(legacy)), source=DiscSource())
+    hist = read_metadata(out)["training"]["history"]
+    assert [h["epoch"] for h in hist] == [0, 1] and hist[0]["val_mIoU"] == ck["history"][0]["val_mIoU"]
+    assert torch.load(tmp_path / "u3.onnx.ckpt.pt", weights_only=True)["best_metric"] == "val_mIoU"
+
+
+# -- one evaluation entry point for every detector, chosen by decode.method --------------------
+def _darkness_circlenet(path, mpp: float, decode: dict | None = None):
+    """A hand-made CircleNet (heatmap = pooled darkness, radius 8 px) exported as a detector."""
+    torch = pytest.importorskip("torch")
+    from glomkit.models.export import export_onnx
+
+    class DarkCircles(torch.nn.Module):
+        def forward(self, x):
+            hm = torch.nn.functional.avg_pool2d(torch.sigmoid(-4.0 * x.mean(1, keepdim=True)), 4)
+            return hm, torch.full_like(hm, 8.0), torch.zeros_like(hm).repeat(1, 2, 1, 1)
+
+    meta = {"task": "detector", "architecture": "darkness", "input_size": [64, 64], "mpp": mpp, "stride": 4}
+    if decode is not None:
+        meta["decode"] = decode
+    return export_onnx(
+        DarkCircles(), torch.zeros(1, 3, 64, 64), path, meta, output_names=["heatmap", "radius", "offset"]
+    )
+
+
+def _disc_csv(folder, n: int = 2, size: int = 128):
+    rng = np.random.default_rng(3)
+    rows = ["image,x,y,r"]
+    for i in range(n):
+        img = np.full((size, size, 3), 240, np.uint8)
+        for x, y in rng.integers(16, size - 16, (2, 2)):
+            cv2.circle(img, (int(x), int(y)), 8, (60, 30, 70), -1)
+            rows.append(f"im{i}.png,{x + 0.5},{y + 0.5},8.5")
+        cv2.imwrite(str(folder / f"im{i}.png"), img)
+    (folder / "circles.csv").write_text("\n".join(rows) + "\n")
+    return folder / "circles.csv"
+
+
+def test_evaluation_picks_its_evaluator_from_the_decode_method(tmp_path, monkeypatch):
+    from glomkit.detect import evaluate
+
+    chosen = []
+
+    def recording(name):
+        def score(model, items, preds):
+            chosen.append((name, [k for k, _ in items], preds))
+            return {"metrics": {"n": float(len(items))}}
+
+        return evaluate.FieldEvaluator(lambda model, images, tta: [name] * len(images), score)
+
+    monkeypatch.setattr(evaluate, "FIELD_EVALUATORS", {m: recording(m) for m in ("circlenet", "components")})
+    data = _disc_csv(tmp_path)
+    models = {
+        "components": _darkness_detector(tmp_path / "seg.onnx", 1.0),
+        "circlenet": _darkness_circlenet(tmp_path / "cn.onnx", 1.0, {"method": "circlenet"}),
+        "no method": _darkness_circlenet(tmp_path / "old.onnx", 1.0, {"score_threshold": 0.3}),
+    }
+    for path in models.values():
+        rep = evaluate.evaluate_detector_file(path, data, size=64)
+        assert rep["metrics"] == {"n": 8.0} and rep["data"]["tiles"] == 8
+    assert [c[0] for c in chosen] == ["components", "circlenet", "circlenet"]
+    assert chosen[0][1] == chosen[1][1]  # the same tiles, built once for every kind
+    assert all(p == [c[0]] * 8 for c in chosen for p in [c[2]])
+
+    bad = _darkness_circlenet(tmp_path / "bad.onnx", 1.0, {"method": "tea-leaves"})
+    with pytest.raises(GlomkitError, match="tea-leaves"):
+        evaluate.evaluate_detector_file(bad, data, size=64)
+
+
+def test_evaluation_scores_each_kind_with_its_own_decoder(tmp_path):
+    from glomkit.detect.evaluate import evaluate_detector_file
+
+    data = _disc_csv(tmp_path)
+    rep = evaluate_detector_file(_darkness_circlenet(tmp_path / "cn.onnx", 1.0), data, size=128)
+    m = rep["metrics"]
+    assert m["n_images"] == 2 and m["n_gt"] == 4 and m["n_pred"] >= 4 and 0.0 <= m["AP50"] <= 1.0
+    assert "decode" not in rep and "mIoU" not in m
+    # a components detector needs glomerulus masks: user images have none
+    seg = _darkness_detector(tmp_path / "seg.onnx", 1.0)
+    with pytest.raises(GlomkitError, match="circles.csv.*bueno_pas"):
+        evaluate_detector_file(seg, data, size=128)
+
+
+@pytest.mark.shared
+def test_evaluation_of_a_components_detector_on_bueno_fields(bueno_root, tmp_path):
+    from glomkit.detect.evaluate import evaluate_detector_file
+
+    seg = _darkness_detector(tmp_path / "seg.onnx", 8.0)
+    rep = evaluate_detector_file(seg, bueno_root, n_fields=3, size=64)
+    assert rep["decode"]["method"] == "components" and rep["data"]["kind"] == "bueno_fields"
+    m = rep["metrics"]
+    assert m["n_images"] == 3 and 0.0 <= m["mIoU"] <= 1.0 and 0.0 <= m["pixel_accuracy"] <= 1.0
+    cn = evaluate_detector_file(
+        _darkness_circlenet(tmp_path / "cn.onnx", 8.0), bueno_root, n_fields=3, size=64
+    )
+    assert cn["data"] == rep["data"] and cn["metrics"]["n_gt"] == m["n_gt"]  # the same fields

@@ -145,25 +145,16 @@ def evaluate_cmd(model, data, split, fields, size, seed, data_mpp, tta, out) -> 
     For a segmentation detector (U-Net/SegNet, decode method 'components') also mIoU and pixel
     accuracy, on the same fields.
     """
+    from glomkit.detect.evaluate import evaluate_detector_file
     from glomkit.io.atomic import write_text
     from glomkit.models.registry import resolve_model
-    from glomkit.models.runtime import read_metadata
 
     if size % 32:
         raise GlomkitError(f"--size {size}: must be a multiple of 32")
     model = resolve_model(model, "detector")
-    if read_metadata(model).get("decode", {}).get("method") == "components":
-        from glomkit.detect.segdetect import evaluate_segdetector_file
-
-        report = evaluate_segdetector_file(
-            model, data, split=split, n_fields=fields, size=size, seed=seed, tta=tta
-        )
-    else:
-        from glomkit.detect.evaluate import evaluate_detector_file
-
-        report = evaluate_detector_file(
-            model, data, split=split, n_fields=fields, size=size, seed=seed, data_mpp=data_mpp, tta=tta
-        )
+    report = evaluate_detector_file(
+        model, data, split=split, n_fields=fields, size=size, seed=seed, data_mpp=data_mpp, tta=tta
+    )
     table = Table(title=f"{model.name} on {report['data']['description']}")
     table.add_column("metric")
     table.add_column("value", justify="right")

@@ -10,18 +10,18 @@ Training uses the same composed fields as the CircleNet detector (``glomkit.dete
 ComposedSource``: same slide split, same training and validation field seeds), with the union
 of the pasted glomerulus masks as target. The model file is a detector (task ``detector``)
 whose metadata says how to decode it: ``decode.method = "components"``. The inference part of
-this module (decoding, evaluation on ONNX Runtime) imports no torch.
+this module (decoding, scoring, ONNX Runtime probability maps) imports no torch; model files are
+evaluated by ``glomkit.detect.evaluate.evaluate_detector_file``, which dispatches on that method.
+The epoch loop is ``glomkit.detect.epoch_loop`` (shared with the CircleNet trainer).
 
 >>> train_segdetector(SegDetectorTrainConfig(data="../shared/data/bueno_pas", out="unet.onnx"))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,56 +209,6 @@ def predict_probability_onnx(model, images: list[np.ndarray], batch: int = 8, tt
     return out
 
 
-def evaluate_segdetector_file(
-    model_path: str | Path,
-    data: str | Path,
-    split: str = "test",
-    n_fields: int = 100,
-    size: int = 256,
-    seed: int = 20_000,
-    tta: bool = False,
-) -> dict[str, Any]:
-    """Circle AP, mIoU and pixel accuracy of a segmentation-detector file on held-out fields.
-
-    The fields are those of ``glomkit.detect.evaluate.evaluate_detector_file`` for the same
-    arguments (same composer, same seed), so the figures compare with a CircleNet's.
-    """
-    from glomkit.detect.data import is_bueno_folder
-    from glomkit.detect.fields import FieldComposer, fixed_fields, split_samples
-    from glomkit.models.runtime import OnnxModel
-
-    model = OnnxModel(model_path, expect_task="detector")
-    if model.meta.get("decode", {}).get("method") != "components":
-        raise GlomkitError(f"{model_path}: not a segmentation detector (decode method is not 'components')")
-    if not is_bueno_folder(data):
-        raise GlomkitError(
-            f"{data}: segmentation detectors are evaluated on a bueno_pas folder (masks needed)"
-        )
-    mpp = float(model.info.mpp or 2.0)
-    samples = split_samples(split, str(data))
-    composer = FieldComposer(samples, mpp=mpp, size=size, seed=seed, pool=16)
-    fields_ = fixed_fields(composer, n_fields, seed=seed)
-    probs = predict_probability_onnx(model, [f.image for f in fields_], tta=tta)
-    metrics = score_fields(probs, fields_, decode_settings(model.meta))
-    return {
-        "model": str(model_path),
-        "data": {
-            "path": str(data),
-            "kind": "bueno_fields",
-            "split": split,
-            "slides": sorted({s.slide for s in samples}),
-            "fields": n_fields,
-            "size": size,
-            "seed": seed,
-            "description": f"{n_fields} composed fields, {split} slides",
-        },
-        "tta": tta,
-        "score_threshold": EVAL_SCORE_THRESHOLD,
-        "decode": model.meta.get("decode"),
-        "metrics": metrics,
-    }
-
-
 # -- training (torch) ------------------------------------------------------------------------
 @dataclass
 class SegDetectorTrainConfig:
@@ -338,16 +288,6 @@ def choose_decode(probs: list[np.ndarray], fields_, base: dict[str, Any]) -> tup
     return {**base, "circle": best["circle"], "split_touching": best["split_touching"]}, trials
 
 
-def _save_atomic(obj: Any, path: Path) -> None:
-    import os
-
-    import torch
-
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _source(cfg: SegDetectorTrainConfig):
     from glomkit.detect.data import is_bueno_folder, load_detection_source
 
@@ -366,8 +306,8 @@ def train_segdetector(config: SegDetectorTrainConfig | dict[str, Any], source: A
     ``val_description``.
     """
     import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from glomkit.detect.epoch_loop import TrainingRun
     from glomkit.segment.registry import create_segmenter
     from glomkit.segment.train import dice_bce_loss
 
@@ -378,33 +318,9 @@ def train_segdetector(config: SegDetectorTrainConfig | dict[str, Any], source: A
         )
     if cfg.field_size % 32 or cfg.val_size % 32:
         raise GlomkitError(f"{cfg.out}: field sizes must be multiples of 32")
-    t_start = time.time()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    out = Path(cfg.out)
-    ckpt_path = Path(cfg.checkpoint) if cfg.checkpoint else out.with_name(out.name + ".ckpt.pt")
-    ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-
+    run = TrainingRun.start(cfg)
     source = source if source is not None else _source(cfg)
-    model = create_segmenter(cfg.arch, cfg.encoder).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start_epoch, best_miou, best_state, history = 0, -1.0, None, []
-    elapsed_before = 0.0
-    if cfg.resume:
-        rp = Path(cfg.resume)
-        if not rp.is_file():
-            raise GlomkitError(f"{rp}: checkpoint not found")
-        ck = torch.load(rp, map_location=dev, weights_only=True)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        start_epoch, best_miou, history = ck["epoch"] + 1, ck["best_miou"], ck["history"]
-        best_state = ck["best_model"]
-        elapsed_before = ck.get("elapsed_s", 0.0)
-    steps_per_epoch = max(cfg.fields // cfg.batch, 1)
-    total_steps = steps_per_epoch * cfg.epochs
-    budget = cfg.max_minutes * 60.0 if cfg.max_minutes else None
+    model = create_segmenter(cfg.arch, cfg.encoder).to(run.device)
     base_decode = {
         "threshold": cfg.threshold,
         "min_diameter_px": cfg.min_diameter_um / cfg.mpp,
@@ -412,80 +328,24 @@ def train_segdetector(config: SegDetectorTrainConfig | dict[str, Any], source: A
         "split_touching": False,
     }
 
-    def lr_at(step: int) -> float:
-        p = step / total_steps
-        if budget:
-            p = max(p, (elapsed_before + time.time() - t_start) / budget)
-        warm = min(1.0, (step + 1) / 50)
-        return cfg.lr * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(p, 1.0))))
+    def step(rng: np.random.Generator):
+        fs = [source.sample(rng) for _ in range(cfg.batch)]
+        x = torch.from_numpy(_normalise(np.stack([f.image for f in fs]))).to(run.device)
+        y = torch.from_numpy(np.stack([f.mask for f in fs]).astype(np.float32)[:, None]).to(run.device)
+        return dice_bce_loss(model(x), y), ""
 
-    stop = False
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[info]}"),
-    ) as progress:
-        for epoch in range(start_epoch, cfg.epochs):
-            rng = np.random.default_rng([cfg.seed, epoch])
-            model.train()
-            task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, info="")
-            losses = []
-            for s in range(steps_per_epoch):
-                for g in opt.param_groups:
-                    g["lr"] = lr_at(epoch * steps_per_epoch + s)
-                fs = [source.sample(rng) for _ in range(cfg.batch)]
-                x = torch.from_numpy(_normalise(np.stack([f.image for f in fs]))).to(dev)
-                y = torch.from_numpy(np.stack([f.mask for f in fs]).astype(np.float32)[:, None]).to(dev)
-                loss = dice_bce_loss(model(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-                opt.step()
-                losses.append(loss.item())
-                progress.update(task, advance=1, info=f"loss {np.mean(losses[-20:]):.3f}")
-                if budget and elapsed_before + time.time() - t_start > budget:
-                    stop = True
-                    break
-            probs = predict_probability_torch(model, [f.image for f in source.val_fields])
-            val = score_fields(probs, source.val_fields, base_decode)
-            rec = {
-                "epoch": epoch,
-                "steps": len(losses),
-                "loss": float(np.mean(losses)),
-                "losses": [round(v, 5) for v in losses],
-                "val_mIoU": val["mIoU"],
-                "val_pixel_accuracy": val["pixel_accuracy"],
-                "val_IoU_glomerulus": val["IoU_glomerulus"],
-                "val_AP": val["AP"],
-                "val_AP50": val["AP50"],
-                "elapsed_s": elapsed_before + time.time() - t_start,
-            }
-            history.append(rec)
-            progress.console.print(json.dumps({k: v for k, v in rec.items() if k != "losses"}))
-            if val["mIoU"] > best_miou:
-                best_miou = val["mIoU"]
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            _save_atomic(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "epoch": epoch,
-                    "best_miou": best_miou,
-                    "best_model": best_state,
-                    "history": history,
-                    "elapsed_s": elapsed_before + time.time() - t_start,
-                },
-                ckpt_path,
-            )
-            if stop:
-                break
-    if best_state is None:
-        raise GlomkitError(f"{cfg.out}: no epoch finished (resumed past the last epoch?)")
-    model.load_state_dict(best_state)
-    model = model.cpu().eval()
-    best_epoch = max(history, key=lambda r: r["val_mIoU"])["epoch"]
+    def validate(m) -> dict[str, float]:
+        probs = predict_probability_torch(m, [f.image for f in source.val_fields])
+        val = score_fields(probs, source.val_fields, base_decode)
+        return {
+            "val_mIoU": val["mIoU"],
+            "val_pixel_accuracy": val["pixel_accuracy"],
+            "val_IoU_glomerulus": val["IoU_glomerulus"],
+            "val_AP": val["AP"],
+            "val_AP50": val["AP50"],
+        }
+
+    history, best_epoch = run.train_epochs(model, step, validate, select="val_mIoU", keep_step_losses=True)
     probs = predict_probability_torch(model, [f.image for f in source.val_fields])
     decode, trials = choose_decode(probs, source.val_fields, base_decode)
     val = score_fields(probs, source.val_fields, decode)
@@ -495,6 +355,7 @@ def train_segdetector(config: SegDetectorTrainConfig | dict[str, Any], source: A
         "decode_trials": trials,
         "measured_on": source.val_description,
     }
+    out = Path(cfg.out)
     export_segdetector(model, out, cfg, decode, metrics, history, source.description)
     return out
 

@@ -1,19 +1,16 @@
 """Train a CircleNet detector and write it as a glomkit ONNX model file.
 
 Seeded, resumable (a checkpoint of state dicts after every epoch, loaded with
-``weights_only=True``), time-budgeted (``max_minutes``), best epoch chosen on validation AP50.
+``weights_only=True``), time-budgeted (``max_minutes``), best epoch chosen on validation AP50;
+the epoch loop is ``glomkit.detect.epoch_loop`` (shared with ``glomkit.detect.segdetect``).
 
 >>> train_detector(DetectorTrainConfig(data="../shared/data/bueno_pas", out="detector.onnx"))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import shlex
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,12 +50,6 @@ class DetectorTrainConfig:
     checkpoint: str | None = None  # default: <out>.ckpt.pt
     data_mpp: float | None = None  # µm/px of user images that do not record it
     command: str = field(default_factory=lambda: " ".join(shlex.quote(a) for a in sys.argv))
-
-
-def _device():
-    import torch
-
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _to_batch(fields_, stride: int = 4) -> dict[str, Any]:
@@ -117,134 +108,38 @@ def evaluate_model_on_fields(model, fields_, tta: bool = False) -> dict[str, flo
     return evaluate_circles(gt, dict(enumerate(preds)))
 
 
-def _save_atomic(obj: Any, path: Path) -> None:
-    import torch
-
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def train_detector(config: DetectorTrainConfig | dict[str, Any]) -> Path:
     """Train, pick the best epoch by validation AP50, export ONNX with metadata; returns the model path."""
-    import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from glomkit.detect.data import load_detection_source
+    from glomkit.detect.epoch_loop import TrainingRun
     from glomkit.detect.losses import circlenet_loss
     from glomkit.detect.model import build_circlenet
 
     cfg = config if isinstance(config, DetectorTrainConfig) else DetectorTrainConfig(**config)
     if cfg.field_size % 32 or cfg.val_size % 32:
         raise GlomkitError(f"{cfg.out}: field sizes must be multiples of 32")
-    t_start = time.time()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    dev = _device()
-    out = Path(cfg.out)
-    ckpt_path = Path(cfg.checkpoint) if cfg.checkpoint else out.with_name(out.name + ".ckpt.pt")
-    ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-
+    run = TrainingRun.start(cfg)
     source = load_detection_source(cfg)
-    model = build_circlenet({"backbone": cfg.backbone}).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start_epoch, best_ap50, best_state, history = 0, -1.0, None, []
-    elapsed_before = 0.0
-    if cfg.resume:
-        rp = Path(cfg.resume)
-        if not rp.is_file():
-            raise GlomkitError(f"{rp}: checkpoint not found")
-        ck = torch.load(rp, map_location=dev, weights_only=True)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        start_epoch, best_ap50, history = ck["epoch"] + 1, ck["best_ap50"], ck["history"]
-        best_state = ck["best_model"]
-        elapsed_before = ck.get("elapsed_s", 0.0)
-    steps_per_epoch = max(cfg.fields // cfg.batch, 1)
-    total_steps = steps_per_epoch * cfg.epochs
-    budget = cfg.max_minutes * 60.0 if cfg.max_minutes else None
+    model = build_circlenet({"backbone": cfg.backbone}).to(run.device)
 
-    def lr_at(step: int) -> float:
-        p = step / total_steps
-        if budget:
-            p = max(p, (elapsed_before + time.time() - t_start) / budget)
-        warm = min(1.0, (step + 1) / 50)
-        return cfg.lr * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(p, 1.0))))
+    def step(rng: np.random.Generator):
+        b = _to_batch([source.sample(rng) for _ in range(cfg.batch)])
+        b = {k: v.to(run.device) for k, v in b.items()}
+        loss, parts = circlenet_loss(model(b["image"]), b)
+        return loss, f"hm {parts['heatmap']:.3f} r {parts['radius']:.2f} off {parts['offset']:.3f}"
 
-    stop = False
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[info]}"),
-    ) as progress:
-        for epoch in range(start_epoch, cfg.epochs):
-            rng = np.random.default_rng([cfg.seed, epoch])
-            model.train()
-            task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, info="")
-            losses = []
-            for s in range(steps_per_epoch):
-                step = epoch * steps_per_epoch + s
-                for g in opt.param_groups:
-                    g["lr"] = lr_at(step)
-                b = _to_batch([source.sample(rng) for _ in range(cfg.batch)])
-                b = {k: v.to(dev) for k, v in b.items()}
-                loss, parts = circlenet_loss(model(b["image"]), b)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-                opt.step()
-                losses.append(float(loss))
-                progress.update(
-                    task,
-                    advance=1,
-                    info=f"loss {np.mean(losses[-20:]):.3f} "
-                    f"hm {parts['heatmap']:.3f} r {parts['radius']:.2f} off {parts['offset']:.3f}",
-                )
-                if budget and elapsed_before + time.time() - t_start > budget:
-                    stop = True
-                    break
-            val = evaluate_model_on_fields(model, source.val_fields)
-            rec = {
-                "epoch": epoch,
-                "loss": float(np.mean(losses)),
-                "val_AP50": val["AP50"],
-                "val_AP": val["AP"],
-                "val_AP75": val["AP75"],
-                "elapsed_s": elapsed_before + time.time() - t_start,
-            }
-            history.append(rec)
-            progress.console.print(json.dumps(rec))
-            if val["AP50"] > best_ap50:
-                best_ap50 = val["AP50"]
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            _save_atomic(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "epoch": epoch,
-                    "best_ap50": best_ap50,
-                    "best_model": best_state,
-                    "history": history,
-                    "elapsed_s": elapsed_before + time.time() - t_start,
-                },
-                ckpt_path,
-            )
-            if stop:
-                break
-    if best_state is None:
-        raise GlomkitError(f"{cfg.out}: no epoch finished (resumed past the last epoch?)")
-    model.load_state_dict(best_state)
-    model = model.cpu().eval()
-    best_epoch = max(history, key=lambda r: r["val_AP50"])["epoch"]
+    def validate(m) -> dict[str, float]:
+        val = evaluate_model_on_fields(m, source.val_fields)
+        return {"val_AP50": val["AP50"], "val_AP": val["AP"], "val_AP75": val["AP75"]}
+
+    history, best_epoch = run.train_epochs(model, step, validate, select="val_AP50")
     val = evaluate_model_on_fields(model, source.val_fields)
     metrics = {
         "validation": {k: round(v, 4) for k, v in val.items()},
         "best_epoch": best_epoch,
         "measured_on": source.val_description,
     }
+    out = Path(cfg.out)
     export_detector(model, out, cfg, metrics, history, source.description)
     return out
 
