@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from glomkit.detect.decode import decode_circlenet, merge_flips
+from glomkit.detect.decode import decode_circlenet
 from glomkit.detect.targets import circle_targets, gaussian_radius
 
 CIRCLES = np.array([[30.5, 41.25, 12.0], [90.0, 22.0, 20.0], [70.75, 100.5, 9.0]])
@@ -58,14 +58,3 @@ def test_decode_threshold_and_top_k():
     assert len(decode_circlenet(hm, rad, off, score_threshold=0.5)) == 2
     assert len(decode_circlenet(hm, rad, off, score_threshold=0.3, top_k=1)) == 1
     assert len(decode_circlenet(np.zeros((1, 32, 32)), rad, off)) == 0
-
-
-def test_merge_flips_undoes_the_flips():
-    rng = np.random.default_rng(0)
-    hm, rad, off = rng.random((1, 8, 12)), rng.random((1, 8, 12)), rng.random((2, 8, 12))
-    runs = [(hm, rad, off), (hm[:, :, ::-1], rad[:, :, ::-1], off), (hm[:, ::-1], rad[:, ::-1], off)]
-    mh, mr, mo = merge_flips(runs, ["", "h", "v"])
-    np.testing.assert_allclose(mh, hm)
-    np.testing.assert_allclose(mr, rad)
-    with pytest.raises(ValueError):
-        merge_flips(runs[1:], ["h", "v"])

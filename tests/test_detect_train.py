@@ -91,6 +91,16 @@ def test_train_two_steps_export_and_evaluate(tmp_path):
     assert rep["metrics"]["n_gt"] >= 1
     assert "AP50" in res.output
 
+    # flip TTA goes through the same evaluation (detect.decode.flip_tta on the ONNX outputs)
+    res = CliRunner().invoke(
+        evaluate_cmd,
+        ["--model", str(model), "--data", str(csv_path), "--size", "64", "--tta", "-o", str(report)],
+        catch_exceptions=False,
+    )
+    assert res.exit_code == 0, res.output
+    rep = json.loads(report.read_text())
+    assert rep["tta"] is True and rep["metrics"]["n_gt"] >= 1
+
 
 @pytest.mark.slow
 def test_resume_from_a_checkpoint_written_before_the_shared_loop(tmp_path):

@@ -36,28 +36,6 @@ def decode_circlenet(
     return np.stack([x, y, r, scores], axis=1).astype(np.float64).reshape(-1, 4)
 
 
-def merge_flips(outputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], flips: list[str]):
-    """Test-time augmentation: average the heatmaps and radii of flipped runs of one image.
-
-    ``outputs[i]`` are (heatmap, radius, offset) (C,h,w) computed on the input flipped by
-    ``flips[i]`` ('' none, 'h' horizontal, 'v' vertical, 'hv' both); they are flipped back and
-    averaged. The offset is taken from the unflipped run (``flips`` must contain '').
-    """
-    hms, rads = [], []
-    base_off = None
-    for (hm, rad, off), f in zip(outputs, flips, strict=True):
-        for axis_name, axis in (("h", -1), ("v", -2)):
-            if axis_name in f:
-                hm, rad = np.flip(hm, axis), np.flip(rad, axis)
-        hms.append(hm)
-        rads.append(rad)
-        if f == "":
-            base_off = off
-    if base_off is None:
-        raise ValueError("merge_flips needs the unflipped run ('') among the flips")
-    return np.mean(hms, axis=0), np.mean(rads, axis=0), base_off
-
-
 FLIPS = ("", "h", "v")
 
 

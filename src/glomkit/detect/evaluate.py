@@ -15,7 +15,7 @@ import numpy as np
 from rich.progress import Progress
 
 from glomkit import GlomkitError
-from glomkit.detect.decode import decode_circlenet, merge_flips
+from glomkit.detect.decode import decode_circlenet, flip_tta
 from glomkit.detect.fields import Field
 from glomkit.eval.detection import evaluate_circles
 
@@ -33,21 +33,12 @@ def detect_images(
     meta = model.meta
     stride = int(meta.get("stride", 4))
     top_k = int(meta.get("decode", {}).get("top_k", 100))
-    flips = ["", "h", "v"] if tta else [""]
     out = []
     for i in range(0, len(images), batch):
         x = np.stack(images[i : i + batch])
-        runs = []
-        for f in flips:
-            xi = x
-            if "h" in f:
-                xi = xi[:, :, ::-1]
-            if "v" in f:
-                xi = xi[:, ::-1]
-            o = model.run_images(np.ascontiguousarray(xi))
-            runs.append((o["heatmap"], o["radius"], o["offset"]))
+        o = flip_tta(model.run_images, x) if tta else model.run_images(x)
         for j in range(len(x)):
-            hm, rad, off = merge_flips([(r[0][j], r[1][j], r[2][j]) for r in runs], flips)
+            hm, rad, off = o["heatmap"][j], o["radius"][j], o["offset"][j]
             out.append(decode_circlenet(hm, rad, off, stride, score_threshold, top_k))
     return out
 

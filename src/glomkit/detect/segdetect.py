@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from glomkit import GlomkitError
+from glomkit.detect.decode import flip_tta
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -189,23 +190,14 @@ def score_fields(probs: list[np.ndarray], fields_, decode: dict[str, Any]) -> di
     return out
 
 
-def _flip_average(run, x: np.ndarray, tta: bool) -> np.ndarray:
-    """Probability (N,H,W) of ``run`` on NHWC ``x``, averaged over h/v flips when ``tta``."""
-    acc = run(x)
-    if not tta:
-        return acc
-    acc = acc + run(np.ascontiguousarray(x[:, :, ::-1]))[:, :, ::-1]
-    acc = acc + run(np.ascontiguousarray(x[:, ::-1]))[:, ::-1]
-    return acc / 3.0
-
-
 def predict_probability_onnx(model, images: list[np.ndarray], batch: int = 8, tta: bool = False):
     """Probability maps (H,W) of an ``OnnxModel`` segmentation detector on same-size uint8 RGB images."""
     out = []
     name = model.output_names[0]
     for i in range(0, len(images), batch):
         x = np.stack(images[i : i + batch])
-        out.extend(_flip_average(lambda a: model.run_images(a)[name][:, 0], x, tta))
+        o = flip_tta(model.run_images, x) if tta else model.run_images(x)
+        out.extend(o[name][:, 0])
     return out
 
 

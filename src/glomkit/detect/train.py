@@ -77,24 +77,25 @@ def predict_fields(
     """Run a torch CircleNet on uint8 RGB images (same size) and decode: list of (K,4) x, y, r, score."""
     import torch
 
-    from glomkit.detect.decode import decode_circlenet, merge_flips
+    from glomkit.detect.decode import decode_circlenet, flip_tta
 
     dev = next(model.parameters()).device
     model.eval()
+    mean, std = np.float32(IMAGENET_MEAN), np.float32(IMAGENET_STD)
+
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+        xf = (x.astype(np.float32) / 255.0 - mean) / std
+        xt = torch.from_numpy(np.ascontiguousarray(xf.transpose(0, 3, 1, 2))).to(dev)
+        names = ("heatmap", "radius", "offset")
+        return {k: t.float().cpu().numpy() for k, t in zip(names, model(xt), strict=True)}
+
     out: list[np.ndarray] = []
-    flips = ["", "h", "v"] if tta else [""]
     with torch.no_grad():
         for i in range(0, len(images), batch):
-            x = np.stack(images[i : i + batch]).astype(np.float32) / 255.0
-            x = (x - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
-            xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(dev)
-            runs = []
-            for f in flips:
-                dims = [d for a, d in (("h", 3), ("v", 2)) if a in f]
-                xi = torch.flip(xt, dims) if dims else xt
-                runs.append([t.float().cpu().numpy() for t in model(xi)])
-            for j in range(xt.shape[0]):
-                hm, rad, off = merge_flips([tuple(r[k][j] for k in range(3)) for r in runs], flips)
+            x = np.stack(images[i : i + batch])
+            o = flip_tta(run, x) if tta else run(x)
+            for j in range(len(x)):
+                hm, rad, off = o["heatmap"][j], o["radius"][j], o["offset"][j]
                 out.append(decode_circlenet(hm, rad, off, 4, score_threshold, top_k))
     return out
 
