@@ -63,7 +63,7 @@ def run_cli(slide: Path, out: Path, threads: int | None) -> tuple[float, float, 
 def measure_limit(slide_path: Path, summary: dict, threads: int | None) -> dict[str, float]:
     """Read time of exactly the needed pixels + ORT compute time of exactly the tensors run."""
     from glomkit.io.table import read_table
-    from glomkit.pipeline import PATCH_SIZE, Models, PipelineConfig, patch_box
+    from glomkit.pipeline import PATCH_SIZE, Models, PipelineConfig, detection_tta, patch_box
     from glomkit.slide.grid import TileGrid
     from glomkit.slide.reader import Slide
     from glomkit.slide.tissue import tissue_mask
@@ -108,7 +108,8 @@ def measure_limit(slide_path: Path, summary: dict, threads: int | None) -> dict[
     for k in range(0, n_tiles, cfg.batch_tiles):
         b = min(cfg.batch_tiles, n_tiles - k)
         det_batches.append(rng.standard_normal((b, 3, tile_px, tile_px)).astype(np.float32))
-    det_s = ort_time(det, det_batches)
+    runs_per_batch = 3 if detection_tta(cfg, det.meta) else 1  # flip TTA: unflipped, h, v
+    det_s = ort_time(det, det_batches * runs_per_batch)
     n = len(patches)
     cls_s = seg_s = 0.0
     if n:

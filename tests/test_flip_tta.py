@@ -43,3 +43,12 @@ def test_unflipped_only_output_needs_the_unflipped_run():
 
     with pytest.raises(ValueError, match="offset"):
         flip_tta(run, _images(), flips=("h", "v"))
+
+
+def test_run_setting_overrides_the_model_metadata():
+    from glomkit.pipeline import PipelineConfig, detection_tta
+
+    on, off = {"decode": {"tta": True}}, {"decode": {}}
+    assert detection_tta(PipelineConfig(), on) and not detection_tta(PipelineConfig(), off)
+    assert not detection_tta(PipelineConfig(tta=False), on)
+    assert detection_tta(PipelineConfig(tta=True), off)

@@ -50,7 +50,7 @@ class PipelineConfig:
     batch_tiles: int = 2
     batch_patches: int = 16
     score_threshold: float | None = None  # None = the detector's metadata
-    tta: bool = False  # detection averaged over h/v flips of each tile (3x the detector's compute)
+    tta: bool | None = None  # detection averaged over h/v flips of each tile; None = the model's metadata
     nms_iou: float = 0.35
     margin_um: float = 12.5  # 50 px at 0.25 µm/px, the published setting
     min_tissue: float = 0.01
@@ -181,6 +181,7 @@ def detect_circles(
             f"{det.path}: unknown decode method {method!r}; known: {', '.join(sorted(TILE_DECODERS))}"
         )
     decode_tile = TILE_DECODERS[method]
+    tta = detection_tta(config, info.meta)
     thr = (
         config.score_threshold
         if config.score_threshold is not None
@@ -213,7 +214,7 @@ def detect_circles(
             return
         t0 = time.perf_counter()
         batch = np.stack(batch_imgs)
-        out = flip_tta(det.run_images, batch) if config.tta else det.run_images(batch)
+        out = flip_tta(det.run_images, batch) if tta else det.run_images(batch)
         if stats is not None:
             stats["compute_s"] += time.perf_counter() - t0
         for k, tile in enumerate(batch_tiles):
@@ -276,6 +277,13 @@ def _decode_components_tile(
     prob = out["probability"][k, 0, : tile.out_h, : tile.out_w]
     edges = (not tile.at_left, not tile.at_top, not tile.at_right, not tile.at_bottom)
     return decode_components(prob, score_threshold=thr, drop_edges=edges, **decode_settings(meta))
+
+
+def detection_tta(config: PipelineConfig, meta: dict[str, Any]) -> bool:
+    """Whether detection averages h/v flips: the run's ``tta`` if set, else the model's ``decode.tta``."""
+    if config.tta is not None:
+        return bool(config.tta)
+    return bool(meta.get("decode", {}).get("tta", False))
 
 
 # decode.method in a detector's metadata -> tile decoder (batch output, index, metadata, threshold, tile)
