@@ -135,20 +135,24 @@ def train_detector(config: DetectorTrainConfig | dict[str, Any]) -> Path:
 
     history, best_epoch = run.train_epochs(model, step, validate, select="val_AP50")
     val = evaluate_model_on_fields(model, source.val_fields)
+    val_tta = evaluate_model_on_fields(model, source.val_fields, tta=True)
+    tta = val_tta["AP50"] > val["AP50"]  # flip TTA becomes the model's default only if it helps on validation
     metrics = {
-        "validation": {k: round(v, 4) for k, v in val.items()},
+        "validation": {k: round(v, 4) for k, v in (val_tta if tta else val).items()},
+        "validation_no_tta": {k: round(v, 4) for k, v in val.items()},
+        "validation_tta": {k: round(v, 4) for k, v in val_tta.items()},
         "best_epoch": best_epoch,
         "measured_on": source.val_description,
     }
     out = Path(cfg.out)
-    export_detector(model, out, cfg, metrics, history, source.description)
+    export_detector(model, out, cfg, metrics, history, source.description, tta=tta)
     return out
 
 
 def detector_metadata(
-    cfg: DetectorTrainConfig, metrics: dict, history: list, data_desc: dict
+    cfg: DetectorTrainConfig, metrics: dict, history: list, data_desc: dict, tta: bool = False
 ) -> dict[str, Any]:
-    """The ``glomkit`` metadata block of a detector model file."""
+    """The ``glomkit`` metadata block of a detector model file (``tta``: flip TTA by default)."""
     return {
         "task": "detector",
         "architecture": "circlenet",
@@ -157,7 +161,7 @@ def detector_metadata(
         "mpp": cfg.mpp,
         "stride": 4,
         "input": {"mean": IMAGENET_MEAN, "std": IMAGENET_STD},
-        "decode": {"score_threshold": 0.3, "top_k": 100, "nms_iou": 0.35},
+        "decode": {"score_threshold": 0.3, "top_k": 100, "nms_iou": 0.35, "tta": bool(tta)},
         "max_radius_um": 150.0,
         "circle_definition": "minimum enclosing circle of the glomerulus outline",
         "training": {
@@ -173,7 +177,13 @@ def detector_metadata(
 
 
 def export_detector(
-    model, out: Path, cfg: DetectorTrainConfig, metrics: dict, history: list, data_desc: dict
+    model,
+    out: Path,
+    cfg: DetectorTrainConfig,
+    metrics: dict,
+    history: list,
+    data_desc: dict,
+    tta: bool = False,
 ) -> Path:
     """Export a torch CircleNet to ONNX (outputs heatmap, radius, offset) with its metadata."""
     import torch
@@ -185,6 +195,6 @@ def export_detector(
         model.cpu().eval(),
         example,
         out,
-        detector_metadata(cfg, metrics, history, data_desc),
+        detector_metadata(cfg, metrics, history, data_desc, tta),
         output_names=["heatmap", "radius", "offset"],
     )
