@@ -14,6 +14,14 @@ from pathlib import Path
 import click
 
 from glomkit import GlomkitError, __version__
+from glomkit._cli.options import (
+    ORT_THREADS_HELP,
+    classifier_option,
+    device_option,
+    out_option,
+    seed_option,
+    threads_option,
+)
 
 
 class LazyGroup(click.Group):
@@ -106,15 +114,15 @@ def study() -> None:
 
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@out_option("Output folder.")
 @click.option("--mpp", type=float, default=None, help="µm per pixel, for images that do not record it.")
 @click.option(
     "--detector", default=None, help="Detector: circlenet (default), unet, segnet, or a model file."
 )
-@click.option("--classifier", default=None, help="Classifier model file (default: bundled).")
+@classifier_option()
 @click.option("--segmenter", default=None, help="Segmenter model file (default: bundled).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores).")
+@device_option()
+@threads_option(None, ORT_THREADS_HELP)
 @click.option(
     "--score-threshold", type=float, default=None, help="Detection score threshold (default: model's)."
 )
@@ -122,7 +130,9 @@ def study() -> None:
     "--nms-iou", type=float, default=0.35, show_default=True, help="Circle-IoU threshold of the NMS."
 )
 @click.option(
-    "--tta", is_flag=True, help="Average detection over h/v flips of each tile (3x detection time)."
+    "--tta/--no-tta",
+    default=None,
+    help="Average detection over h/v flips of each tile (3x detection time); default: the model's.",
 )
 @click.option("--overwrite", is_flag=True, help="Redo slides whose outputs are complete.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Local worker processes (cohorts).")
@@ -184,7 +194,7 @@ def run(
 @click.option(
     "--size", default="12000x9000", show_default=True, help="Synthetic slide size WxH at 0.25 µm/px."
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option()
 @click.option("--quiet", is_flag=True)
 def demo(out: Path, size: str, seed: int, quiet: bool) -> None:
     """Synthesise a small PAS-like slide and run the whole pipeline on it."""

@@ -12,27 +12,34 @@ import click
 from rich.console import Console
 
 from glomkit import GlomkitError
+from glomkit._cli.options import (
+    MODEL_OUT_HELP,
+    data_option,
+    label_map_option,
+    max_minutes_option,
+    model_option,
+    out_option,
+    resume_flag_option,
+    schedule_options,
+    seed_option,
+    test_fold_option,
+    threads_option,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+DATA_HELP = "labels.csv folder or one subfolder per class."
 
 
 @click.command("classifier")
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="labels.csv folder or one subfolder per class.",
-)
-@click.option(
-    "-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output model (.onnx)."
-)
+@data_option(DATA_HELP)
+@out_option(MODEL_OUT_HELP)
 @click.option(
     "--scheme",
     type=click.Choice(["coarse_3", "glo_in_one_5", "gs_binary"]),
     default="coarse_3",
     show_default=True,
 )
-@click.option("--label-map", default="", help="Rename labels on load, e.g. GS=sclerosed,nonGS=normal.")
+@label_map_option()
 @click.option(
     "--backbone",
     default="resnet10t",
@@ -40,17 +47,13 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
     help="timm backbone (pretrained=False), e.g. resnet50.",
 )
 @click.option("--size", type=int, default=128, show_default=True, help="Square input size in pixels.")
-@click.option("--epochs", type=int, default=20, show_default=True)
-@click.option("--batch", type=int, default=32, show_default=True)
-@click.option(
-    "--lr", type=float, default=None, help="Learning rate [default: 1e-3 AdamW; 30 SGD for --linear-probe]."
+@schedule_options(
+    epochs=20, batch=32, lr=None, lr_help="Learning rate [default: 1e-3 AdamW; 30 SGD for --linear-probe]."
 )
 @click.option("--focal-gamma", type=float, default=2.5, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--resume", is_flag=True, help="Continue from the checkpoint beside the model.")
-@click.option(
-    "--max-minutes", type=float, default=None, help="Wall-clock budget: stop after the epoch that passes it."
-)
+@seed_option()
+@resume_flag_option()
+@max_minutes_option("Wall-clock budget: stop after the epoch that passes it.")
 @click.option(
     "--init",
     "init",
@@ -61,12 +64,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 @click.option(
     "--linear-probe/--finetune", default=False, show_default=True, help="Freeze the backbone (needs --init)."
 )
-@click.option(
-    "--test-fold", type=int, default=0, show_default=True, help="Slide fold held out as test (0-4)."
-)
-@click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
-def train_cmd(data, out, scheme, label_map, backbone, size, epochs, batch, lr, focal_gamma, seed, resume,
-              max_minutes, init, linear_probe, test_fold, threads) -> None:  # fmt: skip
+@test_fold_option()
+@threads_option()
+def train_cmd(data, out, label_map, init, **params) -> None:
     """Train a glomerulus classifier; writes an ONNX model with its held-out test metrics."""
     from glomkit.classify.data import parse_label_map
     from glomkit.classify.train import ClassifierConfig, train_classifier
@@ -76,22 +76,10 @@ def train_cmd(data, out, scheme, label_map, backbone, size, epochs, batch, lr, f
     cfg = ClassifierConfig(
         data=str(data),
         out=str(out),
-        scheme=scheme,
         label_map=parse_label_map(label_map),
-        backbone=backbone,
-        size=size,
-        epochs=epochs,
-        batch=batch,
-        lr=lr,
-        focal_gamma=focal_gamma,
-        seed=seed,
-        resume=resume,
-        max_minutes=max_minutes,
         init=None if init is None else str(init),
-        linear_probe=linear_probe,
-        test_fold=test_fold,
-        threads=threads,
         command=_command_line("glomkit train classifier"),
+        **params,
     )
     path = train_classifier(cfg)
     meta = read_metadata(path)
@@ -102,29 +90,14 @@ def train_cmd(data, out, scheme, label_map, backbone, size, epochs, batch, lr, f
         if rep:
             con.print(report_table(rep, f"{split} slides"))
             if rep.get("ggs"):
-                g = rep["ggs"]
-                con.print(
-                    f"{split}: GGS vs not: balanced acc {g['balanced_accuracy']:.4f}, AUC {g['auc']:.4f} (n={g['n']})"
-                )
+                con.print(_ggs_line(f"{split}: GGS vs not", rep["ggs"]))
 
 
 @click.command("classifier")
-@click.option("--model", "model", default=None, help="Classifier model (default: bundled).")
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="labels.csv folder or one subfolder per class.",
-)
-@click.option("--label-map", default="", help="Rename labels on load, e.g. GS=sclerosed,nonGS=normal.")
-@click.option(
-    "-o",
-    "--out",
-    "out",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Report JSON (confusion PNG/CSV beside it).",
-)
+@model_option("Classifier")
+@data_option(DATA_HELP)
+@label_map_option()
+@out_option("Report JSON (confusion PNG/CSV beside it).", required=False)
 @click.option(
     "--split",
     type=click.Choice(["all", "test", "val"]),
@@ -170,10 +143,7 @@ def evaluate_cmd(model, data, label_map, out, split) -> None:
     con = Console()
     con.print(report_table(rep, f"{onnx.path.name} on {data}"))
     if rep["ggs"]:
-        g = rep["ggs"]
-        con.print(
-            f"GGS vs not (glomeruli only): balanced acc {g['balanced_accuracy']:.4f}, AUC {g['auc']:.4f} (n={g['n']})"
-        )
+        con.print(_ggs_line("GGS vs not (glomeruli only)", rep["ggs"]))
     if out is not None:
         out = Path(out)
         write_text(out, json.dumps(rep, indent=1))
@@ -184,8 +154,8 @@ def evaluate_cmd(model, data, label_map, out, split) -> None:
 
 @click.command("classify")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output CSV.")
-@click.option("--model", "model", default=None, help="Classifier model (default: bundled).")
+@out_option("Output CSV.")
+@model_option("Classifier")
 def classify_cmd(inputs, out, model) -> None:
     """Classify glomerulus patch images (files or folders, recursive) into a CSV of probabilities."""
     from glomkit.io.atomic import write_text
@@ -205,6 +175,11 @@ def classify_cmd(inputs, out, model) -> None:
     write_text(out, buf.getvalue())
     counts = {n: sum(r["label"] == n for r in rows) for n in names}
     Console().print(f"{len(rows)} images -> {out}  " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
+
+
+def _ggs_line(what: str, g: dict) -> str:
+    """One line of the GGS-vs-not report."""
+    return f"{what}: balanced acc {g['balanced_accuracy']:.4f}, AUC {g['auc']:.4f} (n={g['n']})"
 
 
 def _command_line(prefix: str) -> str:

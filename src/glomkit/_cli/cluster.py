@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import shlex
 import sys
-from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from glomkit import GlomkitError
+from glomkit._cli.options import images_option, out_option, seed_option, threads_option
 from glomkit._cli.progress import stage_progress
+from glomkit._cli.tables import result_table
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -19,15 +19,8 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 @click.command("cluster")
-@click.option(
-    "--images",
-    "images",
-    multiple=True,
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Image folder(s), recursive. Repeatable.",
-)
-@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@images_option("Image folder(s), recursive. Repeatable.")
+@out_option("Output folder.")
 @click.option("--labels", default="", help="CSV with columns image,label: ARI/NMI against it.")
 @click.option(
     "--features",
@@ -41,11 +34,9 @@ def _names(text: str) -> tuple[str, ...]:
 @click.option("--dims", default=10, show_default=True, help="PCA/Isomap output dimensions.")
 @click.option("--encoder", default="", help="SimSiam encoder file for --features simsiam.")
 @click.option("--ae-epochs", default=10, show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@click.option("--threads", default=1, show_default=True)
-def cluster_cmd(
-    images, out, labels, features, reductions, k_range, size, dims, encoder, ae_epochs, seed, threads
-) -> None:
+@seed_option()
+@threads_option(1, None)
+def cluster_cmd(images, out, labels, features, reductions, k_range, encoder, threads, **params) -> None:
     """Unsupervised clustering study: features x reductions x k-means, scored (and ARI with --labels)."""
     import torch
 
@@ -68,12 +59,9 @@ def cluster_cmd(
         reductions=_names(reductions),
         k_min=kmin,
         k_max=kmax,
-        size=size,
-        dims=dims,
         encoder=encoder,
-        ae_epochs=ae_epochs,
-        seed=seed,
         command="glomkit cluster " + shlex.join(sys.argv[2:]),
+        **params,
     )
     try:
         with stage_progress(console) as bar:
@@ -84,15 +72,13 @@ def cluster_cmd(
     except GlomkitError as e:
         raise click.ClickException(str(e)) from e
     lab = bool(labels)
-    table = Table(title=f"clustering {res['n']} images")
-    for c in ["features", "reduction", "best k", "silhouette"] + (["ARI", "NMI"] if lab else []):
-        table.add_column(c)
-    for r in res["summary"]:
-        row = [r["feature"], r["reduction"], str(r["best_k"]), f"{r['silhouette']:.3f}"]
-        if lab:
-            row += [f"{r['ari']:.3f}", f"{r['nmi']:.3f}"]
-        table.add_row(*row)
-    console.print(table)
+    cols = ["features", "reduction", "best k", "silhouette"] + (["ARI", "NMI"] if lab else [])
+    rows = [
+        [r["feature"], r["reduction"], str(r["best_k"]), f"{r['silhouette']:.3f}"]
+        + ([f"{r['ari']:.3f}", f"{r['nmi']:.3f}"] if lab else [])
+        for r in res["summary"]
+    ]
+    console.print(result_table(f"clustering {res['n']} images", cols, rows))
     for f, info in res["infos"].items():
         console.print(f"  {f}: {info['weights']}")
     console.print(

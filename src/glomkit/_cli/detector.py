@@ -7,21 +7,24 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from glomkit import GlomkitError
+from glomkit._cli.options import (
+    MODEL_OUT_HELP,
+    data_mpp_option,
+    data_option,
+    max_minutes_option,
+    out_option,
+    schedule_options,
+    seed_option,
+    threads_option,
+)
+from glomkit._cli.tables import result_table
 
 
 @click.command("detector")
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="bueno_pas folder (fields are composed), folder of annotated images, or circles CSV.",
-)
-@click.option(
-    "-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output model (.onnx)."
-)
+@data_option("bueno_pas folder (fields are composed), folder of annotated images, or circles CSV.")
+@out_option(MODEL_OUT_HELP)
 @click.option(
     "--arch",
     type=click.Choice(["circlenet", "unet", "segnet"]),
@@ -34,10 +37,8 @@ from glomkit import GlomkitError
     default=None,
     help="timm backbone / encoder, pretrained=False [default: resnet18 for circlenet, resnet10t otherwise].",
 )
-@click.option("--epochs", type=int, default=30, show_default=True)
-@click.option("--batch", type=int, default=8, show_default=True)
-@click.option("--lr", type=float, default=2e-3, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@schedule_options(epochs=30, batch=8, lr=2e-3)
+@seed_option()
 @click.option(
     "--fields", type=int, default=256, show_default=True, help="Training fields (or tiles) per epoch."
 )
@@ -52,52 +53,15 @@ from glomkit import GlomkitError
 @click.option(
     "--mpp", type=float, default=4.0, show_default=True, help="Working resolution of the model (µm/px)."
 )
-@click.option("--data-mpp", type=float, default=None, help="µm/px of user images that do not record it.")
+@data_mpp_option()
 @click.option("--resume", type=click.Path(path_type=Path), default=None, help="Checkpoint to continue from.")
-@click.option(
-    "--max-minutes", type=float, default=None, help="Wall-clock budget; the LR schedule follows it."
-)
-@click.option("--threads", type=int, default=None, help="torch CPU threads.")
-def train_cmd(
-    data,
-    out,
-    arch,
-    backbone,
-    epochs,
-    batch,
-    lr,
-    seed,
-    fields,
-    field_size,
-    val_fields,
-    val_size,
-    pool,
-    mpp,
-    data_mpp,
-    resume,
-    max_minutes,
-    threads,
-) -> None:
+@max_minutes_option()
+@threads_option(None)
+def train_cmd(data, out, arch, backbone, data_mpp, resume, **params) -> None:
     """Train a glomerulus detector (CircleNet, or U-Net/SegNet + components); writes an ONNX model."""
     from glomkit.models.runtime import read_metadata
 
-    common = dict(
-        data=str(data),
-        out=str(out),
-        epochs=epochs,
-        batch=batch,
-        lr=lr,
-        seed=seed,
-        fields=fields,
-        field_size=field_size,
-        val_fields=val_fields,
-        val_size=val_size,
-        pool=pool,
-        mpp=mpp,
-        resume=str(resume) if resume else None,
-        max_minutes=max_minutes,
-        threads=threads,
-    )
+    common = dict(data=str(data), out=str(out), resume=str(resume) if resume else None, **params)
     if arch == "circlenet":
         from glomkit.detect.train import DetectorTrainConfig, train_detector
 
@@ -120,12 +84,7 @@ def train_cmd(
     required=True,
     help="Detector .onnx, or a bundled name: circlenet, unet, segnet.",
 )
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="bueno_pas folder (held-out composed fields), folder of annotated images, or circles CSV.",
-)
+@data_option("bueno_pas folder (held-out composed fields), folder of annotated images, or circles CSV.")
 @click.option(
     "--split",
     type=click.Choice(["test", "val"]),
@@ -135,10 +94,10 @@ def train_cmd(
 )
 @click.option("--fields", type=int, default=100, show_default=True, help="bueno_pas: number of fields.")
 @click.option("--size", type=int, default=256, show_default=True, help="Field / tile side (px at model mpp).")
-@click.option("--seed", type=int, default=20_000, show_default=True, help="bueno_pas: field seed.")
-@click.option("--data-mpp", type=float, default=None, help="µm/px of user images that do not record it.")
+@seed_option(20_000, "bueno_pas: field seed.")
+@data_mpp_option()
 @click.option("--tta", is_flag=True, help="Average horizontal/vertical flips.")
-@click.option("-o", "--out", "out", type=click.Path(path_type=Path), default=None, help="Report JSON.")
+@out_option("Report JSON.", required=False)
 def evaluate_cmd(model, data, split, fields, size, seed, data_mpp, tta, out) -> None:
     """Circle AP (COCO-style with circle IoU) of a detector model on held-out data.
 
@@ -155,12 +114,12 @@ def evaluate_cmd(model, data, split, fields, size, seed, data_mpp, tta, out) -> 
     report = evaluate_detector_file(
         model, data, split=split, n_fields=fields, size=size, seed=seed, data_mpp=data_mpp, tta=tta
     )
-    table = Table(title=f"{model.name} on {report['data']['description']}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for k, v in report["metrics"].items():
-        table.add_row(k, f"{v:.4f}" if isinstance(v, float) and not float(v).is_integer() else f"{v:g}")
-    Console().print(table)
+    rows = [
+        (k, f"{v:.4f}" if isinstance(v, float) and not float(v).is_integer() else f"{v:g}")
+        for k, v in report["metrics"].items()
+    ]
+    title = f"{model.name} on {report['data']['description']}"
+    Console().print(result_table(title, ("metric", "value"), rows, right={"value"}))
     if out:
         write_text(out, json.dumps(report, indent=2))
         Console().print(f"wrote {out}")

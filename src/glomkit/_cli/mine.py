@@ -6,11 +6,19 @@ from pathlib import Path
 
 import click
 
+from glomkit._cli.options import (
+    ORT_THREADS_HELP,
+    classifier_option,
+    device_option,
+    out_option,
+    threads_option,
+)
+
 
 @click.command("mine")
 @click.argument("figures_dir", type=click.Path(path_type=Path))
-@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
-@click.option("--classifier", default=None, help="Classifier model file (default: bundled).")
+@out_option("Output folder.")
+@classifier_option()
 @click.option(
     "--no-classifier",
     is_flag=True,
@@ -31,8 +39,8 @@ import click
     help="pHash Hamming distance (of 64 bits) at or below which two panels are duplicates.",
 )
 @click.option("--min-panel", type=int, default=48, show_default=True, help="Smallest panel side in pixels.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores).")
+@device_option()
+@threads_option(None, ORT_THREADS_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def mine_cmd(
     figures_dir: Path,

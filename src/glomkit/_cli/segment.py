@@ -7,20 +7,30 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from glomkit import GlomkitError
+from glomkit._cli.options import (
+    MODEL_OUT_HELP,
+    data_option,
+    device_option,
+    max_minutes_option,
+    model_option,
+    out_option,
+    resume_flag_option,
+    schedule_options,
+    seed_option,
+    test_fold_option,
+    threads_option,
+)
+from glomkit._cli.tables import result_table
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+DATA_HELP = "labels.csv folder or images/+masks/."
 
 
 @click.command("segmenter")
-@click.option(
-    "--data", required=True, type=click.Path(path_type=Path), help="labels.csv folder or images/+masks/."
-)
-@click.option(
-    "-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output model (.onnx)."
-)
+@data_option(DATA_HELP)
+@out_option(MODEL_OUT_HELP)
 @click.option(
     "--arch", type=click.Choice(["deeplabv3", "unet", "segnet"]), default="deeplabv3", show_default=True
 )
@@ -29,54 +39,18 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 )
 @click.option("--size", type=click.Choice(["256", "512"]), default="256", show_default=True)
 @click.option("--resize-mode", type=click.Choice(["pad", "resize"]), default="resize", show_default=True)
-@click.option("--epochs", type=int, default=30, show_default=True)
-@click.option("--batch", type=int, default=8, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--resume", is_flag=True, help="Continue from the checkpoint beside the model.")
-@click.option(
-    "--max-minutes", type=float, default=None, help="Wall-clock budget; the LR schedule follows it."
-)
-@click.option(
-    "--test-fold", type=int, default=0, show_default=True, help="Slide fold held out as test (0-4)."
-)
-@click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
-def train_cmd(
-    data,
-    out,
-    arch,
-    encoder,
-    size,
-    resize_mode,
-    epochs,
-    batch,
-    lr,
-    seed,
-    resume,
-    max_minutes,
-    test_fold,
-    threads,
-) -> None:
+@schedule_options(epochs=30, batch=8, lr=1e-3)
+@seed_option()
+@resume_flag_option()
+@max_minutes_option()
+@test_fold_option()
+@threads_option()
+def train_cmd(size, **params) -> None:
     """Train a glomerulus segmenter; writes an ONNX model with its held-out test metrics."""
     from glomkit.models.runtime import read_metadata
     from glomkit.segment.train import SegTrainConfig, train_segmenter
 
-    cfg = SegTrainConfig(
-        data=data,
-        out=out,
-        arch=arch,
-        encoder=encoder,
-        size=int(size),
-        resize_mode=resize_mode,
-        epochs=epochs,
-        batch=batch,
-        lr=lr,
-        seed=seed,
-        resume=resume,
-        max_minutes=max_minutes,
-        test_fold=test_fold,
-        threads=threads,
-    )
+    cfg = SegTrainConfig(size=int(size), **params)
     path = train_segmenter(cfg)
     m = read_metadata(path)["metrics"]
     con = Console()
@@ -90,13 +64,9 @@ def train_cmd(
 
 
 @click.command("segmenter")
-@click.option("--model", "model", default=None, help="Segmenter model (default: bundled).")
-@click.option(
-    "--data", required=True, type=click.Path(path_type=Path), help="labels.csv folder or images/+masks/."
-)
-@click.option(
-    "-o", "--out", "out", type=click.Path(path_type=Path), default=None, help="Write the report JSON here."
-)
+@model_option("Segmenter")
+@data_option(DATA_HELP)
+@out_option("Write the report JSON here.", required=False)
 @click.option(
     "--split",
     type=click.Choice(["test", "val", "train", "all"]),
@@ -116,24 +86,24 @@ def evaluate_cmd(model, data, out, split) -> None:
     with Progress(transient=True) as progress:
         task = progress.add_task("segmenting", total=None)
         rep = evaluate_segmenter(path, data, split=split, progress=lambda n: progress.advance(task, n))
-    table = Table(title=f"{path.name} on {data} ({split})")
-    for col in ("images", "Dice mean ± sd", "IoU", "mIoU", "pixel accuracy"):
-        table.add_column(col)
-    table.add_row(
-        str(rep["n_images"]),
-        f"{rep['dice_mean']:.4f} ± {rep['dice_sd']:.4f}",
-        f"{rep['iou_mean']:.4f}",
-        f"{rep['miou']:.4f}",
-        f"{rep['pixel_accuracy']:.4f}",
-    )
     con = Console()
-    con.print(table)
-    slides = Table(title="per-slide Dice")
-    slides.add_column("slide")
-    slides.add_column("Dice")
-    for k, v in rep["per_slide_dice"].items():
-        slides.add_row(k, f"{v:.4f}")
-    con.print(slides)
+    con.print(
+        result_table(
+            f"{path.name} on {data} ({split})",
+            ("images", "Dice mean ± sd", "IoU", "mIoU", "pixel accuracy"),
+            [
+                (
+                    str(rep["n_images"]),
+                    f"{rep['dice_mean']:.4f} ± {rep['dice_sd']:.4f}",
+                    f"{rep['iou_mean']:.4f}",
+                    f"{rep['miou']:.4f}",
+                    f"{rep['pixel_accuracy']:.4f}",
+                )
+            ],
+        )
+    )
+    slides = [(k, f"{v:.4f}") for k, v in rep["per_slide_dice"].items()]
+    con.print(result_table("per-slide Dice", ("slide", "Dice"), slides))
     if out is not None:
         write_text(out, json.dumps(rep, indent=1))
         con.print(f"report: {out}")
@@ -155,9 +125,9 @@ def _collect_images(inputs: list[Path]) -> list[Path]:
 
 @click.command("segment")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
-@click.option("--model", "model", default=None, help="Segmenter model (default: bundled).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@out_option("Output folder.")
+@model_option("Segmenter")
+@device_option()
 def segment_cmd(inputs, out, model, device) -> None:
     """Segment glomerulus images (files or folders, recursive); writes OUT/<stem>.png 0/255 masks."""
     import numpy as np
@@ -181,12 +151,8 @@ def segment_cmd(inputs, out, model, device) -> None:
 
 
 @click.command("segmentation")
-@click.option(
-    "--data", required=True, type=click.Path(path_type=Path), help="labels.csv folder or images/+masks/."
-)
-@click.option(
-    "-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Study output folder."
-)
+@data_option(DATA_HELP)
+@out_option("Study output folder.")
 @click.option(
     "--archs", default="unet,segnet,deeplabv3", show_default=True, help="Comma-separated architectures."
 )
@@ -197,16 +163,12 @@ def segment_cmd(inputs, out, model, device) -> None:
     help="Comma-separated SIZE:MODE input settings.",
 )
 @click.option("--encoder", default="resnet10t", show_default=True)
-@click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--batch", type=int, default=8, show_default=True)
-@click.option("--lr", type=float, default=2e-3, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--test-fold", type=int, default=4, show_default=True)
+@schedule_options(epochs=10, batch=8, lr=2e-3)
+@seed_option()
+@test_fold_option(4, None)
 @click.option("--max-minutes-per-run", type=float, default=None)
-@click.option("--threads", type=int, default=1, show_default=True)
-def study_segmentation_cmd(
-    data, out, archs, settings, encoder, epochs, batch, lr, seed, test_fold, max_minutes_per_run, threads
-) -> None:
+@threads_option(1, None)
+def study_segmentation_cmd(archs, settings, **params) -> None:
     """U-Net vs SegNet vs DeepLabv3 at 256 px and at 512 px (padding or resizing); tables and figures."""
     from glomkit.segment.study import StudyConfig, run_segmentation_study
 
@@ -216,20 +178,7 @@ def study_segmentation_cmd(
         raise click.BadParameter(
             f"expected SIZE:MODE,..., got {settings!r}", param_hint="--settings"
         ) from None
-    cfg = StudyConfig(
-        data=data,
-        out=out,
-        archs=tuple(a.strip() for a in archs.split(",") if a.strip()),
-        settings=sets,
-        encoder=encoder,
-        epochs=epochs,
-        batch=batch,
-        lr=lr,
-        seed=seed,
-        test_fold=test_fold,
-        max_minutes_per_run=max_minutes_per_run,
-        threads=threads,
-    )
+    cfg = StudyConfig(archs=tuple(a.strip() for a in archs.split(",") if a.strip()), settings=sets, **params)
     rows = run_segmentation_study(cfg)
-    Console().print((Path(out) / "results.md").read_text())
-    Console().print(f"{len(rows)} runs; outputs in {out}")
+    Console().print((Path(cfg.out) / "results.md").read_text())
+    Console().print(f"{len(rows)} runs; outputs in {cfg.out}")

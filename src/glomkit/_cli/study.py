@@ -8,10 +8,18 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from glomkit import GlomkitError
+from glomkit._cli.options import (
+    batch_option,
+    data_option,
+    epochs_option,
+    out_option,
+    seed_option,
+    threads_option,
+)
 from glomkit._cli.progress import stage_progress
+from glomkit._cli.tables import result_table
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -22,27 +30,25 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 @click.command("label-fraction")
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="bueno_pas folder (labels.csv).")
+@data_option("bueno_pas folder (labels.csv).")
 @click.option("--encoder", required=True, type=click.Path(path_type=Path), help="SimSiam encoder file.")
-@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@out_option("Output folder.")
 @click.option("--folds", default=5, show_default=True)
 @click.option("--fractions", default="1,5,10,25,100", show_default=True, help="Label percentages.")
 @click.option("--arms", default="scratch,probe,finetune", show_default=True)
 @click.option("--size", default=96, show_default=True, help="Classifier input size (px).")
-@click.option("--epochs", default=5, show_default=True, help="Epochs for scratch/finetune.")
+@epochs_option(5, "Epochs for scratch/finetune.")
 @click.option(
     "--min-steps",
     default=0,
     show_default=True,
     help="Scratch/finetune: at least this many optimiser steps (small fractions get more epochs).",
 )
-@click.option("--batch", default=32, show_default=True)
+@batch_option(32)
 @click.option("--external", is_flag=True, help="Train on one site (SAS/SESCAM/VUHSK), test on the others.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--threads", default=1, show_default=True)
-def study_label_fraction_cmd(
-    data, encoder, out, folds, fractions, arms, size, epochs, min_steps, batch, external, seed, threads
-) -> None:
+@seed_option()
+@threads_option(1, None)
+def study_label_fraction_cmd(data, encoder, out, fractions, arms, **params) -> None:
     """Label-fraction study: scratch vs linear probe vs fine-tuned SimSiam, slide-grouped CV."""
     from glomkit.eval.studies import LabelFractionConfig, run_label_fraction
 
@@ -51,17 +57,10 @@ def study_label_fraction_cmd(
         data=str(data),
         encoder=str(encoder),
         out=str(out),
-        folds=folds,
         fractions=_floats(fractions),
         arms=tuple(a.strip() for a in arms.split(",") if a.strip()),
-        size=size,
-        epochs=epochs,
-        min_steps=min_steps,
-        batch=batch,
-        seed=seed,
-        threads=threads,
-        external=external,
         command="glomkit study label-fraction " + shlex.join(sys.argv[3:]) if len(sys.argv) > 3 else "",
+        **params,
     )
     try:
         with stage_progress(console) as bar:
@@ -73,11 +72,8 @@ def study_label_fraction_cmd(
             res = run_label_fraction(cfg, tick)
     except GlomkitError as e:
         raise click.ClickException(str(e)) from e
-    table = Table(title="label-fraction study (mean ± sd)")
-    for c in ("label %", "arm", "bal. acc.", "F1", "AUC", "s/epoch"):
-        table.add_column(c)
-    for r in res["summary"]:
-        table.add_row(
+    rows = [
+        (
             f"{r['fraction']:g}",
             r["arm"],
             f"{r['balanced_accuracy']:.3f} ± {r['balanced_accuracy_sd']:.3f}",
@@ -85,5 +81,8 @@ def study_label_fraction_cmd(
             f"{r['auc']:.3f} ± {r['auc_sd']:.3f}",
             f"{r['seconds_per_epoch']:.1f}",
         )
-    console.print(table)
+        for r in res["summary"]
+    ]
+    columns = ("label %", "arm", "bal. acc.", "F1", "AUC", "s/epoch")
+    console.print(result_table("label-fraction study (mean ± sd)", columns, rows))
     console.print(f"[green]wrote[/] {out}/results.md, results.csv, confusion.png")

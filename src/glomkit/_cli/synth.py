@@ -7,7 +7,10 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import TimeRemainingColumn
+
+from glomkit._cli.options import out_option, seed_option
+from glomkit._cli.progress import bar_progress
 
 SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
@@ -24,12 +27,10 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 @click.command("synth")
-@click.option(
-    "-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output slide (.tif)."
-)
+@out_option("Output slide (.tif).")
 @click.option("--size", default="40000x30000", show_default=True, help="Level-0 size, WIDTHxHEIGHT in px.")
 @click.option("--mpp", type=click.FloatRange(min=0.01), default=0.25, show_default=True, help="µm per px.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option()
 @click.option(
     "--glomeruli",
     type=click.IntRange(min=0),
@@ -71,12 +72,8 @@ def synth(
         raise click.BadParameter(str(e), param_hint="--size") from None
     console = Console()
     total = count_tiles(width, height, tile)
-    with Progress(
-        TextColumn("[bold]synth[/] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
+    with bar_progress(
+        console, "[bold]synth[/] {task.description}", clock=TimeRemainingColumn(), transient=False
     ) as bar:
         task = bar.add_task(f"{width}x{height} @ {mpp:g} µm/px", total=total)
         result = synthesize_slide(
