@@ -94,7 +94,7 @@ def test_missing_images_is_a_one_line_error(tmp_path):
     res = CliRunner().invoke(
         pretrain_simsiam_cmd, ["--images", str(tmp_path / "nope"), "-o", str(tmp_path / "e.pt")]
     )
-    assert res.exit_code == 1 and "not an image folder" in res.output
+    assert res.exit_code == 1 and "nope: no such file or folder" in res.output
 
 
 @pytest.mark.parametrize("bad", ["not-a-model-xyz"])

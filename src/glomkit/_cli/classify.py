@@ -25,8 +25,8 @@ from glomkit._cli.options import (
     test_fold_option,
     threads_option,
 )
+from glomkit.io.images import collect_images
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 DATA_HELP = "labels.csv folder or one subfolder per class."
 
 
@@ -162,7 +162,7 @@ def classify_cmd(inputs, out, model) -> None:
     from glomkit.models.registry import resolve_model
     from glomkit.models.runtime import OnnxModel
 
-    paths = _collect_images(inputs)
+    paths = collect_images(inputs)
     onnx = OnnxModel(resolve_model(model, "classifier"), expect_task="classifier")
     rows = _classify_with_progress(onnx, paths)
     names = onnx.info.scheme.names
@@ -196,21 +196,6 @@ def _command_line(prefix: str) -> str:
         else:
             parts += [p.opts[-1] if p.opts[-1].startswith("--") else p.opts[0], shlex.quote(str(v))]
     return " ".join(parts)
-
-
-def _collect_images(inputs) -> list[Path]:
-    paths: list[Path] = []
-    for p in inputs:
-        p = Path(p)
-        if p.is_dir():
-            paths += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            paths.append(p)
-        else:
-            raise GlomkitError(f"{p}: no such file or folder")
-    if not paths:
-        raise GlomkitError(f"{', '.join(map(str, inputs))}: no images found")
-    return paths
 
 
 def _classify_with_progress(onnx, paths) -> list[dict]:

@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from glomkit import GlomkitError
 from glomkit._cli.options import (
     MODEL_OUT_HELP,
     data_option,
@@ -23,8 +22,8 @@ from glomkit._cli.options import (
     threads_option,
 )
 from glomkit._cli.tables import result_table
+from glomkit.io.images import collect_images
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 DATA_HELP = "labels.csv folder or images/+masks/."
 
 
@@ -109,20 +108,6 @@ def evaluate_cmd(model, data, out, split) -> None:
         con.print(f"report: {out}")
 
 
-def _collect_images(inputs: list[Path]) -> list[Path]:
-    files = []
-    for p in inputs:
-        if p.is_dir():
-            files += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise GlomkitError(f"{p}: no such file or folder")
-    if not files:
-        raise GlomkitError(f"no images found in {', '.join(map(str, inputs))}")
-    return files
-
-
 @click.command("segment")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @out_option("Output folder.")
@@ -139,7 +124,7 @@ def segment_cmd(inputs, out, model, device) -> None:
     from glomkit.segment.dataset import read_rgb
     from glomkit.segment.predict import segment_patches
 
-    files = _collect_images(list(inputs))
+    files = collect_images(list(inputs))
     net = OnnxModel(resolve_model(model, "segmenter"), device=device, expect_task="segmenter")
     with Progress() as progress:
         task = progress.add_task("segmenting", total=len(files))

@@ -20,8 +20,7 @@ from torch.utils.data import Dataset
 
 from glomkit import GlomkitError
 from glomkit.classify.predict import read_rgb, resize_patch
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+from glomkit.io.images import IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True)

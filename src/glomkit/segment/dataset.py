@@ -15,8 +15,7 @@ import cv2
 import numpy as np
 
 from glomkit import GlomkitError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+from glomkit.io.images import IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True)

@@ -8,28 +8,12 @@ import numpy as np
 from PIL import Image
 
 from glomkit import GlomkitError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+from glomkit.io.images import collect_images
 
 
 def find_images(folders: list[str | Path]) -> list[Path]:
-    """Every image under the folders (recursive), sorted; masks/ subfolders are skipped."""
-    out: list[Path] = []
-    for folder in folders:
-        folder = Path(folder)
-        if folder.is_file() and folder.suffix.lower() in IMAGE_SUFFIXES:
-            out.append(folder)
-            continue
-        if not folder.is_dir():
-            raise GlomkitError(f"{folder}: not an image folder")
-        out.extend(
-            p
-            for p in sorted(folder.rglob("*"))
-            if p.suffix.lower() in IMAGE_SUFFIXES and "masks" not in p.parts
-        )
-    if not out:
-        raise GlomkitError(f"{', '.join(map(str, folders))}: no png/jpg/tif images found")
-    return out
+    """Every image under the folders (recursive, sorted) or given as files; masks/ subfolders are skipped."""
+    return collect_images(folders, skip_dirs=("masks",))
 
 
 def read_rgb(path: Path) -> np.ndarray:
