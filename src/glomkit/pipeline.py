@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from glomkit import GlomkitError, __version__
-from glomkit.detect.decode import flip_tta
+from glomkit.detect.decode import decode_method, flip_tta
 from glomkit.detect.geometry import circle_nms
 from glomkit.results import GlomerulusRecord, SlideResult
 from glomkit.slide.grid import Tile, TileGrid
@@ -175,12 +175,7 @@ def detect_circles(
     info = det.info
     model_mpp = info.mpp or 2.0
     dec = info.meta.get("decode", {})
-    method = str(dec.get("method", "circlenet"))
-    if method not in TILE_DECODERS:
-        raise GlomkitError(
-            f"{det.path}: unknown decode method {method!r}; known: {', '.join(sorted(TILE_DECODERS))}"
-        )
-    decode_tile = TILE_DECODERS[method]
+    decode_tile = TILE_DECODERS[decode_method(info.meta, TILE_DECODERS, det.path)]
     tta = detection_tta(config, info.meta)
     thr = (
         config.score_threshold

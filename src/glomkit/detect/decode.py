@@ -7,6 +7,8 @@ from collections.abc import Callable, Collection, Sequence
 import cv2
 import numpy as np
 
+from glomkit import GlomkitError
+
 
 def decode_circlenet(
     heatmap: np.ndarray,
@@ -34,6 +36,14 @@ def decode_circlenet(
     y = (ys + off[1, ys, xs]) * stride
     r = rad[ys, xs]
     return np.stack([x, y, r, scores], axis=1).astype(np.float64).reshape(-1, 4)
+
+
+def decode_method(meta: dict, known: Collection[str], path: object) -> str:
+    """A detector's ``decode.method`` (default 'circlenet'), which must be one of ``known``."""
+    method = str(meta.get("decode", {}).get("method", "circlenet"))
+    if method not in known:
+        raise GlomkitError(f"{path}: unknown decode method {method!r}; known: {', '.join(sorted(known))}")
+    return method
 
 
 FLIPS = ("", "h", "v")

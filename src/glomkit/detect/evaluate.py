@@ -15,7 +15,7 @@ import numpy as np
 from rich.progress import Progress
 
 from glomkit import GlomkitError
-from glomkit.detect.decode import decode_circlenet, flip_tta
+from glomkit.detect.decode import decode_circlenet, decode_method, flip_tta
 from glomkit.detect.fields import Field
 from glomkit.eval.detection import evaluate_circles
 
@@ -150,11 +150,7 @@ def evaluate_detector_file(
     from glomkit.models.runtime import OnnxModel
 
     model = OnnxModel(model_path, expect_task="detector")
-    method = model.meta.get("decode", {}).get("method", "circlenet")
-    if method not in FIELD_EVALUATORS:
-        raise GlomkitError(
-            f"{model_path}: unknown decode method {method!r}; known: {', '.join(sorted(FIELD_EVALUATORS))}"
-        )
+    method = decode_method(model.meta, FIELD_EVALUATORS, model_path)
     evaluator = FIELD_EVALUATORS[method]
     if evaluator.needs_masks and not is_bueno_folder(data):
         raise GlomkitError(
