@@ -131,7 +131,8 @@ class TrainingRun:
         best epoch's weights, on the CPU, in eval mode.
         """
         import torch
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from glomkit.progress import training_progress
 
         cfg, dev = self.cfg, self.device
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -155,13 +156,7 @@ class TrainingRun:
             return elapsed_before + time.time() - self.t_start
 
         stop = False
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[info]}"),
-        ) as progress:
+        with training_progress() as progress:
             for epoch in range(start_epoch, cfg.epochs):
                 rng = np.random.default_rng([cfg.seed, epoch])
                 model.train()

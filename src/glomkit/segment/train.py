@@ -137,9 +137,9 @@ def update_metadata(path: str | Path, updates: dict) -> None:
 def train_segmenter(cfg: SegTrainConfig) -> Path:
     """Train, export the best-validation-Dice epoch to ONNX, score the test slides; returns the model path."""
     import torch
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from glomkit.models.export import export_onnx
+    from glomkit.progress import training_progress
     from glomkit.segment.evaluate import evaluate_segmenter
     from glomkit.segment.registry import create_segmenter
 
@@ -177,15 +177,7 @@ def train_segmenter(cfg: SegTrainConfig) -> Path:
     t0 = time.monotonic() - state["elapsed"]
     budget = cfg.max_minutes * 60 if cfg.max_minutes else float("inf")
     stop = state["elapsed"] >= budget
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not cfg.show_progress,
-    ) as progress:
+    with training_progress(disable=not cfg.show_progress) as progress:
         task = progress.add_task(f"train {cfg.arch}", total=total_steps, completed=state["step"], info="")
         while state["epoch"] < cfg.epochs and not stop:
             model.train()
