@@ -312,28 +312,14 @@ class _CohortProgress:
 
     def __init__(self, total: int, skipped: int, enabled: bool) -> None:
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+
+        from glomkit.progress import job_progress
 
         self.enabled = enabled
         self.console = Console(stderr=True)
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-            disable=not enabled,
-        )
-        self.task = self.progress.add_task("slides", total=total, completed=skipped)
-        self.stage_task = self.progress.add_task("", total=None, visible=False)
+        self.progress = job_progress(disable=not enabled, console=self.console)
+        self.task = self.progress.add_task("slides", total=total, completed=skipped, info="")
+        self.stage_task = self.progress.add_task("", total=None, visible=False, info="")
         if enabled and skipped:
             self.console.print(f"{skipped} slide(s) already complete: skipped (use --overwrite to redo)")
 

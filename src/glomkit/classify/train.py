@@ -186,9 +186,9 @@ def fit_classifier(
         history, start_epoch = list(ck["history"]), int(ck["epoch"]) + 1
         torch.set_rng_state(ck["torch_rng"])
     t_start = time.monotonic() - sum(h["seconds"] for h in history)
-    from glomkit.progress import training_progress
+    from glomkit.progress import job_progress
 
-    with training_progress(disable=not progress) as bar:
+    with job_progress(disable=not progress) as bar:
         task = bar.add_task("train classifier", total=config.epochs, completed=start_epoch, info="")
         for epoch in range(start_epoch, config.epochs):
             t0 = time.monotonic()

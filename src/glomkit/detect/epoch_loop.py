@@ -132,7 +132,7 @@ class TrainingRun:
         """
         import torch
 
-        from glomkit.progress import training_progress
+        from glomkit.progress import job_progress
 
         cfg, dev = self.cfg, self.device
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -156,7 +156,7 @@ class TrainingRun:
             return elapsed_before + time.time() - self.t_start
 
         stop = False
-        with training_progress() as progress:
+        with job_progress() as progress:
             for epoch in range(start_epoch, cfg.epochs):
                 rng = np.random.default_rng([cfg.seed, epoch])
                 model.train()

@@ -139,7 +139,7 @@ def train_segmenter(cfg: SegTrainConfig) -> Path:
     import torch
 
     from glomkit.models.export import export_onnx
-    from glomkit.progress import training_progress
+    from glomkit.progress import job_progress
     from glomkit.segment.evaluate import evaluate_segmenter
     from glomkit.segment.registry import create_segmenter
 
@@ -177,7 +177,7 @@ def train_segmenter(cfg: SegTrainConfig) -> Path:
     t0 = time.monotonic() - state["elapsed"]
     budget = cfg.max_minutes * 60 if cfg.max_minutes else float("inf")
     stop = state["elapsed"] >= budget
-    with training_progress(disable=not cfg.show_progress) as progress:
+    with job_progress(disable=not cfg.show_progress) as progress:
         task = progress.add_task(f"train {cfg.arch}", total=total_steps, completed=state["step"], info="")
         while state["epoch"] < cfg.epochs and not stop:
             model.train()
