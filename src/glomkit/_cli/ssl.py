@@ -17,7 +17,7 @@ from glomkit._cli.options import (
     seed_option,
     threads_option,
 )
-from glomkit._cli.progress import bar_progress
+from glomkit.progress import bar_progress
 
 
 @click.command("simsiam")

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import TimeRemainingColumn
 
 from glomkit._cli.options import out_option, seed_option
-from glomkit._cli.progress import bar_progress
+from glomkit.progress import bar_progress
 
 SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
