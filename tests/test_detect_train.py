@@ -82,27 +82,28 @@ def test_train_two_steps_export_and_evaluate(tmp_path):
     assert res.exit_code == 0, res.output
     assert [h["epoch"] for h in read_metadata(model)["training"]["history"]] == [0, 1]
 
+    # user images are evaluated whole, as ``glomkit run`` reads them
     report = tmp_path / "report.json"
     res = CliRunner().invoke(
         evaluate_cmd,
-        ["--model", str(model), "--data", str(csv_path), "--size", "64", "-o", str(report)],
+        ["--model", str(model), "--data", str(csv_path), "--split", "all", "-o", str(report)],
         catch_exceptions=False,
     )
     assert res.exit_code == 0, res.output
     rep = json.loads(report.read_text())
-    assert rep["data"]["tiles"] == 3  # one 64 px tile per 96 px image
-    assert rep["metrics"]["n_gt"] >= 1
-    assert "AP50" in res.output
+    assert rep["data"]["images"] == 3 and rep["data"]["glomeruli"] == 6
+    assert rep["detector"]["box"]["n_gt"] == 6 and rep["detector"]["circle"]["n_gt"] == 6
+    assert "box AP50" in res.output
 
     # flip TTA goes through the same evaluation (detect.decode.flip_tta on the ONNX outputs)
     res = CliRunner().invoke(
         evaluate_cmd,
-        ["--model", str(model), "--data", str(csv_path), "--size", "64", "--tta", "-o", str(report)],
+        ["--model", str(model), "--data", str(csv_path), "--split", "all", "--tta", "-o", str(report)],
         catch_exceptions=False,
     )
     assert res.exit_code == 0, res.output
     rep = json.loads(report.read_text())
-    assert rep["tta"] is True and rep["metrics"]["n_gt"] >= 1
+    assert rep["detector"]["tta"] is True and rep["detector"]["box"]["n_gt"] == 6
 
 
 @pytest.mark.slow
@@ -127,7 +128,8 @@ def test_resume_from_a_checkpoint_written_before_the_shared_loop(tmp_path):
     train_detector(DetectorTrainConfig(out=str(tmp_path / "a.onnx"), epochs=1, **cfg))
     ck = torch.load(tmp_path / "a.onnx.ckpt.pt", weights_only=True)
     assert ck["best_metric"] == "val_AP50" and ck["best_value"] == ck["history"][0]["val_AP50"]
-    assert set(ck["history"][0]) == {"epoch", "loss", "val_AP50", "val_AP", "val_AP75", "elapsed_s"}
+    fields = {"epoch", "loss", "val_AP50", "val_AP", "val_AP75", "hard_negatives", "elapsed_s"}
+    assert set(ck["history"][0]) == fields
     ck["best_ap50"] = ck.pop("best_value")
     del ck["best_metric"]
     torch.save(ck, tmp_path / "legacy.ckpt.pt")

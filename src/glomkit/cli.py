@@ -88,6 +88,7 @@ def train() -> None:
     cls=LazyGroup,
     lazy={
         "detector": ("glomkit._cli.detector", "evaluate_cmd"),
+        "pipeline": ("glomkit._cli.detector", "evaluate_pipeline_cmd"),
         "classifier": ("glomkit._cli.classify", "evaluate_cmd"),
         "segmenter": ("glomkit._cli.segment", "evaluate_cmd"),
     },

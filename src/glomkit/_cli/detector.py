@@ -23,7 +23,22 @@ from glomkit._cli.tables import result_table
 
 
 @click.command("detector")
-@data_option("bueno_pas folder (fields are composed), folder of annotated images, or circles CSV.")
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="bueno_pas folder (fields are composed), folder of annotated images or slides (QuPath "
+    "GeoJSON / ImageScope XML of the same stem beside each), or circles CSV. Repeat to mix sources.",
+)
+@click.option(
+    "--weight",
+    "weights",
+    multiple=True,
+    type=click.FloatRange(min=0),
+    help="Sampling weight of each --data source, in the same order [default: equal].",
+)
 @out_option(MODEL_OUT_HELP)
 @click.option(
     "--arch",
@@ -54,24 +69,84 @@ from glomkit._cli.tables import result_table
     "--mpp", type=float, default=4.0, show_default=True, help="Working resolution of the model (µm/px)."
 )
 @data_mpp_option()
+@click.option(
+    "--scale-jitter",
+    type=click.FloatRange(0, 1),
+    default=0.3,
+    show_default=True,
+    help="Annotated images: tiles read at 1/(1+j) to (1+j) times the nominal scale.",
+)
+@click.option(
+    "--hard-fraction",
+    type=click.FloatRange(0, 0.9),
+    default=0.15,
+    show_default=True,
+    help="Annotated images: share of training tiles centred on the model's mined false positives.",
+)
+@click.option(
+    "--val-block",
+    type=int,
+    default=-1,
+    show_default=True,
+    help="Annotated images: which of 5 contiguous blocks of file numbers validates (test* files are never used).",
+)
+@click.option(
+    "--select",
+    type=click.Choice(["AP50", "AP", "AP75"]),
+    default="AP50",
+    show_default=True,
+    help="Validation figure that picks the best epoch.",
+)
 @click.option("--resume", type=click.Path(path_type=Path), default=None, help="Checkpoint to continue from.")
 @max_minutes_option()
 @threads_option(None)
-def train_cmd(data, out, arch, backbone, data_mpp, resume, **params) -> None:
+def train_cmd(
+    data,
+    weights,
+    out,
+    arch,
+    backbone,
+    data_mpp,
+    resume,
+    scale_jitter,
+    hard_fraction,
+    val_block,
+    select,
+    **params,
+) -> None:
     """Train a glomerulus detector (CircleNet, or U-Net/SegNet + components); writes an ONNX model."""
     from glomkit.models.runtime import read_metadata
 
-    common = dict(data=str(data), out=str(out), resume=str(resume) if resume else None, **params)
+    if weights and len(weights) != len(data):
+        raise GlomkitError(f"{len(data)} --data sources but {len(weights)} --weight values")
+    sources = [str(d) for d in data]
+    common = dict(out=str(out), resume=str(resume) if resume else None, **params)
     if arch == "circlenet":
         from glomkit.detect.train import DetectorTrainConfig, train_detector
 
         path = train_detector(
-            DetectorTrainConfig(backbone=backbone or "resnet18", data_mpp=data_mpp, **common)
+            DetectorTrainConfig(
+                data=sources[0] if len(sources) == 1 else sources,
+                data_weights=list(weights) or None,
+                backbone=backbone or "resnet18",
+                data_mpp=data_mpp,
+                scale_jitter=scale_jitter,
+                hard_fraction=hard_fraction,
+                val_block=val_block,
+                select=f"val_{select}",
+                **common,
+            )
         )
     else:
         from glomkit.detect.segdetect import SegDetectorTrainConfig, train_segdetector
 
-        path = train_segdetector(SegDetectorTrainConfig(arch=arch, encoder=backbone or "resnet10t", **common))
+        if len(sources) > 1:
+            raise GlomkitError(f"--arch {arch}: one --data source only")
+        path = train_segdetector(
+            SegDetectorTrainConfig(
+                arch=arch, encoder=backbone or "resnet10t", data=sources[0], data_mpp=data_mpp, **common
+            )
+        )
     val = read_metadata(path)["metrics"]["validation"]
     extra = f"  mIoU {val['mIoU']:.3f}" if "mIoU" in val else ""
     Console().print(f"wrote {path}  validation AP50 {val['AP50']:.3f}  AP {val['AP']:.3f}{extra}")
@@ -84,33 +159,60 @@ def train_cmd(data, out, arch, backbone, data_mpp, resume, **params) -> None:
     required=True,
     help="Detector .onnx, or a bundled name: circlenet, unet, segnet.",
 )
-@data_option("bueno_pas folder (held-out composed fields), folder of annotated images, or circles CSV.")
+@data_option(
+    "bueno_pas folder (held-out composed fields), folder of annotated images or slides, or circles CSV."
+)
 @click.option(
     "--split",
-    type=click.Choice(["test", "val"]),
+    type=click.Choice(["test", "val", "train", "all"]),
     default="test",
     show_default=True,
-    help="bueno_pas: which held-out slide fold the fields come from.",
+    help="bueno_pas: the held-out slide fold of the fields (test or val). Annotated images: test = "
+    "the files named test*, val = the held-out block of file numbers (see --val-block).",
 )
 @click.option("--fields", type=int, default=100, show_default=True, help="bueno_pas: number of fields.")
-@click.option("--size", type=int, default=256, show_default=True, help="Field / tile side (px at model mpp).")
+@click.option(
+    "--size", type=int, default=256, show_default=True, help="bueno_pas: field side (px at model mpp)."
+)
 @seed_option(20_000, "bueno_pas: field seed.")
 @data_mpp_option()
+@click.option(
+    "--val-block", type=int, default=-1, show_default=True, help="Annotated images: validation block."
+)
 @click.option("--tta", is_flag=True, help="Average horizontal/vertical flips.")
 @out_option("Report JSON.", required=False)
-def evaluate_cmd(model, data, split, fields, size, seed, data_mpp, tta, out) -> None:
-    """Circle AP (COCO-style with circle IoU) of a detector model on held-out data.
+def evaluate_cmd(model, data, split, fields, size, seed, data_mpp, val_block, tta, out) -> None:
+    """Detection AP of a detector model on held-out data.
 
-    For a segmentation detector (U-Net/SegNet, decode method 'components') also mIoU and pixel
-    accuracy, on the same fields.
+    Annotated images are run whole, as ``glomkit run`` runs them: box AP (0.5:0.95), AP50, AP75,
+    circle AP, and recall / precision at the model's score threshold. Composed bueno_pas fields
+    give circle AP (and, for a U-Net/SegNet detector, mIoU and pixel accuracy).
     """
-    from glomkit.detect.evaluate import evaluate_detector_file
-    from glomkit.io.atomic import write_text
+    from glomkit.detect.data import is_bueno_folder
     from glomkit.models.registry import resolve_model
 
+    model = resolve_model(model, "detector")
+    if not is_bueno_folder(data):
+        from glomkit.evaluate_images import evaluate_images
+
+        report = evaluate_images(
+            data,
+            detector=str(model),
+            data_mpp=data_mpp,
+            split=split,
+            val_block=val_block,
+            pipeline=False,
+            tta=tta or None,
+        )
+        _print_image_report(report, f"{model.name} on {report['data']['images']} {split} images of {data}")
+        _write_report(out, report)
+        return
+    from glomkit.detect.evaluate import evaluate_detector_file
+
+    if split not in ("test", "val"):
+        raise GlomkitError(f"--split {split}: bueno_pas folders have test and val folds")
     if size % 32:
         raise GlomkitError(f"--size {size}: must be a multiple of 32")
-    model = resolve_model(model, "detector")
     report = evaluate_detector_file(
         model, data, split=split, n_fields=fields, size=size, seed=seed, data_mpp=data_mpp, tta=tta
     )
@@ -120,6 +222,79 @@ def evaluate_cmd(model, data, split, fields, size, seed, data_mpp, tta, out) -> 
     ]
     title = f"{model.name} on {report['data']['description']}"
     Console().print(result_table(title, ("metric", "value"), rows, right={"value"}))
+    _write_report(out, report)
+
+
+def _write_report(out: Path | None, report: dict) -> None:
+    from glomkit.io.atomic import write_text
+
     if out:
         write_text(out, json.dumps(report, indent=2))
         Console().print(f"wrote {out}")
+
+
+def _fmt(v) -> str:
+    return f"{v:.4f}" if isinstance(v, float) and not float(v).is_integer() else f"{v:g}"
+
+
+def _print_image_report(report: dict, title: str) -> None:
+    """One table: rows are figures, columns the detector alone and (if present) the pipeline."""
+    cols = [c for c in ("detector", "pipeline") if c in report]
+    rows = []
+    for part, keys in (
+        ("box", ("AP", "AP50", "AP75")),
+        ("circle", ("AP", "AP50", "AP75")),
+        ("at_threshold", ("recall", "precision", "f1", "n_gt", "n_pred")),
+    ):
+        for k in keys:
+            rows.append((f"{part} {k}", *(_fmt(report[c][part][k]) for c in cols)))
+    if "pipeline" in report:
+        p = report["pipeline"]
+        rows.append(
+            ("lost to non_glomerular", "", f"{p['lost_to_non_glomerular']} of {p['matched_at_threshold']}")
+        )
+        d = p["outline_dice"]
+        rows.append(("outline Dice (mean, median)", "", f"{d['mean']:.4f}, {d['median']:.4f} (n={d['n']})"))
+    Console().print(result_table(title, ("figure", *cols), rows, right=set(cols)))
+
+
+@click.command("pipeline")
+@data_option("Folder of annotated images or slides (GeoJSON / ImageScope XML beside each), or circles CSV.")
+@click.option(
+    "--detector", default=None, help="Detector: circlenet (default), unet, segnet, or a model file."
+)
+@click.option("--classifier", default=None, help="Classifier model file (default: bundled).")
+@click.option("--segmenter", default=None, help="Segmenter model file (default: bundled).")
+@click.option(
+    "--split",
+    type=click.Choice(["test", "val", "train", "all"]),
+    default="test",
+    show_default=True,
+    help="test = the files named test*, val = the held-out block of file numbers (see --val-block).",
+)
+@click.option("--val-block", type=int, default=-1, show_default=True, help="The validation block.")
+@data_mpp_option()
+@click.option(
+    "--tta/--no-tta", default=None, help="Flip TTA of the detector [default: the model's metadata]."
+)
+@out_option("Report JSON.", required=False)
+def evaluate_pipeline_cmd(
+    data, detector, classifier, segmenter, split, val_block, data_mpp, tta, out
+) -> None:
+    """The whole pipeline on annotated images: detection before and after the non-glomerular
+    filter (box and circle AP, recall, precision) and the outlines' Dice against the true ones."""
+    from glomkit.evaluate_images import evaluate_images
+
+    report = evaluate_images(
+        data,
+        detector=detector,
+        classifier=classifier,
+        segmenter=segmenter,
+        data_mpp=data_mpp,
+        split=split,
+        val_block=val_block,
+        pipeline=True,
+        tta=tta,
+    )
+    _print_image_report(report, f"pipeline on {report['data']['images']} {split} images of {data}")
+    _write_report(out, report)

@@ -44,12 +44,20 @@ DATA_HELP = "labels.csv folder or images/+masks/."
 @max_minutes_option()
 @test_fold_option()
 @threads_option()
-def train_cmd(size, **params) -> None:
+@click.option(
+    "--extra-train",
+    "extra_train",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Folder of image/mask pairs added to training only (never validation or test), e.g. "
+    "in-context patches from python -m glomkit.segment.context_data. Repeatable.",
+)
+def train_cmd(size, extra_train, **params) -> None:
     """Train a glomerulus segmenter; writes an ONNX model with its held-out test metrics."""
     from glomkit.models.runtime import read_metadata
     from glomkit.segment.train import SegTrainConfig, train_segmenter
 
-    cfg = SegTrainConfig(size=int(size), **params)
+    cfg = SegTrainConfig(size=int(size), extra_train=[str(p) for p in extra_train], **params)
     path = train_segmenter(cfg)
     m = read_metadata(path)["metrics"]
     con = Console()

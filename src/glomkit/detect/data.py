@@ -8,25 +8,33 @@ User data comes in two forms, both read at the detector's working resolution (``
   the image's pixels) and an optional ``mpp`` column (µm/px of that image; default: the
   ``data_mpp`` argument, else the model mpp).
 
-Files are split, not tiles: every fifth file (sorted by name, at least one) is held out for
-validation, so validation tiles never come from a training image.
+Files are split, not tiles (``split_annotated``): files named ``test*`` are the held-out test
+set and never used in training or model selection; the others, in the order of the number in
+their name, are cut into contiguous blocks and one block is held out for validation. Neighbouring
+tile numbers often come from one slide, so a block split keeps a slide's tiles on one side.
+
+Several sources can be mixed with a weight each (``MixedSource``): real annotated images, composed
+bueno fields, synthetic material. Validation is then on the real images' held-out block.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from glomkit import GlomkitError
+from glomkit.detect.augment import augment_tile
 from glomkit.detect.fields import (
     Field,
     FieldComposer,
-    _field_dihedral,
-    _stain_jitter,
     fixed_fields,
     split_samples,
 )
@@ -42,6 +50,20 @@ class AnnotatedImage:
     path: Path
     circles: np.ndarray
     mpp: float | None  # level-0 µm/px; None = the slide's own
+    outlines: list[np.ndarray | None] = field(default_factory=list)  # per circle: (K,2) polygon or None
+
+    def boxes(self) -> np.ndarray:
+        """(N,4) x, y, w, h per object: the outline's bounding box, else the circle's."""
+        out = []
+        for i, (x, y, r) in enumerate(self.circles):
+            poly = self.outlines[i] if i < len(self.outlines) else None
+            if poly is not None and len(poly) >= 3:
+                x0, y0 = poly.min(axis=0)
+                x1, y1 = poly.max(axis=0)
+                out.append((x0, y0, x1 - x0, y1 - y0))
+            else:
+                out.append((x - r, y - r, 2 * r, 2 * r))
+        return np.asarray(out, np.float64).reshape(-1, 4)
 
 
 class ComposedSource:
@@ -94,7 +116,7 @@ def find_annotated_images(folder: str | Path, mpp: float | None = None) -> list[
             if ann.is_file():
                 anns = read_annotations(ann, mpp=mpp)
                 circ = np.array([a.circle() for a in anns], np.float64).reshape(-1, 3)
-                out.append(AnnotatedImage(img, circ, mpp))
+                out.append(AnnotatedImage(img, circ, mpp, [a.polygon for a in anns]))
                 break
     if not out:
         raise GlomkitError(f"{folder}: no image with an .xml/.geojson annotation file beside it")
@@ -131,7 +153,11 @@ def read_circles_csv(path: str | Path, default_mpp: float | None = None) -> list
 
 
 class TileSampler:
-    """Tiles at ``mpp`` from annotated images, with their circles in tile pixels."""
+    """Tiles at ``mpp`` from annotated images, with their circles in tile pixels.
+
+    ``hard_negatives`` holds (image index, x, y) level-0 points where a model found a glomerulus
+    that is not there (``AnnotatedSource.mine_hard_negatives``); some tiles are centred on them.
+    """
 
     def __init__(self, images: list[AnnotatedImage], mpp: float) -> None:
         from glomkit.slide.reader import Slide
@@ -139,30 +165,92 @@ class TileSampler:
         self.images = images
         self.mpp = float(mpp)
         self.slides = [Slide(im.path, mpp=im.mpp) for im in images]
+        self.hard_negatives: list[tuple[int, float, float]] = []
 
-    def tile(self, k: int, x0: float, y0: float, size: int) -> Field:
-        """The tile of ``size`` px at ``mpp`` whose top-left level-0 corner is (x0, y0)."""
+    def tile(self, k: int, x0: float, y0: float, size: int, box: float | None = None) -> Field:
+        """The level-0 square (x0, y0, ``box``) resampled to ``size`` px (default box: ``size`` at ``mpp``)."""
         sl = self.slides[k]
-        f = sl.mpp / self.mpp  # level-0 px -> tile px
-        box = size / f
+        box = box if box is not None else size * self.mpp / sl.mpp
+        f = size / box  # level-0 px -> tile px
         img = sl.read_region_scaled(x0, y0, box, box, size, size)
         c = self.images[k].circles
         c = np.column_stack([(c[:, 0] - x0) * f, (c[:, 1] - y0) * f, c[:, 2] * f])
         inside = (c[:, 0] >= 0) & (c[:, 0] < size) & (c[:, 1] >= 0) & (c[:, 1] < size)
-        return Field(np.ascontiguousarray(img[..., :3]), c[inside])
+        mask = self._mask(k, (size, size), x0, y0, f, f)
+        return Field(np.ascontiguousarray(img[..., :3]), c[inside], mask)
 
-    def random_tile(self, rng: np.random.Generator, size: int) -> Field:
-        k = int(rng.integers(len(self.images)))
-        sl, circ = self.slides[k], self.images[k].circles
-        box = size * self.mpp / sl.mpp
-        w, h = sl.width, sl.height
-        if len(circ) and rng.random() < 0.7:
-            cx, cy = circ[int(rng.integers(len(circ))), :2] + rng.uniform(-0.4, 0.4, 2) * box
+    def _mask(self, k: int, shape: tuple[int, int], x0: float, y0: float, fx: float, fy: float) -> np.ndarray:
+        """0/1 mask (H,W) of image ``k``'s objects in a tile frame: outlines, or discs where none."""
+        mask = np.zeros(shape, np.uint8)
+        im = self.images[k]
+        for i, (x, y, r) in enumerate(im.circles):
+            poly = im.outlines[i] if i < len(im.outlines) else None
+            if poly is not None and len(poly) >= 3:
+                pts = np.round((poly - [x0, y0]) * [fx, fy]).astype(np.int32)
+                cv2.fillPoly(mask, [pts], 1)
+            else:
+                cv2.circle(
+                    mask, (int(round((x - x0) * fx)), int(round((y - y0) * fy))), int(round(r * fx)), 1, -1
+                )
+        return mask
+
+    def random_tile(
+        self,
+        rng: np.random.Generator,
+        size: int,
+        scale_jitter: float = 0.0,
+        hard_fraction: float = 0.0,
+    ) -> Field:
+        """A random tile: 60 % centred near a glomerulus, ``hard_fraction`` on a mined false
+        positive, the rest anywhere. ``scale_jitter`` j reads a box 1/(1+j) to (1+j) times the
+        nominal one (log-uniform), so the objects' apparent size varies by up to ±j."""
+        s = (
+            math.exp(rng.uniform(-math.log1p(scale_jitter), math.log1p(scale_jitter)))
+            if scale_jitter
+            else 1.0
+        )
+        u = rng.random()
+        if self.hard_negatives and u < hard_fraction:
+            k, cx, cy = self.hard_negatives[int(rng.integers(len(self.hard_negatives)))]
+            sl = self.slides[k]
+            box = size * self.mpp / sl.mpp * s
+            cx, cy = np.array([cx, cy]) + rng.uniform(-0.3, 0.3, 2) * box
         else:
-            cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+            k = int(rng.integers(len(self.images)))
+            sl, circ = self.slides[k], self.images[k].circles
+            box = size * self.mpp / sl.mpp * s
+            if len(circ) and u < hard_fraction + 0.6:
+                cx, cy = circ[int(rng.integers(len(circ))), :2] + rng.uniform(-0.4, 0.4, 2) * box
+            else:
+                cx, cy = rng.uniform(0, sl.width), rng.uniform(0, sl.height)
+        w, h = sl.width, sl.height
         x0 = float(np.clip(cx - box / 2, 0, max(w - box, 0)))
         y0 = float(np.clip(cy - box / 2, 0, max(h - box, 0)))
-        return self.tile(k, x0, y0, size)
+        return self.tile(k, x0, y0, size, box)
+
+    def whole_image(self, k: int, pad_to: tuple[int, int] | None = None) -> Field:
+        """Image ``k`` whole at ``mpp``, padded with white to a multiple of 32 (or to ``pad_to``)."""
+        sl = self.slides[k]
+        f = sl.mpp / self.mpp
+        ow, oh = max(1, int(round(sl.width * f))), max(1, int(round(sl.height * f)))
+        img = sl.read_region_scaled(0, 0, sl.width, sl.height, ow, oh)[..., :3]
+        ph, pw = pad_to if pad_to else (-(-oh // 32) * 32, -(-ow // 32) * 32)
+        out = np.full((ph, pw, 3), 255, np.uint8)
+        out[: min(oh, ph), : min(ow, pw)] = img[:ph, :pw]
+        c = self.images[k].circles
+        fx, fy = ow / sl.width, oh / sl.height
+        c = np.column_stack([c[:, 0] * fx, c[:, 1] * fy, c[:, 2] * f])
+        return Field(out, c, self._mask(k, (ph, pw), 0.0, 0.0, fx, fy))
+
+    def whole_images(self) -> list[Field]:
+        """Every image whole at ``mpp``, all padded to one size (so they batch together)."""
+        sizes = []
+        for sl in self.slides:
+            f = sl.mpp / self.mpp
+            sizes.append((int(round(sl.height * f)), int(round(sl.width * f))))
+        ph = -(-max(h for h, _ in sizes) // 32) * 32
+        pw = -(-max(w for _, w in sizes) // 32) * 32
+        return [self.whole_image(k, (ph, pw)) for k in range(len(self.slides))]
 
     def grid_tiles(self, size: int) -> list[tuple[str, Field]]:
         """Every image cut into a non-overlapping grid of tiles (for evaluation)."""
@@ -178,45 +266,152 @@ class TileSampler:
         return out
 
 
+def _number_key(p: Path) -> tuple[int, str]:
+    """Sort key: the last number in the file's stem (tile number), then the name."""
+    nums = re.findall(r"\d+", p.stem)
+    return (int(nums[-1]) if nums else -1, p.name)
+
+
+def split_annotated(
+    images: list[AnnotatedImage], n_blocks: int = 5, val_block: int = -1
+) -> tuple[list[AnnotatedImage], list[AnnotatedImage], list[AnnotatedImage]]:
+    """(train, validation, test) files: ``test*`` files are test; the others, ordered by the number
+    in their name, are cut into ``n_blocks`` contiguous blocks and block ``val_block`` validates."""
+    test = [im for im in images if im.path.stem.lower().startswith("test")]
+    rest = sorted((im for im in images if im not in test), key=lambda im: _number_key(im.path))
+    if len(rest) < 2:
+        raise GlomkitError(
+            f"{images[0].path.parent if images else '?'}: needs at least 2 annotated images besides "
+            "test* files (a block of files is held out for validation)"
+        )
+    n = max(2, min(n_blocks, len(rest)))
+    bounds = np.linspace(0, len(rest), n + 1).round().astype(int)
+    b = val_block % n
+    val = rest[bounds[b] : bounds[b + 1]]
+    train = rest[: bounds[b]] + rest[bounds[b + 1] :]
+    return train, val, test
+
+
 class AnnotatedSource:
-    """Training tiles from annotated user images; validation tiles from held-out files."""
+    """Training tiles from annotated real images; validation on a held-out block of whole images.
+
+    Each training tile is read with scale jitter (``scale_jitter``), some on mined false positives
+    (``hard_fraction``), then augmented (``glomkit.detect.augment.augment_tile``).
+    """
 
     def __init__(
         self,
         images: list[AnnotatedImage],
         mpp: float,
         size: int,
-        val_size: int,
-        n_val: int,
         seed: int,
         origin: str,
+        scale_jitter: float = 0.3,
+        hard_fraction: float = 0.15,
+        n_blocks: int = 5,
+        val_block: int = -1,
     ) -> None:
-        if len(images) < 2:
-            raise GlomkitError(
-                f"{origin}: needs at least 2 annotated images (whole files are held out for validation)"
-            )
-        val_idx = set(range(0, len(images), 5))
-        self.train = TileSampler([im for i, im in enumerate(images) if i not in val_idx], mpp)
-        val = TileSampler([im for i, im in enumerate(images) if i in val_idx], mpp)
-        rng = np.random.default_rng(10_000 + seed)
+        train, val, test = split_annotated(images, n_blocks, val_block)
+        self.train = TileSampler(train, mpp)
+        self.val_sampler = TileSampler(val, mpp)
         self.size = size
-        self.val_fields = [val.random_tile(rng, val_size) for _ in range(n_val)]
+        self.scale_jitter = scale_jitter
+        self.hard_fraction = hard_fraction
+        self.val_fields = self.val_sampler.whole_images()
         self.description = {
             "kind": "annotated_images",
             "origin": origin,
-            "val_files": [images[i].path.name for i in sorted(val_idx)],
+            "split": f"contiguous blocks of file numbers: block {val_block} of {n_blocks} validates; "
+            "test* files held out",
+            "train_files": len(train),
+            "val_files": [im.path.name for im in val],
+            "test_files": [im.path.name for im in test],
+            "scale_jitter": scale_jitter,
+            "hard_fraction": hard_fraction,
         }
         self.val_description = {
-            "tiles": n_val,
-            "size": val_size,
-            "seed": 10_000 + seed,
-            "split": "held-out files",
+            "images": len(val),
+            "glomeruli": int(sum(len(im.circles) for im in val)),
+            "split": "held-out block of whole images",
+            "origin": origin,
         }
 
     def sample(self, rng: np.random.Generator) -> Field:
-        f = self.train.random_tile(rng, self.size)
-        img, circ = _field_dihedral(f.image, f.circles, rng)
-        return Field(_stain_jitter(img.astype(np.float32), rng), circ)
+        f = self.train.random_tile(rng, self.size, self.scale_jitter, self.hard_fraction)
+        img, circ, mask = augment_tile(f.image, f.circles, rng, mask=f.mask)
+        return Field(img, circ, mask)
+
+    def mine_hard_negatives(
+        self,
+        predict: Callable[[list[np.ndarray]], list[np.ndarray]],
+        rng: np.random.Generator,
+        n_images: int = 16,
+        score: float = 0.3,
+        keep: int = 400,
+    ) -> int:
+        """Run ``predict`` on ``n_images`` random training images and remember its false positives
+        (score ≥ ``score``, centre outside every annotated circle); returns how many were found."""
+        sampler = self.train
+        ks = rng.choice(len(sampler.images), size=min(n_images, len(sampler.images)), replace=False)
+        fields = [sampler.whole_image(int(k)) for k in ks]
+        found = 0
+        for k, p in zip(ks, _predict_each(predict, fields), strict=True):
+            sl = sampler.slides[int(k)]
+            back = sl.width / max(1, int(round(sl.width * sl.mpp / sampler.mpp)))  # tile px -> level-0
+            gt = sampler.images[int(k)].circles
+            for x, y, _r, s in p:
+                if s < score:
+                    continue
+                X, Y = x * back, y * back
+                if len(gt) and np.any(np.hypot(gt[:, 0] - X, gt[:, 1] - Y) < gt[:, 2] * 1.1):
+                    continue
+                sampler.hard_negatives.append((int(k), float(X), float(Y)))
+                found += 1
+        del sampler.hard_negatives[:-keep]
+        return found
+
+
+def _predict_each(predict, fields: list[Field]) -> list[np.ndarray]:
+    """Predictions for fields of possibly different sizes (one call per size)."""
+    out: list[np.ndarray | None] = [None] * len(fields)
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, f in enumerate(fields):
+        by_shape.setdefault(f.image.shape, []).append(i)
+    for idx in by_shape.values():
+        for i, p in zip(idx, predict([fields[i].image for i in idx]), strict=True):
+            out[i] = p
+    return [p if p is not None else np.zeros((0, 4)) for p in out]
+
+
+class MixedSource:
+    """Training fields drawn from several sources, each with a weight; validation from the first
+    source that has real (annotated) validation images, else from the first source."""
+
+    def __init__(self, parts: list[tuple[Any, float]]) -> None:
+        if not parts:
+            raise GlomkitError("no training source")
+        w = np.array([max(float(wt), 0.0) for _, wt in parts])
+        if w.sum() <= 0:
+            raise GlomkitError("source weights must not all be 0")
+        self.parts = [p for p, _ in parts]
+        self.weights = w / w.sum()
+        real = [p for p in self.parts if isinstance(p, AnnotatedSource)]
+        self.val_source = real[0] if real else self.parts[0]
+        self.val_fields = self.val_source.val_fields
+        self.val_description = self.val_source.val_description
+        self.description = {
+            "kind": "mixed",
+            "sources": [p.description for p in self.parts],
+            "weights": [round(float(v), 4) for v in self.weights],
+        }
+
+    def sample(self, rng: np.random.Generator) -> Field:
+        return self.parts[int(rng.choice(len(self.parts), p=self.weights))].sample(rng)
+
+    def mine_hard_negatives(self, predict, rng: np.random.Generator) -> int:
+        return sum(
+            p.mine_hard_negatives(predict, rng) for p in self.parts if hasattr(p, "mine_hard_negatives")
+        )
 
 
 def read_user_images(path: str | Path, data_mpp: float | None = None, model_mpp: float | None = None):
@@ -234,11 +429,11 @@ def is_bueno_folder(path: str | Path) -> bool:
     return (path / "labels.csv").is_file() and (path / "masks").is_dir()
 
 
-def load_detection_source(cfg: Any):
-    """The training source named by ``cfg.data``: a bueno_pas folder (composed fields) or user data."""
-    if is_bueno_folder(cfg.data):
+def _one_source(path: str, cfg: Any):
+    """One training source: a bueno_pas folder (composed fields) or annotated user images."""
+    if is_bueno_folder(path):
         return ComposedSource(
-            str(cfg.data),
+            str(path),
             cfg.mpp,
             cfg.field_size,
             cfg.val_size,
@@ -248,7 +443,26 @@ def load_detection_source(cfg: Any):
             cfg.pool,
             cfg.test_fold,
         )
-    images = read_user_images(cfg.data, getattr(cfg, "data_mpp", None), cfg.mpp)
+    images = read_user_images(path, getattr(cfg, "data_mpp", None), cfg.mpp)
     return AnnotatedSource(
-        images, cfg.mpp, cfg.field_size, cfg.val_size, cfg.val_fields, cfg.seed, str(cfg.data)
+        images,
+        cfg.mpp,
+        cfg.field_size,
+        cfg.seed,
+        str(path),
+        scale_jitter=getattr(cfg, "scale_jitter", 0.3),
+        hard_fraction=getattr(cfg, "hard_fraction", 0.15),
+        n_blocks=getattr(cfg, "val_blocks", 5),
+        val_block=getattr(cfg, "val_block", -1),
     )
+
+
+def load_detection_source(cfg: Any):
+    """The training source(s) named by ``cfg.data`` (one path, or several mixed by ``cfg.data_weights``)."""
+    paths = [cfg.data] if isinstance(cfg.data, str | Path) else list(cfg.data)
+    if len(paths) == 1:
+        return _one_source(str(paths[0]), cfg)
+    weights = list(getattr(cfg, "data_weights", None) or [1.0] * len(paths))
+    if len(weights) != len(paths):
+        raise GlomkitError(f"{len(paths)} --data sources but {len(weights)} --weight values")
+    return MixedSource([(_one_source(str(p), cfg), w) for p, w in zip(paths, weights, strict=True)])

@@ -230,6 +230,7 @@ class SegDetectorTrainConfig:
     checkpoint: str | None = None
     threshold: float = 0.5
     min_diameter_um: float = 40.0
+    data_mpp: float | None = None  # µm/px of user images that do not record it
     command: str = field(default_factory=lambda: " ".join(shlex.quote(a) for a in sys.argv))
 
 
@@ -281,13 +282,9 @@ def choose_decode(probs: list[np.ndarray], fields_, base: dict[str, Any]) -> tup
 
 
 def _source(cfg: SegDetectorTrainConfig):
-    from glomkit.detect.data import is_bueno_folder, load_detection_source
+    from glomkit.detect.data import load_detection_source
 
-    if not is_bueno_folder(cfg.data):
-        raise GlomkitError(
-            f"{cfg.data}: segmentation detectors train on a bueno_pas folder (they need glomerulus masks)"
-        )
-    return load_detection_source(cfg)
+    return load_detection_source(cfg)  # composed bueno fields, or annotated images (outlines as masks)
 
 
 def train_segdetector(config: SegDetectorTrainConfig | dict[str, Any], source: Any = None) -> Path:

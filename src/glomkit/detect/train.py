@@ -27,7 +27,7 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 class DetectorTrainConfig:
     """Everything a detector training run depends on (stored in the model's metadata)."""
 
-    data: str
+    data: str | list[str]  # one source, or several mixed by ``data_weights``
     out: str
     backbone: str = "resnet18"
     epochs: int = 30
@@ -49,6 +49,13 @@ class DetectorTrainConfig:
     test_fold: int = 0
     checkpoint: str | None = None  # default: <out>.ckpt.pt
     data_mpp: float | None = None  # µm/px of user images that do not record it
+    data_weights: list[float] | None = None  # sampling weight per ``data`` source
+    scale_jitter: float = 0.3  # annotated images: tiles read at 1/(1+j)..(1+j) times the nominal scale
+    hard_fraction: float = 0.15  # annotated images: share of tiles centred on mined false positives
+    hard_mining: bool = True  # mine the model's false positives on training images after each epoch
+    val_blocks: int = 5  # annotated images: contiguous blocks of file numbers
+    val_block: int = -1  # the block held out for validation
+    select: str = "val_AP50"  # the validation figure that picks the best epoch
     command: str = field(default_factory=lambda: " ".join(shlex.quote(a) for a in sys.argv))
 
 
@@ -129,14 +136,24 @@ def train_detector(config: DetectorTrainConfig | dict[str, Any]) -> Path:
         loss, parts = circlenet_loss(model(b["image"]), b)
         return loss, f"hm {parts['heatmap']:.3f} r {parts['radius']:.2f} off {parts['offset']:.3f}"
 
+    epoch_count = [0]
+
     def validate(m) -> dict[str, float]:
         val = evaluate_model_on_fields(m, source.val_fields)
-        return {"val_AP50": val["AP50"], "val_AP": val["AP"], "val_AP75": val["AP75"]}
+        out = {"val_AP50": val["AP50"], "val_AP": val["AP"], "val_AP75": val["AP75"]}
+        if cfg.hard_mining and hasattr(source, "mine_hard_negatives"):
+            rng = np.random.default_rng([cfg.seed, 7, epoch_count[0]])
+            out["hard_negatives"] = source.mine_hard_negatives(lambda imgs: predict_fields(m, imgs), rng)
+        epoch_count[0] += 1
+        return out
 
-    history, best_epoch = run.train_epochs(model, step, validate, select="val_AP50")
+    if cfg.select not in ("val_AP50", "val_AP", "val_AP75"):
+        raise GlomkitError(f"{cfg.out}: select must be val_AP50, val_AP or val_AP75, not {cfg.select!r}")
+    history, best_epoch = run.train_epochs(model, step, validate, select=cfg.select)
     val = evaluate_model_on_fields(model, source.val_fields)
     val_tta = evaluate_model_on_fields(model, source.val_fields, tta=True)
-    tta = val_tta["AP50"] > val["AP50"]  # flip TTA becomes the model's default only if it helps on validation
+    key = cfg.select.removeprefix("val_")
+    tta = val_tta[key] > val[key]  # flip TTA becomes the model's default only if it helps on validation
     metrics = {
         "validation": {k: round(v, 4) for k, v in (val_tta if tta else val).items()},
         "validation_no_tta": {k: round(v, 4) for k, v in val.items()},
@@ -170,10 +187,16 @@ def detector_metadata(
             "history": history,
         },
         "metrics": metrics,
-        "licence": "CC BY-NC-SA 4.0 (trained on bueno_pas crops)"
-        if data_desc.get("kind") == "bueno_fields"
-        else "as the training data",
+        "licence": _licence(data_desc),
     }
+
+
+def _licence(data_desc: dict) -> str:
+    """The weights' licence follows the training data's."""
+    kinds = [d.get("kind") for d in data_desc.get("sources", [data_desc])]
+    if "bueno_fields" in kinds:
+        return "CC BY-NC-SA 4.0 (trained on bueno_pas crops)"
+    return "as the training data"
 
 
 def export_detector(

@@ -100,3 +100,103 @@ def evaluate_circles(
         ev.accumulate()
         ev.summarize()
     return {**out, **{m: float(v) for m, v in zip(METRIC_NAMES, ev.stats, strict=True)}}
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix (len(a), len(b)) of boxes x, y, w, h."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 0] + a[:, None, 2], b[None, :, 0] + b[None, :, 2])
+    y1 = np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def circle_boxes(circles: np.ndarray) -> np.ndarray:
+    """The boxes x, y, w, h (N,4) around circles (N,>=3) x, y, r."""
+    c = np.asarray(circles, np.float64).reshape(len(circles), -1)
+    return np.column_stack([c[:, 0] - c[:, 2], c[:, 1] - c[:, 2], 2 * c[:, 2], 2 * c[:, 2]])
+
+
+def evaluate_boxes(
+    gt: Mapping[object, np.ndarray], preds: Mapping[object, np.ndarray], max_dets: int = 100
+) -> dict[str, float]:
+    """Standard COCO box metrics (pycocotools ``COCOeval``, iouType bbox), names as :func:`evaluate_circles`.
+
+    ``gt[image_id]`` is (N,4) x, y, w, h; ``preds[image_id]`` is (M,5) x, y, w, h, score.
+    """
+    from pycocotools.cocoeval import COCOeval
+
+    keys = list(dict.fromkeys(list(gt) + list(preds)))
+    ids = {k: i + 1 for i, k in enumerate(keys)}
+
+    def ann(aid, img, box, score=None):
+        a = {"id": aid, "image_id": img, "category_id": 1, "bbox": [float(v) for v in box]}
+        a.update(area=float(box[2] * box[3]), iscrowd=0)
+        if score is not None:
+            a["score"] = float(score)
+        return a
+
+    g_anns, d_anns = [], []
+    for k in keys:
+        for b in np.asarray(gt.get(k, np.zeros((0, 4))), np.float64).reshape(-1, 4):
+            g_anns.append(ann(len(g_anns) + 1, ids[k], b))
+        for b in np.asarray(preds.get(k, np.zeros((0, 5))), np.float64).reshape(-1, 5):
+            d_anns.append(ann(len(d_anns) + 1, ids[k], b[:4], b[4]))
+    out = {"n_images": float(len(keys)), "n_gt": float(len(g_anns)), "n_pred": float(len(d_anns))}
+    if not g_anns:
+        return {**out, **{m: -1.0 for m in METRIC_NAMES}}
+    cgt = _coco(list(ids.values()), g_anns)
+    cdt = _coco(list(ids.values()), d_anns)
+    ev = COCOeval(cgt, cdt, iouType="bbox")
+    ev.params.maxDets = [1, 10, max_dets]
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {**out, **{m: float(v) for m, v in zip(METRIC_NAMES, ev.stats, strict=True)}}
+
+
+def greedy_match(iou: np.ndarray, scores: np.ndarray, min_iou: float = 0.5) -> list[tuple[int, int]]:
+    """(prediction, truth) pairs: predictions in descending score each take the free truth of
+    highest IoU ≥ ``min_iou`` (as COCO matches). ``iou`` is (n_pred, n_gt)."""
+    pairs: list[tuple[int, int]] = []
+    taken: set[int] = set()
+    for i in np.argsort(-np.asarray(scores), kind="mergesort"):
+        best, best_j = min_iou, -1
+        for j in range(iou.shape[1]):
+            if j not in taken and iou[i, j] >= best:
+                best, best_j = iou[i, j], j
+        if best_j >= 0:
+            taken.add(best_j)
+            pairs.append((int(i), best_j))
+    return pairs
+
+
+def recall_precision(
+    gt: Mapping[object, np.ndarray], preds: Mapping[object, np.ndarray], min_iou: float = 0.5
+) -> dict[str, float]:
+    """Recall, precision and F1 of box predictions (x, y, w, h, score) that are all kept (already
+    thresholded), matched greedily to truth boxes at box IoU ≥ ``min_iou``."""
+    tp = n_gt = n_pred = 0
+    for k in set(gt) | set(preds):
+        g = np.asarray(gt.get(k, np.zeros((0, 4))), np.float64).reshape(-1, 4)
+        p = np.asarray(preds.get(k, np.zeros((0, 5))), np.float64).reshape(-1, 5)
+        n_gt += len(g)
+        n_pred += len(p)
+        if len(g) and len(p):
+            tp += len(greedy_match(box_iou(p[:, :4], g), p[:, 4], min_iou))
+    rec = tp / n_gt if n_gt else float("nan")
+    prec = tp / n_pred if n_pred else float("nan")
+    f1 = 2 * rec * prec / (rec + prec) if n_gt and n_pred and (rec + prec) > 0 else 0.0
+    return {
+        "recall": rec,
+        "precision": prec,
+        "f1": f1,
+        "tp": float(tp),
+        "n_gt": float(n_gt),
+        "n_pred": float(n_pred),
+    }

@@ -58,6 +58,7 @@ class SegTrainConfig:
     history: str | Path | None = None  # default: <out>.history.json
     show_progress: bool = True
     extra_meta: dict = field(default_factory=dict)
+    extra_train: list[str] = field(default_factory=list)  # folders whose pairs only ever train
 
 
 def _paths(cfg: SegTrainConfig) -> tuple[Path, Path, Path]:
@@ -157,11 +158,14 @@ def train_segmenter(cfg: SegTrainConfig) -> Path:
         raise GlomkitError(f"--test-fold {cfg.test_fold}: must be in 0..{cfg.n_folds - 1}")
     tr, va, te = split_train_val_test(samples, cfg.test_fold, cfg.n_folds, cfg.split_seed)
     tr_x, tr_y = load_arrays([samples[i] for i in tr], cfg.size, cfg.resize_mode)
+    for folder in cfg.extra_train:  # e.g. in-context patches (glomkit.segment.context_data)
+        ex, ey = load_arrays(load_samples(folder), cfg.size, cfg.resize_mode)
+        tr_x, tr_y = np.concatenate([tr_x, ex]), np.concatenate([tr_y, ey])
     va_x, va_y = load_arrays([samples[i] for i in va], cfg.size, cfg.resize_mode)
 
     model = create_segmenter(cfg.arch, cfg.encoder).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = max(1, len(tr) // cfg.batch)
+    steps_per_epoch = max(1, len(tr_x) // cfg.batch)
     total_steps = steps_per_epoch * cfg.epochs
     state = {"epoch": 0, "step": 0, "elapsed": 0.0, "best_dice": -1.0, "best_epoch": -1, "history": []}
     best_state = copy.deepcopy(model.state_dict())
@@ -181,7 +185,7 @@ def train_segmenter(cfg: SegTrainConfig) -> Path:
         task = progress.add_task(f"train {cfg.arch}", total=total_steps, completed=state["step"], info="")
         while state["epoch"] < cfg.epochs and not stop:
             model.train()
-            order = rng.permutation(len(tr))
+            order = rng.permutation(len(tr_x))
             run_loss, n_seen = 0.0, 0
             for b in range(steps_per_epoch):
                 idx = order[b * cfg.batch : (b + 1) * cfg.batch]
@@ -258,7 +262,7 @@ def train_segmenter(cfg: SegTrainConfig) -> Path:
             "train_slides": slides(tr),
             "val_slides": slides(va),
             "test_slides": slides(te),
-            "n_train": len(tr),
+            "n_train": len(tr_x),
             "n_val": len(va),
             "n_test": len(te),
             "loss": "BCE + soft Dice",

@@ -1,0 +1,237 @@
+"""Held-out figures on annotated real images: the detector alone, and the whole pipeline after it.
+
+The images are run the way ``glomkit run`` runs a slide (``glomkit.pipeline.detect_circles``:
+tissue mask, tiles at the detector's mpp, decoding, slide-wide NMS), at a low score threshold so
+that AP sees the whole score range. Then, for the pipeline figures, every circle is cut, classified
+and segmented as in a run, and circles the classifier calls non-glomerular are dropped.
+
+Reported, for the detector alone and after the non-glomerular filter:
+
+* box AP (0.5:0.95), AP50, AP75 (pycocotools, truth = the bounding box of each outline);
+* circle AP, AP50, AP75 (truth = the minimum enclosing circle of each outline);
+* recall, precision and F1 at the detector's default score threshold (box IoU ≥ 0.5);
+* the pipeline's outlines against the true outlines: Dice of each matched glomerulus.
+
+>>> report = evaluate_images("hubmap_pas/tiles", data_mpp=0.8, split="test")  # doctest: +SKIP
+>>> report["pipeline"]["box"]["AP50"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import cv2
+import numpy as np
+
+from glomkit import GlomkitError
+from glomkit.detect.data import AnnotatedImage, read_user_images, split_annotated
+from glomkit.eval.detection import (
+    box_iou,
+    circle_boxes,
+    evaluate_boxes,
+    evaluate_circles,
+    greedy_match,
+    recall_precision,
+)
+
+EVAL_SCORE_THRESHOLD = 0.05
+SPLITS = ("test", "val", "train", "all")
+
+
+def select_images(
+    data: str | Path, split: str, data_mpp: float | None, val_block: int = -1, model_mpp: float | None = None
+) -> list[AnnotatedImage]:
+    """The annotated images of ``data`` in ``split`` (see ``glomkit.detect.data.split_annotated``).
+
+    A circles CSV without an mpp column is at ``data_mpp``, else at ``model_mpp``."""
+    images = read_user_images(data, data_mpp, model_mpp)
+    if split == "all":
+        return images
+    if split not in SPLITS:
+        raise GlomkitError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
+    train, val, test = split_annotated(images, val_block=val_block)
+    chosen = {"train": train, "val": val, "test": test}[split]
+    if not chosen:
+        raise GlomkitError(f"{data}: no {split} images (test images are the files named test*)")
+    return chosen
+
+
+def outline_dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice of two polygons (K,2) in the same pixel frame, rasterised at 1 px."""
+    a = np.asarray(a, np.float64).reshape(-1, 2)
+    b = np.asarray(b, np.float64).reshape(-1, 2)
+    lo = np.floor(np.minimum(a.min(0), b.min(0))) - 1
+    hi = np.ceil(np.maximum(a.max(0), b.max(0))) + 1
+    w, h = int(hi[0] - lo[0]) + 1, int(hi[1] - lo[1]) + 1
+    if w * h > 64_000_000:
+        raise GlomkitError("outline too large to rasterise")
+    ma = np.zeros((h, w), np.uint8)
+    mb = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(ma, [np.round(a - lo).astype(np.int32)], 1)
+    cv2.fillPoly(mb, [np.round(b - lo).astype(np.int32)], 1)
+    s = int(ma.sum()) + int(mb.sum())
+    return 2.0 * int((ma & mb).sum()) / s if s else float("nan")
+
+
+def _detect_image(path: Path, mpp: float | None, detector, config) -> tuple[Any, np.ndarray, float]:
+    from glomkit.pipeline import detect_circles
+    from glomkit.slide.reader import Slide
+    from glomkit.slide.tissue import tissue_mask
+
+    slide = Slide(path, mpp=mpp)
+    t0 = time.perf_counter()
+    thumb, ds = slide.thumbnail(config.thumbnail_px)
+    circles = detect_circles(slide, SimpleNamespace(detector=detector), config, tissue_mask(thumb), ds)
+    return slide, circles, time.perf_counter() - t0
+
+
+def _figures(truth: dict[str, AnnotatedImage], preds: dict[str, np.ndarray], thr: float) -> dict[str, Any]:
+    """Box and circle AP on all predictions; recall / precision at ``thr``."""
+    gt_boxes = {k: im.boxes() for k, im in truth.items()}
+    pb = {
+        k: np.column_stack([circle_boxes(p[:, :3]), p[:, 3]]) if len(p) else np.zeros((0, 5))
+        for k, p in preds.items()
+    }
+    kept = {k: b[b[:, 4] >= thr] for k, b in pb.items()}
+    return {
+        "box": evaluate_boxes(gt_boxes, pb),
+        "circle": evaluate_circles({k: im.circles for k, im in truth.items()}, preds),
+        "at_threshold": {"score_threshold": thr, **recall_precision(gt_boxes, kept)},
+    }
+
+
+def evaluate_images(
+    data: str | Path,
+    *,
+    detector: str | None = None,
+    classifier: str | None = None,
+    segmenter: str | None = None,
+    data_mpp: float | None = None,
+    split: str = "test",
+    val_block: int = -1,
+    pipeline: bool = True,
+    tta: bool | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Figures of the detector (and, with ``pipeline``, of the whole pipeline) on annotated images.
+
+    ``data``: a folder of images or slides with GeoJSON / ImageScope XML beside them, or a circles
+    CSV. ``data_mpp`` is the µm/px of images that do not record it.
+    """
+    from glomkit.models.registry import resolve_model
+    from glomkit.models.runtime import OnnxModel
+    from glomkit.pipeline import Models, PipelineConfig
+
+    config = PipelineConfig(
+        detector=detector,
+        classifier=classifier,
+        segmenter=segmenter,
+        mpp=data_mpp,
+        score_threshold=EVAL_SCORE_THRESHOLD,
+        tta=tta,
+        write_images=False,
+        threads=threads,
+    )
+    if pipeline:
+        models = Models(config)
+        det = models.detector
+    else:
+        det = OnnxModel(resolve_model(detector, "detector"), expect_task="detector", threads=threads)
+        models = None
+    images = select_images(data, split, data_mpp, val_block, det.info.mpp)
+    default_thr = float(det.meta.get("decode", {}).get("score_threshold", 0.3))
+    truth: dict[str, AnnotatedImage] = {}
+    raw: dict[str, np.ndarray] = {}
+    kept: dict[str, np.ndarray] = {}
+    dice: list[float] = []
+    lost_to_filter = 0
+    matched_default = 0
+    det_seconds = 0.0
+    for im in images:
+        key = im.path.name
+        truth[key] = im
+        slide, circles, secs = _detect_image(im.path, im.mpp, det, config)
+        det_seconds += secs
+        raw[key] = circles
+        if models is None:
+            slide.close()
+            continue
+        records = _characterise_in_memory(slide, models, config, circles)
+        slide.close()
+        keep = np.array([r.is_glomerulus for r in records], bool)
+        arr = np.array([[r.x, r.y, r.radius, r.score] for r in records], np.float64).reshape(-1, 4)
+        kept[key] = arr[keep]
+        # Outline Dice and filter losses: detections above the default threshold matched to truth.
+        above = [r for r in records if r.score >= default_thr]
+        if not above or not len(im.circles):
+            continue
+        pb = circle_boxes(np.array([r.circle() for r in above]))
+        pairs = greedy_match(box_iou(pb, im.boxes()), np.array([r.score for r in above]), 0.5)
+        matched_default += len(pairs)
+        for i, j in pairs:
+            rec = above[i]
+            if not rec.is_glomerulus:
+                lost_to_filter += 1
+                continue
+            poly = im.outlines[j] if j < len(im.outlines) else None
+            if poly is not None and rec.polygon is not None and len(rec.polygon) >= 3:
+                dice.append(outline_dice(rec.polygon, poly))
+    report: dict[str, Any] = {
+        "data": {
+            "path": str(data),
+            "split": split,
+            "images": len(images),
+            "glomeruli": int(sum(len(im.circles) for im in images)),
+            "data_mpp": data_mpp,
+        },
+        "detector": {
+            "model": str(det.path),
+            "mpp": det.info.mpp,
+            "tta": config.tta,
+            **_figures(truth, raw, default_thr),
+        },
+        "detect_seconds": round(det_seconds, 3),
+        "score_threshold_for_ap": EVAL_SCORE_THRESHOLD,
+    }
+    if models is not None:
+        d = np.array(dice)
+        report["pipeline"] = {
+            "classifier": str(models.classifier.path),
+            "segmenter": str(models.segmenter.path),
+            **_figures(truth, kept, default_thr),
+            "matched_at_threshold": matched_default,
+            "lost_to_non_glomerular": lost_to_filter,
+            "lost_fraction": lost_to_filter / matched_default if matched_default else float("nan"),
+            "outline_dice": {
+                "n": len(d),
+                "mean": float(d.mean()) if len(d) else float("nan"),
+                "median": float(np.median(d)) if len(d) else float("nan"),
+                "sd": float(d.std()) if len(d) else float("nan"),
+                "min": float(d.min()) if len(d) else float("nan"),
+            },
+        }
+    return report
+
+
+def _characterise_in_memory(slide, models, config, circles: np.ndarray):
+    """The pipeline's patches, classes and outlines for ``circles``, without writing anything."""
+    from glomkit.pipeline import PATCH_CHUNK, StageTimer, _characterise, _records_from_circles
+    from glomkit.results import SlideResult
+
+    records = _records_from_circles(circles, config.margin_um / slide.mpp)
+    result = SlideResult(
+        stem=slide.path.stem,
+        source=str(slide.path),
+        mpp=slide.mpp,
+        width=slide.width,
+        height=slide.height,
+        scheme=models.classifier.info.scheme,
+        glomeruli=records,
+    )
+    timer = StageTimer()
+    for k in range(0, len(records), PATCH_CHUNK):
+        _characterise(records[k : k + PATCH_CHUNK], slide, models, config, timer, result, Path("."))
+    return records

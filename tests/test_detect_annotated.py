@@ -1,0 +1,244 @@
+"""Detection on annotated real-style images: block splits, augmentation, mixing, hard negatives,
+box metrics, and training / evaluation end to end on two tiny annotated images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from glomkit.detect.data import AnnotatedImage, split_annotated
+
+DISC = (150, 60, 140)
+
+
+def _annotated_images(folder: Path, n: int = 2, size: int = 128, seed: int = 0) -> list[tuple]:
+    """Pale images with dark discs (glomeruli, outlined in QuPath GeoJSON) and rings (not outlined)."""
+    rng = np.random.default_rng(seed)
+    truth = []
+    for i in range(n):
+        img = np.full((size, size, 3), 235, np.uint8)
+        feats = []
+        for k in range(2):
+            x, y, r = 32 + 64 * k + rng.uniform(-6, 6), rng.uniform(30, size - 30), rng.uniform(12, 16)
+            cv2.circle(img, (int(round(x)), int(round(y))), int(round(r)), DISC, -1)
+            t = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+            ring = np.column_stack([x + r * np.cos(t), y + r * np.sin(t)])
+            coords = [[*map(float, p)] for p in ring] + [[float(ring[0, 0]), float(ring[0, 1])]]
+            feats.append(
+                {
+                    "type": "Feature",
+                    "geometry": {"type": "Polygon", "coordinates": [coords]},
+                    "properties": {"objectType": "annotation", "classification": {"name": "glomerulus"}},
+                }
+            )
+            truth.append((f"tile_{i}.png", x, y, r))
+        cv2.circle(img, (64, 12), 8, (120, 120, 160), 2)  # a ring: a hard negative, never outlined
+        cv2.imwrite(str(folder / f"tile_{i}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        (folder / f"tile_{i}.geojson").write_text(
+            json.dumps({"type": "FeatureCollection", "features": feats})
+        )
+    return truth
+
+
+def _ims(names: list[str]) -> list[AnnotatedImage]:
+    return [AnnotatedImage(Path(n), np.zeros((0, 3)), 1.0) for n in names]
+
+
+def test_split_annotated_holds_out_test_files_and_a_contiguous_block():
+    names = [f"train_{k}.jpg" for k in (2, 16, 17, 18, 30, 31, 44, 45, 46, 60)] + [
+        "test_32.jpg",
+        "test_47.jpg",
+    ]
+    train, val, test = split_annotated(_ims(names), n_blocks=5, val_block=1)
+    assert [im.path.name for im in test] == ["test_32.jpg", "test_47.jpg"]
+    # ordered by tile number (not by name: "train_2" < "train_16" numerically)
+    assert [im.path.name for im in val] == ["train_17.jpg", "train_18.jpg"]
+    assert {im.path.name for im in train} | {im.path.name for im in val} == set(names[:10])
+    assert not {im.path for im in train} & {im.path for im in val}
+    last = split_annotated(_ims(names))[1]
+    assert [im.path.name for im in last] == ["train_46.jpg", "train_60.jpg"]
+
+
+def test_split_annotated_needs_two_files_besides_test():
+    from glomkit import GlomkitError
+
+    with pytest.raises(GlomkitError, match="at least 2"):
+        split_annotated(_ims(["a_1.png", "test_2.png"]))
+
+
+def test_augmented_tiles_keep_their_circles_on_the_objects():
+    from glomkit.detect.augment import augment_tile
+
+    img = np.full((96, 96, 3), 235, np.uint8)
+    circles = np.array([[30.0, 40.0, 10.0], [70.0, 60.0, 8.0]])
+    for x, y, r in circles:
+        cv2.circle(img, (int(x), int(y)), int(r), DISC, -1)
+    rng = np.random.default_rng(1)
+    checked = 0
+    for _ in range(40):
+        mask = (np.abs(img.astype(int) - DISC).sum(axis=2) < 10).astype(np.uint8)
+        out, c, m = augment_tile(img, circles, rng, strength=0.0, mask=mask)  # geometry only
+        assert out.shape == img.shape and out.dtype == np.uint8
+        on_disc = np.abs(out.astype(int) - DISC).sum(axis=2) < 60  # rotation blends the rim
+        assert (m.astype(bool) & on_disc).sum() / (m.astype(bool) | on_disc).sum() > 0.8
+        assert np.all(c[:, 2] > 7)  # radii kept
+        for x, y, _r in c:
+            assert out[int(round(y)), int(round(x))].mean() < 150  # the centre is on a disc
+            checked += 1
+    assert checked > 40
+    out, _, none = augment_tile(img, circles, np.random.default_rng(2), strength=1.0)
+    assert none is None
+    assert out.shape == img.shape and not np.array_equal(out, img)
+
+
+def test_mixed_source_samples_by_weight():
+    from glomkit.detect.data import MixedSource
+    from glomkit.detect.fields import Field
+
+    class Tagged:
+        def __init__(self, tag):
+            self.tag, self.val_fields, self.val_description = tag, [], {}
+            self.description = {"kind": tag}
+
+        def sample(self, rng):
+            return Field(np.full((4, 4, 3), self.tag, np.uint8), np.zeros((0, 3)))
+
+    src = MixedSource([(Tagged(1), 0.8), (Tagged(2), 0.2)])
+    rng = np.random.default_rng(0)
+    tags = [src.sample(rng).image[0, 0, 0] for _ in range(2000)]
+    assert 0.76 < np.mean(np.array(tags) == 1) < 0.84
+    assert src.description["weights"] == [0.8, 0.2]
+
+
+def test_hard_negative_mining_keeps_only_false_positives(tmp_path):
+    from glomkit.detect.data import AnnotatedSource, read_user_images
+
+    _annotated_images(tmp_path, n=3)
+    src = AnnotatedSource(read_user_images(tmp_path, 2.0), mpp=4.0, size=64, seed=0, origin="t")
+
+    def predict(images):  # per image (model px = level-0 px / 2): a hit on a disc, a ring, a low score
+        out = []
+        for im in images:
+            m = (np.abs(im.astype(int) - DISC).sum(axis=2) < 40).astype(np.uint8)
+            _, _, _, cent = cv2.connectedComponentsWithStats(m)
+            out.append(np.array([[*cent[1], 7.0, 0.9], [32.0, 6.0, 4.0, 0.8], [5.0, 5.0, 3.0, 0.1]]))
+        return out
+
+    found = src.mine_hard_negatives(predict, np.random.default_rng(0), n_images=5)
+    assert found == len(src.train.images) == 2  # only the ring, once per training image
+    for _k, x, y in src.train.hard_negatives:
+        assert (x, y) == pytest.approx((64.0, 12.0), abs=1.0)
+    tile = src.train.random_tile(np.random.default_rng(0), 32, hard_fraction=0.9)
+    assert tile.image.shape == (32, 32, 3)
+
+
+def test_box_metrics_and_matching():
+    from glomkit.eval.detection import evaluate_boxes, recall_precision
+
+    gt = {"a": np.array([[10, 10, 20, 20], [50, 50, 30, 30]], float)}
+    perfect = {"a": np.array([[10, 10, 20, 20, 0.9], [50, 50, 30, 30, 0.8]], float)}
+    m = evaluate_boxes(gt, perfect)
+    assert m["AP50"] == pytest.approx(1.0) and m["AP"] == pytest.approx(1.0)
+    shifted = {"a": np.array([[16, 16, 20, 20, 0.9], [50, 50, 30, 30, 0.8]], float)}  # IoU 0.31: a miss
+    m = evaluate_boxes(gt, shifted)
+    assert m["AP50"] < 0.6
+    rp = recall_precision(gt, {"a": np.array([[10, 10, 20, 20, 0.9], [200, 200, 5, 5, 0.5]], float)})
+    assert rp["recall"] == 0.5 and rp["precision"] == 0.5
+
+
+def test_outline_dice():
+    from glomkit.evaluate_images import outline_dice
+
+    sq = np.array([[0, 0], [40, 0], [40, 40], [0, 40]], float)
+    assert outline_dice(sq, sq) == pytest.approx(1.0)
+    half = sq + [20, 0]
+    assert outline_dice(sq, half) == pytest.approx(0.5, abs=0.03)
+    assert outline_dice(sq, sq + [100, 100]) == 0.0
+
+
+def test_context_patches_are_centred_masks(tmp_path):
+    from glomkit.segment.context_data import context_patches
+
+    (tmp_path / "in").mkdir()
+    _annotated_images(tmp_path / "in", n=3, size=160)
+    n = context_patches(tmp_path / "in", tmp_path / "out", data_mpp=1.0, copies=2, size=64, margin_um=(2, 8))
+    assert n >= 2
+    rows = (tmp_path / "out" / "labels.csv").read_text().splitlines()
+    assert rows[0] == "image,mask,slide" and len(rows) == n + 1
+    for row in rows[1:]:
+        img_name, mask_name, _ = row.split(",")
+        m = cv2.imread(str(tmp_path / "out" / mask_name), cv2.IMREAD_GRAYSCALE) > 127
+        img = cv2.imread(str(tmp_path / "out" / img_name))
+        assert 0.2 < m.mean() < 0.95
+        ys, xs = np.nonzero(m)
+        assert abs(xs.mean() - 32) < 12 and abs(ys.mean() - 32) < 12
+        assert img[m].mean() < img[~m].mean()  # the mask is on the dark disc
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_on_two_annotated_images(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("timm")
+    from glomkit._cli.detector import evaluate_cmd, evaluate_pipeline_cmd, train_cmd
+    from glomkit.models.runtime import read_metadata
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _annotated_images(data, n=2)
+    model = tmp_path / "det.onnx"
+    args = ["--data", str(data), "-o", str(model), "--backbone", "resnet10t", "--epochs", "2", "--batch", "2"]
+    args += ["--fields", "4", "--field-size", "64", "--mpp", "4", "--data-mpp", "2", "--threads", "1"]
+    res = CliRunner().invoke(train_cmd, [*args, "--select", "AP"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    meta = read_metadata(model)
+    desc = meta["training"]["data"]
+    assert desc["kind"] == "annotated_images" and desc["val_files"] == ["tile_1.png"]
+    assert meta["training"]["select"] == "val_AP" and len(meta["training"]["history"]) == 2
+    assert "hard_negatives" in meta["training"]["history"][0]
+
+    for cmd, extra in (
+        (evaluate_cmd, ["--model", str(model)]),
+        (evaluate_pipeline_cmd, ["--detector", str(model)]),
+    ):
+        out = tmp_path / f"{cmd.name}.json"
+        res = CliRunner().invoke(
+            cmd,
+            [*extra, "--data", str(data), "--data-mpp", "2", "--split", "all", "-o", str(out)],
+            catch_exceptions=False,
+        )
+        assert res.exit_code == 0, res.output
+        rep = json.loads(out.read_text())
+        assert rep["data"]["images"] == 2 and rep["data"]["glomeruli"] == 4
+        for part in ("box", "circle"):
+            assert rep["detector"][part]["n_gt"] == 4 and -1 <= rep["detector"][part]["AP50"] <= 1
+        assert 0 <= rep["detector"]["at_threshold"]["recall"] <= 1
+    assert set(rep["pipeline"]) >= {"box", "circle", "at_threshold", "outline_dice", "lost_to_non_glomerular"}
+
+    # two sources mixed by weight: the annotated images and a circles CSV of the same images
+    csv_path = tmp_path / "c.csv"
+    rows = ["image,x,y,r"] + [f"data/tile_{i}.png,40,40,14" for i in range(2)]
+    csv_path.write_text("\n".join(rows) + "\n")
+    res = CliRunner().invoke(
+        train_cmd,
+        [
+            *args[:2],
+            "--data",
+            str(csv_path),
+            "--weight",
+            "3",
+            "--weight",
+            "1",
+            *args[2:3],
+            str(tmp_path / "m.onnx"),
+            *args[4:],
+        ],
+        catch_exceptions=False,
+    )
+    assert res.exit_code == 0, res.output
+    d = read_metadata(tmp_path / "m.onnx")["training"]["data"]
+    assert d["kind"] == "mixed" and d["weights"] == [0.75, 0.25]
