@@ -207,3 +207,45 @@ def test_evaluate_command_scores_the_test_slides(trained: Path, data_dir: Path, 
     meta = read_metadata(trained)
     assert {r["slide"] for r in rep["per_image"]} == set(meta["training"]["test_slides"])
     assert rep["dice_mean"] == pytest.approx(meta["metrics"]["test"]["dice_mean"])
+
+
+def test_init_from_a_model_file_and_extra_training_pairs(
+    trained: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """--init starts from an exported segmenter's function; --extra-train pairs only ever train."""
+    extra = tmp_path / "extra"
+    (extra / "images").mkdir(parents=True)
+    (extra / "masks").mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(4):
+        img, mask = make_pair(rng, 56)
+        cv2.imwrite(str(extra / "images" / f"e{i}.png"), img[:, :, ::-1])
+        cv2.imwrite(str(extra / "masks" / f"e{i}.png"), mask)
+    cfg = SegTrainConfig(
+        data=data_dir,
+        out=tmp_path / "ft.onnx",
+        arch="deeplabv3",
+        encoder="resnet10t",
+        size=64,
+        epochs=1,
+        batch=2,
+        lr=1e-9,  # (almost) no update: the exported function must be the initial one
+        init=str(trained),
+        extra_train=[str(extra)],
+        show_progress=False,
+    )
+    meta = read_metadata(train_segmenter(cfg))
+    assert meta["init"]["model"] == "seg.onnx" and meta["init"]["recalibrated_on"] > 0
+    tr = meta["training"]
+    assert tr["n_train"] == 6 + 4  # 3 training slides x 2, plus the 4 extra pairs
+    assert not {"e0", "e1"} & set(tr["val_slides"] + tr["test_slides"])
+    x = np.stack([make_pair(np.random.default_rng(9), 64)[0]])
+    a = OnnxModel(trained).run_images(x)["prob"]
+    b = OnnxModel(tmp_path / "ft.onnx").run_images(x)["prob"]
+    assert np.abs(a - b).max() < 0.05
+    with pytest.raises(GlomkitError, match="--init model"):
+        train_segmenter(
+            SegTrainConfig(
+                data=data_dir, out=tmp_path / "x.onnx", size=64, encoder="resnet18", init=str(trained)
+            )
+        )

@@ -7,7 +7,9 @@ and segmented as in a run, and circles the classifier calls non-glomerular are d
 
 Reported, for the detector alone and after the non-glomerular filter:
 
-* box AP (0.5:0.95), AP50, AP75 (pycocotools, truth = the bounding box of each outline);
+* box AP (0.5:0.95), AP50, AP75 (pycocotools, truth = the bounding box of each outline; the
+  detector's box is its circle's, the pipeline's the box of its outline: a circle's box cannot fit
+  an oval glomerulus's, so circle boxes are also reported for the pipeline as ``circle_boxes``);
 * circle AP, AP50, AP75 (truth = the minimum enclosing circle of each outline);
 * recall, precision and F1 at the detector's default score threshold (box IoU ≥ 0.5);
 * the pipeline's outlines against the true outlines: Dice of each matched glomerulus.
@@ -88,13 +90,22 @@ def _detect_image(path: Path, mpp: float | None, detector, config) -> tuple[Any,
     return slide, circles, time.perf_counter() - t0
 
 
-def _figures(truth: dict[str, AnnotatedImage], preds: dict[str, np.ndarray], thr: float) -> dict[str, Any]:
-    """Box and circle AP on all predictions; recall / precision at ``thr``."""
+def _figures(
+    truth: dict[str, AnnotatedImage],
+    preds: dict[str, np.ndarray],
+    thr: float,
+    boxes: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Box and circle AP on all predictions; recall / precision at ``thr``.
+
+    ``preds[k]`` (M,4) x, y, r, score; ``boxes[k]`` (M,4) x, y, w, h of the same predictions
+    (default: the circles' boxes).
+    """
     gt_boxes = {k: im.boxes() for k, im in truth.items()}
-    pb = {
-        k: np.column_stack([circle_boxes(p[:, :3]), p[:, 3]]) if len(p) else np.zeros((0, 5))
-        for k, p in preds.items()
-    }
+    pb = {}
+    for k, p in preds.items():
+        b = boxes[k] if boxes is not None else circle_boxes(p[:, :3]) if len(p) else np.zeros((0, 4))
+        pb[k] = np.column_stack([b, p[:, 3]]) if len(p) else np.zeros((0, 5))
     kept = {k: b[b[:, 4] >= thr] for k, b in pb.items()}
     return {
         "box": evaluate_boxes(gt_boxes, pb),
@@ -115,11 +126,13 @@ def evaluate_images(
     pipeline: bool = True,
     tta: bool | None = None,
     threads: int | None = None,
+    outline_margin_um: float | None = -1.0,
 ) -> dict[str, Any]:
     """Figures of the detector (and, with ``pipeline``, of the whole pipeline) on annotated images.
 
     ``data``: a folder of images or slides with GeoJSON / ImageScope XML beside them, or a circles
-    CSV. ``data_mpp`` is the µm/px of images that do not record it.
+    CSV. ``data_mpp`` is the µm/px of images that do not record it. ``outline_margin_um``: as
+    ``PipelineConfig.outline_margin_um`` (-1: the pipeline's default).
     """
     from glomkit.models.registry import resolve_model
     from glomkit.models.runtime import OnnxModel
@@ -135,6 +148,8 @@ def evaluate_images(
         write_images=False,
         threads=threads,
     )
+    if outline_margin_um is None or outline_margin_um >= 0:
+        config.outline_margin_um = outline_margin_um
     if pipeline:
         models = Models(config)
         det = models.detector
@@ -146,6 +161,7 @@ def evaluate_images(
     truth: dict[str, AnnotatedImage] = {}
     raw: dict[str, np.ndarray] = {}
     kept: dict[str, np.ndarray] = {}
+    kept_boxes: dict[str, np.ndarray] = {}
     dice: list[float] = []
     lost_to_filter = 0
     matched_default = 0
@@ -164,6 +180,7 @@ def evaluate_images(
         keep = np.array([r.is_glomerulus for r in records], bool)
         arr = np.array([[r.x, r.y, r.radius, r.score] for r in records], np.float64).reshape(-1, 4)
         kept[key] = arr[keep]
+        kept_boxes[key] = np.array([_record_box(r) for r in records], np.float64).reshape(-1, 4)[keep]
         # Outline Dice and filter losses: detections above the default threshold matched to truth.
         above = [r for r in records if r.score >= default_thr]
         if not above or not len(im.circles):
@@ -201,7 +218,9 @@ def evaluate_images(
         report["pipeline"] = {
             "classifier": str(models.classifier.path),
             "segmenter": str(models.segmenter.path),
-            **_figures(truth, kept, default_thr),
+            "boxes": "bounding box of the pipeline's outline (the circle's box where it has none)",
+            **_figures(truth, kept, default_thr, kept_boxes),
+            "circle_boxes": _figures(truth, kept, default_thr)["box"],
             "matched_at_threshold": matched_default,
             "lost_to_non_glomerular": lost_to_filter,
             "lost_fraction": lost_to_filter / matched_default if matched_default else float("nan"),
@@ -214,6 +233,14 @@ def evaluate_images(
             },
         }
     return report
+
+
+def _record_box(rec) -> tuple[float, float, float, float]:
+    """x, y, w, h of a record's outline, or of its circle when it has no outline."""
+    if rec.polygon is not None and len(rec.polygon) >= 3:
+        lo, hi = rec.polygon.min(axis=0), rec.polygon.max(axis=0)
+        return (float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1]))
+    return (rec.x - rec.radius, rec.y - rec.radius, 2 * rec.radius, 2 * rec.radius)
 
 
 def _characterise_in_memory(slide, models, config, circles: np.ndarray):

@@ -53,6 +53,7 @@ class PipelineConfig:
     tta: bool | None = None  # detection averaged over h/v flips of each tile; None = the model's metadata
     nms_iou: float = 0.35
     margin_um: float = 12.5  # 50 px at 0.25 µm/px, the published setting
+    outline_margin_um: float | None = None  # segment the patch cut down to circle + this margin (None: whole)
     min_tissue: float = 0.01
     thumbnail_px: int = 2048
     write_images: bool = True
@@ -400,7 +401,7 @@ def _characterise(
 ) -> None:
     """Cut, classify, segment, measure and write the images of a chunk of glomeruli."""
     from glomkit.classify.predict import classify_patches
-    from glomkit.segment.morphometry import mask_to_polygon, measure_mask
+    from glomkit.segment.morphometry import glomerulus_component, mask_to_polygon, measure_mask
     from glomkit.segment.predict import segment_patches
 
     scheme = result.scheme
@@ -414,7 +415,13 @@ def _characterise(
     with timer.stage("classify"):
         probs = classify_patches(models.classifier, patches, config.batch_patches)
     with timer.stage("segment"):
-        masks = segment_patches(models.segmenter, patches, config.batch_patches)
+        if config.outline_margin_um is None:
+            masks = segment_patches(models.segmenter, patches, config.batch_patches)
+        else:
+            masks = _segment_cropped(chunk, patches, models, config.outline_margin_um / slide.mpp, config)
+        for j, rec in enumerate(chunk):  # the glomerulus under the circle, not a neighbour or a strip
+            cx, cy = (rec.x - rec.box[0]) * rec.patch_scale, (rec.y - rec.box[1]) * rec.patch_scale
+            masks[j] = glomerulus_component(masks[j], cx, cy, rec.radius * rec.patch_scale)
     with timer.stage("measure"):
         ggs = scheme.ggs_probability(probs)
         for j, rec in enumerate(chunk):
@@ -436,6 +443,30 @@ def _characterise(
     if config.write_images:
         with timer.stage("write"):
             _write_images(chunk, patches, masks, result, out_dir)
+
+
+def _segment_cropped(chunk, patches: np.ndarray, models: Models, margin_px: float, config) -> np.ndarray:
+    """Segment each patch cut down to its circle plus ``margin_px`` (level-0 px), resized to the
+    patch size; the masks are put back in the whole patch's frame."""
+    from glomkit.segment.predict import segment_patches
+
+    size = patches.shape[1]
+    crops, boxes = [], []
+    for j, rec in enumerate(chunk):
+        s = rec.patch_scale
+        cx, cy, half = (rec.x - rec.box[0]) * s, (rec.y - rec.box[1]) * s, (rec.radius + margin_px) * s
+        x0, y0 = max(0, int(round(cx - half))), max(0, int(round(cy - half)))
+        x1, y1 = min(size, int(round(cx + half))), min(size, int(round(cy + half)))
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            x0, y0, x1, y1 = 0, 0, size, size
+        crops.append(cv2.resize(patches[j, y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_LINEAR))
+        boxes.append((x0, y0, x1, y1))
+    small = segment_patches(models.segmenter, np.stack(crops), config.batch_patches)
+    masks = np.zeros((len(chunk), size, size), dtype=small.dtype)
+    for j, (x0, y0, x1, y1) in enumerate(boxes):
+        m = cv2.resize(small[j].astype(np.uint8), (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
+        masks[j, y0:y1, x0:x1] = m.astype(small.dtype)
+    return masks
 
 
 def _write_images(chunk, patches: np.ndarray, masks: np.ndarray, result: SlideResult, d: Path) -> None:

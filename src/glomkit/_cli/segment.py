@@ -52,6 +52,11 @@ DATA_HELP = "labels.csv folder or images/+masks/."
     help="Folder of image/mask pairs added to training only (never validation or test), e.g. "
     "in-context patches from python -m glomkit.segment.context_data. Repeatable.",
 )
+@click.option(
+    "--init",
+    default=None,
+    help="Start from a segmenter model file, or 'bundled' (weights recovered from the ONNX file).",
+)
 def train_cmd(size, extra_train, **params) -> None:
     """Train a glomerulus segmenter; writes an ONNX model with its held-out test metrics."""
     from glomkit.models.runtime import read_metadata

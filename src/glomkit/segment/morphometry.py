@@ -25,6 +25,25 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == k
 
 
+def glomerulus_component(mask: np.ndarray, cx: float, cy: float, r: float) -> np.ndarray:
+    """The component of ``mask`` that is the glomerulus under the circle (cx, cy, r), in mask px.
+
+    The segmenter can also mark a neighbouring glomerulus or a strip of tissue at the patch edge;
+    the glomerulus the circle was cut for is the component that covers most of the circle's inner
+    half (radius r/2). If none touches it, the largest component.
+    """
+    m = np.asarray(mask, bool)
+    n, labels = cv2.connectedComponents(m.astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return m.copy() if n == 2 else np.zeros_like(m)
+    core = np.zeros(m.shape, np.uint8)
+    cv2.circle(core, (int(round(cx)), int(round(cy))), max(1, int(round(r / 2))), 1, -1)
+    overlap = np.bincount(labels[core.astype(bool)], minlength=n)[1:]
+    if overlap.max() == 0:
+        return largest_component(m)
+    return labels == 1 + int(np.argmax(overlap))
+
+
 def _outer_contour(mask: np.ndarray) -> np.ndarray | None:
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     if not contours:

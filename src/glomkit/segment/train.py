@@ -59,6 +59,7 @@ class SegTrainConfig:
     show_progress: bool = True
     extra_meta: dict = field(default_factory=dict)
     extra_train: list[str] = field(default_factory=list)  # folders whose pairs only ever train
+    init: str | None = None  # start from a segmenter model file ("bundled": the bundled one)
 
 
 def _paths(cfg: SegTrainConfig) -> tuple[Path, Path, Path]:
@@ -135,6 +136,34 @@ def update_metadata(path: str | Path, updates: dict) -> None:
         onnx.save(model, str(tmp))
 
 
+def _warm_start(model, cfg: SegTrainConfig, tr_x: np.ndarray, device) -> dict:
+    """Load ``cfg.init`` (an exported segmenter, "bundled" for the bundled one) into ``model``.
+
+    The weights come back from the ONNX file (``glomkit.models.recover``: BatchNorm was fused at
+    export), checked against ONNX Runtime; the BatchNorms then get the statistics of 64 training
+    images so that training starts from the same function.
+    """
+    import torch
+
+    from glomkit.models.recover import load_onnx_weights, recalibrate_batchnorm
+    from glomkit.models.registry import resolve_model
+    from glomkit.models.runtime import read_metadata
+
+    path = resolve_model(None if cfg.init == "bundled" else cfg.init, "segmenter")
+    meta = read_metadata(path)
+    want = (cfg.arch, cfg.encoder, [cfg.size, cfg.size])
+    have = (meta.get("architecture"), meta.get("encoder"), list(meta.get("input_size") or []))
+    if have != want:
+        raise GlomkitError(f"{path}: --init model is {have}, this run trains {want}")
+    model.cpu()
+    example = _to_tensor(tr_x[:2], torch.device("cpu"))
+    fused = load_onnx_weights(model, path, example, lambda n, x: [torch.sigmoid(n(x))])
+    batches = (_to_tensor(tr_x[i : i + 8], torch.device("cpu")) for i in range(0, min(64, len(tr_x)), 8))
+    n = recalibrate_batchnorm(model, fused, batches)
+    model.to(device)
+    return {"model": path.name, "sha": meta.get("created"), "recalibrated_on": n}
+
+
 def train_segmenter(cfg: SegTrainConfig) -> Path:
     """Train, export the best-validation-Dice epoch to ONNX, score the test slides; returns the model path."""
     import torch
@@ -164,6 +193,7 @@ def train_segmenter(cfg: SegTrainConfig) -> Path:
     va_x, va_y = load_arrays([samples[i] for i in va], cfg.size, cfg.resize_mode)
 
     model = create_segmenter(cfg.arch, cfg.encoder).to(device)
+    init_record = _warm_start(model, cfg, tr_x, device) if cfg.init and not cfg.resume else {}
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(tr_x) // cfg.batch)
     total_steps = steps_per_epoch * cfg.epochs
@@ -275,6 +305,7 @@ def train_segmenter(cfg: SegTrainConfig) -> Path:
             "config": {k: v for k, v in cfg_dict.items() if k not in ("extra_meta", "show_progress")},
         },
         "metrics": {"val_dice": state["best_dice"]},
+        **({"init": init_record} if init_record else {}),
         **cfg.extra_meta,
     }
     example = torch.zeros(1, 3, cfg.size, cfg.size)
