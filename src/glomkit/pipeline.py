@@ -441,18 +441,20 @@ def _characterise(
 def _write_images(chunk, patches: np.ndarray, masks: np.ndarray, result: SlideResult, d: Path) -> None:
     """patches/, masks/ (0/255) and overlays/ (the contour on the patch), one folder per class."""
     from glomkit.io.atomic import write_png
+    from glomkit.io.paths import path_under
 
     for j, rec in enumerate(chunk):
+        # class names are checked when the model loads; path_under asserts it again
         name = f"{result.stem}_{rec.id}.png"
         rec.patch = f"patches/{rec.label}/{name}"
         rec.mask = f"masks/{rec.label}/{name}"
-        write_png(d / rec.patch, patches[j])
+        write_png(path_under(d, "patches", rec.label, name), patches[j])
         m = masks[j].astype(np.uint8) * 255
-        write_png(d / rec.mask, m)
+        write_png(path_under(d, "masks", rec.label, name), m)
         overlay = patches[j].copy()
         contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(overlay, contours, -1, result.scheme.get(rec.label).color, 2)
-        write_png(d / f"overlays/{rec.label}/{name}", overlay)
+        write_png(path_under(d, "overlays", rec.label, name), overlay)
 
 
 def _write_annotations(result: SlideResult, d: Path) -> list[str]:
