@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ import numpy as np
 from glomkit import GlomkitError, __version__
 from glomkit.detect.decode import decode_method, flip_tta
 from glomkit.detect.geometry import circle_nms
+from glomkit.io.partial import clean_stale_partials, make_partial_dir, release_partial_dir
 from glomkit.results import GlomerulusRecord, SlideResult
 from glomkit.slide.grid import Tile, TileGrid
 from glomkit.slide.reader import SLIDE_SUFFIXES, Slide
@@ -56,6 +56,7 @@ class PipelineConfig:
     min_tissue: float = 0.01
     thumbnail_px: int = 2048
     write_images: bool = True
+    max_pixels: int | None = None  # pixel limit of plain images; None = glomkit.io.images default
     quiet: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -185,6 +186,7 @@ def detect_circles(
     tile_px = int(config.tile_px) // 32 * 32
     overlap = int(round(config.overlap_um / model_mpp))
     grid = TileGrid(slide.bounds, slide.mpp, model_mpp, tile_px, min(overlap, tile_px - 32))
+    grid.check_size(str(slide.path))
     tiles = grid.tiles(tissue, tissue_ds, config.min_tissue)
     total = len(tiles)
     found: list[np.ndarray] = []
@@ -329,7 +331,7 @@ def run_slide(
     with timer.stage("load_models"):
         models = models or Models(config)
     with timer.stage("open"):
-        slide = Slide(slide_path, mpp=config.mpp)
+        slide = Slide(slide_path, mpp=config.mpp, max_pixels=config.max_pixels)
     tmp: Path | None = None
     try:
         with timer.stage("tissue"):
@@ -352,7 +354,8 @@ def run_slide(
             thumbnail_downsample=thumb_ds,
         )
         out_root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{slide_path.stem}.", suffix=".partial", dir=out_root))
+        clean_stale_partials(out_root, slide_path.stem)  # left by a killed run of this slide
+        tmp = make_partial_dir(out_root, slide_path.stem)
         # Patches stream through classification, segmentation and writing in chunks, so memory
         # does not grow with the number of glomeruli.
         for k in range(0, len(records), PATCH_CHUNK):
@@ -366,6 +369,7 @@ def run_slide(
         result.timings["total"] = time.perf_counter() - t_start
         summary = _write_summary_and_report(result, tmp, outputs, slide, tissue, det_stats, config)
         final = output_dir(slide_path, out_root)
+        release_partial_dir(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from glomkit import GlomkitError
-from glomkit.io.annotations import Annotation
+from glomkit.io.annotations import MAX_COORD, Annotation
 from glomkit.io.atomic import write_text
 from glomkit.io.shapes import circle_polygon, closed_ring, enclosing_circle, open_ring, polygon_area
 from glomkit.results import GlomerulusRecord, SlideResult
@@ -115,11 +115,29 @@ def write_geojson(path: str | Path, result: SlideResult) -> Path:
 def _points(path: Path, where: str, coords: Any) -> np.ndarray:
     try:
         p = np.asarray(coords, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise GlomkitError(f"{path}: {where}: coordinates are not numbers") from None
-    if p.ndim != 2 or p.shape[1] < 2 or len(p) == 0 or not np.isfinite(p[:, :2]).all():
+    except (TypeError, ValueError, OverflowError):
+        raise GlomkitError(f"{path}: {where}: coordinates are not numbers (or out of range)") from None
+    if p.ndim != 2 or p.shape[1] < 2 or len(p) == 0:
         raise GlomkitError(f"{path}: {where}: coordinates are not a list of [x, y] points")
+    if not (np.isfinite(p[:, :2]).all() and (np.abs(p[:, :2]) <= MAX_COORD).all()):
+        raise GlomkitError(f"{path}: {where}: coordinates are not finite numbers within ±{MAX_COORD:g} px")
     return p[:, :2]
+
+
+def _circle_number(path: Path, where: str, own: dict[str, Any], key: str) -> float:
+    """``properties.glomkit[key]``: a finite, non-negative number of level-0 px."""
+    v = own[key]
+    try:
+        f = float(v) if not isinstance(v, bool) else float("nan")
+    except (TypeError, ValueError, OverflowError):
+        raise GlomkitError(
+            f"{path}: {where}: properties.glomkit.{key} is {str(v)[:20]!r}, not a number"
+        ) from None
+    if not (math.isfinite(f) and 0.0 <= f <= MAX_COORD):
+        raise GlomkitError(
+            f"{path}: {where}: properties.glomkit.{key} is {str(v)[:20]}, expected a finite number in [0, {MAX_COORD:g}]"
+        )
+    return f
 
 
 def _label(props: dict[str, Any]) -> str:
@@ -179,10 +197,7 @@ def _annotations_of(path: Path, i: int, feat: Any) -> list[Annotation]:
     kind = "polygon"
     own = props.get("glomkit")
     if isinstance(own, dict) and all(k in own for k in ("x", "y", "radius")):
-        try:
-            x, y, r = float(own["x"]), float(own["y"]), float(own["radius"])
-        except (TypeError, ValueError):
-            raise GlomkitError(f"{path}: {where}: glomkit circle is not numeric") from None
+        x, y, r = (_circle_number(path, where, own, k) for k in ("x", "y", "radius"))
         kind = "circle"
         if own.get("geometry") == "circle":
             polygon = None
@@ -205,6 +220,10 @@ def read_geojson(path: str | Path) -> list[Annotation]:
         raise GlomkitError(f"{path}: not a UTF-8 text file") from None
     except json.JSONDecodeError as exc:
         raise GlomkitError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except RecursionError:
+        raise GlomkitError(f"{path}: JSON nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise GlomkitError(f"{path}: not valid JSON ({str(exc).splitlines()[0][:80]})") from None
     out: list[Annotation] = []
     for i, feat in enumerate(_features(path, data)):
         out.extend(_annotations_of(path, i, feat))

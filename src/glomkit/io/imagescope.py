@@ -17,7 +17,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from glomkit import GlomkitError
-from glomkit.io.annotations import Annotation
+from glomkit.io.annotations import MAX_COORD, Annotation
 from glomkit.io.atomic import write_text
 from glomkit.io.shapes import (
     ellipse_area,
@@ -29,6 +29,7 @@ from glomkit.io.shapes import (
     polygon_perimeter,
 )
 from glomkit.results import GlomerulusRecord, SlideResult
+from glomkit.slide import MPP_RANGE
 
 REGION_POLYGON, REGION_RECTANGLE, REGION_ELLIPSE, REGION_ARROW, REGION_RULER, REGION_POINT = range(6)
 OUTLINE_SUFFIX = " outline"
@@ -174,8 +175,10 @@ def _number(path: Path, where: str, value: str | None, what: str) -> float:
         v = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise GlomkitError(f"{path}: {where}: {what} is {value!r}, not a number") from None
-    if not math.isfinite(v):
-        raise GlomkitError(f"{path}: {where}: {what} is {value!r}, not a finite number")
+    if not math.isfinite(v) or abs(v) > MAX_COORD:
+        raise GlomkitError(
+            f"{path}: {where}: {what} is {str(value)[:20]!r}, not a finite number within ±{MAX_COORD:g}"
+        )
     return v
 
 
@@ -208,6 +211,11 @@ def read_imagescope_xml(path: str | Path, mpp: float | None = None) -> list[Anno
     file_mpp = root.get("MicronsPerPixel")
     if mpp is not None and file_mpp not in (None, ""):
         fm = _number(path, "<Annotations>", file_mpp, "MicronsPerPixel")
+        lo, hi = MPP_RANGE
+        if fm != 0 and not lo <= fm <= hi:  # 0 is what ImageScope writes when the scale is unknown
+            raise GlomkitError(
+                f"{path}: <Annotations>: MicronsPerPixel is {file_mpp}, outside the plausible range [{lo:g}, {hi:g}]"
+            )
         if fm > 0 and abs(fm / float(mpp) - 1.0) > 0.01:
             scale = fm / float(mpp)
 

@@ -212,6 +212,14 @@ def _e(v: Any) -> str:
     return html.escape(str(v), quote=True)
 
 
+def _url(relative_path: str) -> str:
+    """A relative file path as an href/src value: percent-encoded (a '#', '?' or '%' in a file name
+    would otherwise cut the link), then HTML-escaped."""
+    from urllib.parse import quote
+
+    return _e(quote(Path(relative_path).as_posix(), safe="/"))
+
+
 def _rgb_css(color: tuple[int, int, int]) -> str:
     r, g, b = (int(c) for c in color)
     return f"rgb({r},{g},{b})"
@@ -307,10 +315,10 @@ def _gallery(result: SlideResult, report_dir: Path, per_class: int) -> str:
         figs = []
         for g in shown:
             src = Path(g.patch).as_posix()
-            img = f'<img src="{_e(src)}" alt="{_e(name)} {g.id}" loading="lazy">'
+            img = f'<img src="{_url(src)}" alt="{_e(name)} {g.id}" loading="lazy">'
             overlay = src.replace("patches/", "overlays/", 1) if src.startswith("patches/") else ""
             if overlay and (report_dir / overlay).is_file():
-                img = f'<a href="{_e(overlay)}">{img}</a>'
+                img = f'<a href="{_url(overlay)}">{img}</a>'
             p = g.probs.get(name)
             cap = f"#{g.id} · score {g.score:.2f}" + (
                 f" · p {p:.2f}" if p is not None and math.isfinite(p) else ""
@@ -526,7 +534,7 @@ def write_cohort_report(
                 tot_counts[c] += int(counts.get(c, 0))
         name = _e(stem)
         if has and status != "failed":
-            name = f'<a href="{_e(stem)}/report.html">{name}</a>'
+            name = f'<a href="{_url(stem + "/report.html")}">{name}</a>'
         ggs = r.get("ggs_percent")
         cells = [
             f"<td>{name}</td>",
