@@ -89,7 +89,7 @@ def test_killed_cohort_leaves_no_child_and_rerun_skips_finished(tmp_path, how):
     _, err = proc.communicate(timeout=60)
     assert "Traceback" not in err
     if how == "SIGTERM":
-        assert proc.returncode == 143 and "terminated" in err
+        assert proc.returncode == 143 and "terminated" in err, err
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and any(_alive(k) for k in kids):
         time.sleep(0.2)

@@ -289,6 +289,13 @@ def one_line(message: str) -> str:
     return " ".join(message.split())
 
 
+def _interrupted(exc: BaseException | None) -> None:
+    """Exit after Ctrl-C (130) or SIGTERM (143), saying that finished outputs are kept."""
+    term = type(exc).__name__ == "_Terminated"
+    click.echo(f"glomkit: {'terminated' if term else 'interrupted'}; finished outputs are kept", err=True)
+    sys.exit(143 if term else 130)
+
+
 def main() -> None:
     """Entry point: user mistakes end in one line on stderr and exit code 1, never a traceback."""
     try:
@@ -296,18 +303,15 @@ def main() -> None:
     except GlomkitError as exc:
         click.echo(f"glomkit: error: {one_line(str(exc))}", err=True)
         sys.exit(1)
-    except click.exceptions.Abort:
-        click.echo("glomkit: aborted", err=True)
-        sys.exit(130)
+    except click.exceptions.Abort as exc:  # click turns Ctrl-C (and SIGTERM in a cohort) into Abort
+        _interrupted(exc.__cause__ or exc.__context__)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during a cohort (glomkit.cohort)
-        term = type(exc).__name__ == "_Terminated"
-        click.echo(f"glomkit: {'terminated' if term else 'interrupted'}; finished slides are kept", err=True)
-        sys.exit(143 if term else 130)
+        _interrupted(exc)
     except MemoryError:
         click.echo("glomkit: error: out of memory (an input too large? see --max-pixels)", err=True)
         sys.exit(1)
