@@ -162,6 +162,14 @@ def study() -> None:
 @click.option(
     "--dask-scheduler", default=None, help="Run one task per slide on this dask scheduler (tcp://HOST:PORT)."
 )
+@click.option(
+    "--xml",
+    "xml",
+    type=click.Choice(["both", "circles", "outlines"]),
+    default="both",
+    show_default=True,
+    help="ImageScope layers: detection circles, segmentation outlines, or both (each layer is marked).",
+)
 @max_pixels_option()
 @quiet_options()
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
@@ -180,6 +188,7 @@ def run(
     overwrite,
     workers,
     dask_scheduler,
+    xml,
     max_pixels,
     quiet,
     silent,
@@ -200,6 +209,7 @@ def run(
         nms_iou=nms_iou,
         tta=tta,
         max_pixels=max_pixels,
+        xml=xml,
         quiet=quiet or silent or as_json,
     )
     rows = run_inputs(

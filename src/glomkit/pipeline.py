@@ -57,6 +57,7 @@ class PipelineConfig:
     thumbnail_px: int = 2048
     write_images: bool = True
     max_pixels: int | None = None  # pixel limit of plain images; None = glomkit.io.images default
+    xml: str = "both"  # ImageScope layers: both, circles (one shape per glomerulus) or outlines
     quiet: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -352,6 +353,7 @@ def run_slide(
             models=models.describe(),
             thumbnail=thumb,
             thumbnail_downsample=thumb_ds,
+            origin=(float(slide.bounds[0]), float(slide.bounds[1])),
         )
         out_root.mkdir(parents=True, exist_ok=True)
         clean_stale_partials(out_root, slide_path.stem)  # left by a killed run of this slide
@@ -364,7 +366,7 @@ def run_slide(
             if progress:
                 progress("glomeruli", k + len(chunk), len(records))
         with timer.stage("write"):
-            outputs = _write_annotations(result, tmp)
+            outputs = _write_annotations(result, tmp, config.xml)
         result.timings = dict(timer.times)
         result.timings["total"] = time.perf_counter() - t_start
         summary = _write_summary_and_report(result, tmp, outputs, slide, tissue, det_stats, config)
@@ -461,15 +463,17 @@ def _write_images(chunk, patches: np.ndarray, masks: np.ndarray, result: SlideRe
         write_png(path_under(d, "overlays", rec.label, name), overlay)
 
 
-def _write_annotations(result: SlideResult, d: Path) -> list[str]:
-    """The ImageScope XML, the QuPath GeoJSON and the table."""
+def _write_annotations(result: SlideResult, d: Path, xml: str = "both") -> list[str]:
+    """The ImageScope XML (``xml``: which layers), the QuPath GeoJSON and the table."""
+    from functools import partial
+
     from glomkit.io.geojson import write_geojson
     from glomkit.io.imagescope import write_imagescope_xml
     from glomkit.io.table import write_table
 
     outputs = []
     for name, writer in (
-        (f"{result.stem}.xml", write_imagescope_xml),
+        (f"{result.stem}.xml", partial(write_imagescope_xml, contents=xml)),
         (f"{result.stem}.geojson", write_geojson),
         (f"{result.stem}_glomeruli.csv", write_table),
     ):

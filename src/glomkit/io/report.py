@@ -164,8 +164,9 @@ def render_thumbnail_overlay(result: SlideResult, max_px: int = THUMBNAIL_MAX_PX
         ds /= f
     thickness = max(2, round(max(img.shape[:2]) / 500))
     shift = 4  # sub-pixel centres
+    ox, oy = result.origin  # the thumbnail starts at the bounds origin
     for g in result.glomeruli:
-        centre = (round(g.x / ds * 16), round(g.y / ds * 16))
+        centre = (round((g.x - ox) / ds * 16), round((g.y - oy) / ds * 16))
         radius = max(round(2.5 * 16), round(g.radius / ds * 16))
         cv2.circle(img, centre, radius, _color_of(result.scheme, g.label), thickness, cv2.LINE_AA, shift)
     return img
