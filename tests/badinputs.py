@@ -77,3 +77,14 @@ def cmyk_tiff(path: Path, w: int = 64, h: int = 64) -> Path:
     img[..., 0] = 200  # cyan
     tifffile.imwrite(path, img, photometric="separated")
     return path
+
+
+def huge_declared_tiff(path: Path, side: int = 1_000_000) -> Path:
+    """A small stripped RGB TIFF whose header then declares ``side`` x ``side`` pixels."""
+    import tifffile
+
+    tifffile.imwrite(path, np.zeros((16, 16, 3), np.uint8), photometric="rgb")
+    with tifffile.TiffFile(path, mode="r+b") as tf:
+        tf.pages[0].tags["ImageWidth"].overwrite(side)
+        tf.pages[0].tags["ImageLength"].overwrite(side)
+    return path

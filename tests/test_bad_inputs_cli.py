@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from badinputs import bundled_meta, model_with_meta, png_header_only, rgb_png
+from badinputs import bundled_meta, huge_declared_tiff, model_with_meta, png_header_only, rgb_png
 
 pytest.importorskip("onnx")
 
@@ -115,6 +115,11 @@ def _bomb(tmp: Path) -> Path:
     return png_header_only(tmp / "in" / "bomb.png", 32000, 32000)
 
 
+def _huge_tiff(tmp: Path) -> Path:
+    (tmp / "in").mkdir(exist_ok=True)
+    return huge_declared_tiff(tmp / "in" / "huge.tif")
+
+
 def _run_file(make, *extra) -> Callable:
     def case(tmp: Path, out: Path):
         f = make(tmp)
@@ -199,6 +204,8 @@ CASES: dict[str, Callable[[Path, Path], tuple[list, str]]] = {
     "random-svs": _run_file(_bytes("random.svs", os.urandom(4000))),
     "truncated-svs": _run_file(_truncated_tiled_svs),
     "bomb-run": _run_file(_bomb, "--mpp", "0.5"),
+    "huge-stripped-tiff": _run_file(_huge_tiff, "--mpp", "0.5"),
+    "huge-tiff-segment": _cmd_file("segment", _huge_tiff),
     "bomb-classify": _cmd_file("classify", _bomb),
     "bomb-segment": _cmd_file("segment", _bomb),
     "bomb-mine": _cmd_file("mine", _bomb),
@@ -275,3 +282,52 @@ def test_max_pixels_raises_the_limit(tmp_path, monkeypatch, capsys):
         monkeypatch, capsys, "classify", img, "-o", tmp_path / "b.csv", "--max-pixels", "10000"
     )
     assert code == 0 and (tmp_path / "b.csv").is_file()
+
+
+def test_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import glomkit.io.atomic as atomic
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    img = rgb_png(tmp_path / "p.png")
+    monkeypatch.setattr(atomic, "write_text", full)
+    code, _, err = glomkit(monkeypatch, capsys, "classify", img, "-o", tmp_path / "o" / "p.csv")
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().splitlines() == [
+        f"glomkit: error: {tmp_path / 'o' / 'p.csv'}: No space left on device (the disk is full)"
+    ]
+
+    import glomkit.pipeline as pipeline
+
+    def full_xml(result, d, xml="both"):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(d / f"{result.stem}.xml"))
+
+    monkeypatch.setattr(pipeline, "_write_annotations", full_xml)
+    out = tmp_path / "OUT"
+    code, _, err = glomkit(monkeypatch, capsys, "run", _slide(tmp_path), "-o", out, "--mpp", "0.5", "--quiet")
+    assert code == 1 and "Traceback" not in err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("glomkit: error:")]
+    assert "slide.png" in line and "slide.xml: No space left on device (the disk is full)" in line
+    assert not list(out.glob(".*.partial")) and not (out / "slide").exists()
+
+
+def test_demo_remakes_its_slide_for_other_settings(tmp_path):
+    pytest.importorskip("glomkit.synth.slide")
+    from glomkit.cli import demo_slide
+
+    slide, made = demo_slide(tmp_path, 256, 192, 0)
+    assert made and slide.is_file()
+    first = slide.read_bytes()
+    assert demo_slide(tmp_path, 256, 192, 0) == (slide, False)  # same settings: reused
+    assert slide.read_bytes() == first
+    _, made = demo_slide(tmp_path, 256, 192, 1)  # another seed: made again
+    assert made and slide.read_bytes() != first
+    _, made = demo_slide(tmp_path, 320, 192, 1)  # another size
+    assert made
+    from glomkit.slide.reader import Slide
+
+    with Slide(slide) as s:
+        assert (s.width, s.height) == (320, 192)
