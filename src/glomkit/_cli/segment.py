@@ -156,7 +156,7 @@ def segment_cmd(inputs, out, model, device, max_pixels, quiet) -> None:
             mask = segment_patches(net, read_rgb(f)[None])[0]
             write_png(path_under(out, f"{f.stem}.png"), mask.astype(np.uint8) * 255)
             progress.advance(task)
-    Console(stderr=quiet).print(f"{len(files)} masks written to {out}")
+    Console().print(f"{len(files)} masks written to {out}")
 
 
 @click.command("segmentation")
