@@ -88,3 +88,25 @@ def huge_declared_tiff(path: Path, side: int = 1_000_000) -> Path:
         tf.pages[0].tags["ImageWidth"].overwrite(side)
         tf.pages[0].tags["ImageLength"].overwrite(side)
     return path
+
+
+def sparse_tiled_tiff(path: Path, side: int = 1024) -> Path:
+    """A tiled TIFF in which every tile is missing (offset and byte count 0): OpenSlide opens it
+    as generic-tiff and reports empty bounds."""
+    import tifffile
+
+    tifffile.imwrite(
+        path,
+        np.zeros((side, side, 3), np.uint8),
+        tile=(256, 256),
+        photometric="rgb",
+        compression="zlib",
+        resolution=(40000, 40000),
+        resolutionunit="CENTIMETER",
+    )
+    with tifffile.TiffFile(path, mode="r+b") as tf:
+        page = tf.pages[0]
+        n = len(page.dataoffsets)
+        page.tags["TileByteCounts"].overwrite([0] * n)
+        page.tags["TileOffsets"].overwrite([0] * n)
+    return path

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from badinputs import bundled_meta, huge_declared_tiff, model_with_meta, png_header_only, rgb_png
+from badinputs import (
+    bundled_meta,
+    huge_declared_tiff,
+    model_with_meta,
+    png_header_only,
+    rgb_png,
+    sparse_tiled_tiff,
+)
 
 pytest.importorskip("onnx")
 
@@ -120,6 +127,11 @@ def _huge_tiff(tmp: Path) -> Path:
     return huge_declared_tiff(tmp / "in" / "huge.tif")
 
 
+def _sparse(tmp: Path) -> Path:
+    (tmp / "in").mkdir(exist_ok=True)
+    return sparse_tiled_tiff(tmp / "in" / "sparse.tif")
+
+
 def _run_file(make, *extra) -> Callable:
     def case(tmp: Path, out: Path):
         f = make(tmp)
@@ -205,6 +217,7 @@ CASES: dict[str, Callable[[Path, Path], tuple[list, str]]] = {
     "truncated-svs": _run_file(_truncated_tiled_svs),
     "bomb-run": _run_file(_bomb, "--mpp", "0.5"),
     "huge-stripped-tiff": _run_file(_huge_tiff, "--mpp", "0.5"),
+    "sparse-tiled-tiff": _run_file(_sparse),
     "huge-tiff-segment": _cmd_file("segment", _huge_tiff),
     "bomb-classify": _cmd_file("classify", _bomb),
     "bomb-segment": _cmd_file("segment", _bomb),

@@ -66,13 +66,17 @@ def _glomkit(*args: str) -> subprocess.Popen:
     )
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
-def test_killed_cohort_leaves_no_child_and_rerun_skips_finished(tmp_path, how):
+@pytest.fixture(scope="module")
+def slides(tmp_path_factory) -> Path:
     synth = pytest.importorskip("glomkit.synth.slide")
-    slides = tmp_path / "in"
-    slides.mkdir()
+    d = tmp_path_factory.mktemp("cohort")
     for seed in range(5):
-        synth.synthesize_slide(slides / f"k{seed}.tif", 1500, 1200, mpp=0.5, seed=seed)
+        synth.synthesize_slide(d / f"k{seed}.tif", 1500, 1200, mpp=0.5, seed=seed)
+    return d
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_killed_cohort_leaves_no_child_and_rerun_skips_finished(slides, tmp_path, how):
     out = tmp_path / "OUT"
     proc = _glomkit("run", str(slides), "-o", str(out), "--workers", "2", "--quiet")
     deadline = time.monotonic() + 240
