@@ -183,9 +183,7 @@ def classify_cmd(inputs, out, model, max_pixels, quiet) -> None:
         wr.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
     write_text(out, buf.getvalue())
     counts = {n: sum(r["label"] == n for r in rows) for n in names}
-    Console().print(
-        f"{len(rows)} images -> {out}  " + ", ".join(f"{k}: {v}" for k, v in counts.items())
-    )
+    Console().print(f"{len(rows)} images -> {out}  " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
 
 
 def _ggs_line(what: str, g: dict) -> str:

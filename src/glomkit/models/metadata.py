@@ -74,9 +74,7 @@ class _Field:
 
     def mapping(self, d: Mapping[str, Any], name: str, key: str) -> Mapping[str, Any]:
         v = d.get(key, {})
-        if v is None:
-            return {}
-        if not isinstance(v, Mapping):
+        if not isinstance(v, Mapping):  # null included: code reading the raw metadata expects an object
             raise self.fail(name, f"must be an object, got {_show(v)}")
         return v
 
