@@ -132,6 +132,16 @@ def _sparse(tmp: Path) -> Path:
     return sparse_tiled_tiff(tmp / "in" / "sparse.tif")
 
 
+def _dots(name: str) -> Callable[[Path], Path]:
+    """A valid image whose file stem is '..', '.' or hidden: its output folder would leave OUT."""
+
+    def make(tmp: Path) -> Path:
+        (tmp / "in").mkdir(exist_ok=True)
+        return rgb_png(tmp / "in" / name, 96, 96)
+
+    return make
+
+
 def _run_file(make, *extra) -> Callable:
     def case(tmp: Path, out: Path):
         f = make(tmp)
@@ -218,6 +228,9 @@ CASES: dict[str, Callable[[Path, Path], tuple[list, str]]] = {
     "bomb-run": _run_file(_bomb, "--mpp", "0.5"),
     "huge-stripped-tiff": _run_file(_huge_tiff, "--mpp", "0.5"),
     "sparse-tiled-tiff": _run_file(_sparse),
+    "stem-dotdot": _run_file(_dots("...png"), "--mpp", "0.5"),
+    "stem-dot": _run_file(_dots("..png"), "--mpp", "0.5"),
+    "stem-hidden": _run_file(_dots(".x.png"), "--mpp", "0.5"),
     "huge-tiff-segment": _cmd_file("segment", _huge_tiff),
     "bomb-classify": _cmd_file("classify", _bomb),
     "bomb-segment": _cmd_file("segment", _bomb),

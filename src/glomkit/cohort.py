@@ -317,6 +317,11 @@ def threads_per_worker(config: Any, workers: int) -> int | None:
 def _check_stems(slides: list[Path]) -> None:
     seen: dict[str, Path] = {}
     for s in slides:
+        if s.stem in ("", ".", "..") or s.stem.startswith("."):
+            raise GlomkitError(
+                f"{s}: its name gives the output folder name {s.stem!r}, which would be hidden or "
+                "outside OUT; rename the file"
+            )
         if s.stem in seen:
             raise GlomkitError(
                 f"{s}: same name as {seen[s.stem]}; their outputs would collide in OUT/{s.stem}/"

@@ -90,7 +90,11 @@ def _is_sidecar(p: Path) -> bool:
 
 
 def output_dir(slide_path: Path, out_root: Path) -> Path:
-    return Path(out_root) / Path(slide_path).stem
+    """``OUT/<stem>/``, checked to be a folder inside OUT (a file named ``...png`` has the stem
+    ``..``: its outputs would replace OUT's parent)."""
+    from glomkit.io.paths import path_under
+
+    return path_under(out_root, Path(slide_path).stem)
 
 
 def outputs_complete(slide_path: Path, out_root: Path) -> bool:
