@@ -44,7 +44,6 @@ def collect_images(inputs: Iterable[str | Path], skip_dirs: Iterable[str] = ()) 
 
 DEFAULT_MAX_PIXELS = 300_000_000  # ~17300² px: 900 MB as RGB; --max-pixels raises it
 _MAX_PIXELS: list[int] = [DEFAULT_MAX_PIXELS]
-MAX_PIXELS_HELP = f"Refuse images that declare more pixels than this (decompression bombs) [default: {DEFAULT_MAX_PIXELS:,}]."
 
 
 def set_max_pixels(n: int | None) -> None:
