@@ -110,3 +110,19 @@ def sparse_tiled_tiff(path: Path, side: int = 1024) -> Path:
         page.tags["TileByteCounts"].overwrite([0] * n)
         page.tags["TileOffsets"].overwrite([0] * n)
     return path
+
+
+def run_glomkit(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """Run ``glomkit ARGS`` in this process through ``glomkit.cli.main``; (exit code, stdout, stderr)."""
+    import sys
+
+    from glomkit.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["glomkit", *map(str, args)])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err

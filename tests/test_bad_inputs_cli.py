@@ -19,24 +19,14 @@ from badinputs import (
     model_with_meta,
     png_header_only,
     rgb_png,
+    run_glomkit,
     sparse_tiled_tiff,
 )
 
 pytest.importorskip("onnx")
 
 
-def glomkit(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """Run ``glomkit ARGS`` in this process through ``glomkit.cli.main``; (exit code, stdout, stderr)."""
-    from glomkit.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["glomkit", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
+glomkit = run_glomkit
 
 
 def _files(root: Path) -> set[Path]:

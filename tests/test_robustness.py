@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from badinputs import cmyk_tiff, png_header_only
+from badinputs import cmyk_tiff, png_header_only, rgb_png, run_glomkit
 
 from glomkit import GlomkitError
 
@@ -178,21 +178,44 @@ def test_refused_pickle_is_one_line_error(tmp_path):
         load_torch_file(tmp_path / "plain.pt", keys=("model",))
 
 
-def test_cluster_encoder_pickle_through_the_cli(tmp_path):
+def test_cluster_encoder_pickle_through_the_cli(tmp_path, monkeypatch, capsys):
     pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
 
     class Evil:
         def __reduce__(self):
-            return (os.system, ("true",))
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
 
     enc = tmp_path / "enc.pt"
-    enc.write_bytes(pickle.dumps({"state_dict": Evil()}))
-    from glomkit.ssl.simsiam import load_encoder
-
-    with pytest.raises(GlomkitError, match="refused"):
-        load_encoder(enc)
+    enc.write_bytes(pickle.dumps({"backbone": "resnet10t", "state_dict": Evil()}, protocol=2))
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(4):
+        rgb_png(imgs / f"p{i}.png", 32, 32, seed=i)
+    code, _, err = run_glomkit(
+        monkeypatch,
+        capsys,
+        "cluster",
+        "--images",
+        imgs,
+        "-o",
+        tmp_path / "o",
+        "--features",
+        "simsiam",
+        "--encoder",
+        enc,
+        "--reductions",
+        "pca",
+        "--k-range",
+        "2:3",
+        "--size",
+        "32",
+    )
+    assert code == 1 and "Traceback" not in err and not (tmp_path / "pwned").exists()
+    lines = [ln for ln in err.strip().splitlines() if "enc.pt" in ln]
+    assert len(lines) == 1 and "refused to load this SimSiam encoder" in lines[0]
     from glomkit.classify.model import build_classifier
     from glomkit.classify.model import load_encoder as load_into_classifier
 
-    with pytest.raises(GlomkitError, match="refused"):
+    with pytest.raises(GlomkitError, match="refused"):  # the classifier's --init reader
         load_into_classifier(build_classifier("resnet10t", 3), enc)
