@@ -18,10 +18,13 @@ from glomkit._cli.options import (
     ORT_THREADS_HELP,
     classifier_option,
     device_option,
+    max_pixels_option,
     out_option,
+    quiet_options,
     seed_option,
     threads_option,
 )
+from glomkit.slide import MPP_RANGE
 
 
 class LazyGroup(click.Group):
@@ -59,6 +62,7 @@ def _unavailable(name: str, why: str) -> click.Command:
 
 @click.group(
     cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
     lazy={
         "synth": ("glomkit._cli.synth", "synth"),
         "classify": ("glomkit._cli.classify", "classify_cmd"),
@@ -116,7 +120,12 @@ def study() -> None:
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @out_option("Output folder.")
-@click.option("--mpp", type=float, default=None, help="µm per pixel, for images that do not record it.")
+@click.option(
+    "--mpp",
+    type=click.FloatRange(*MPP_RANGE),
+    default=None,
+    help=f"µm per pixel, for images that do not record it ({MPP_RANGE[0]:g} to {MPP_RANGE[1]:g}).",
+)
 @click.option(
     "--detector", default=None, help="Detector: circlenet (default), unet, segnet, or a model file."
 )
@@ -125,10 +134,17 @@ def study() -> None:
 @device_option()
 @threads_option(None, ORT_THREADS_HELP)
 @click.option(
-    "--score-threshold", type=float, default=None, help="Detection score threshold (default: model's)."
+    "--score-threshold",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="Detection score threshold, 0 to 1 (default: model's).",
 )
 @click.option(
-    "--nms-iou", type=float, default=0.35, show_default=True, help="Circle-IoU threshold of the NMS."
+    "--nms-iou",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.35,
+    show_default=True,
+    help="Circle-IoU threshold of the NMS, 0 to 1.",
 )
 @click.option(
     "--tta/--no-tta",
@@ -136,11 +152,26 @@ def study() -> None:
     help="Average detection over h/v flips of each tile (3x detection time); default: the model's.",
 )
 @click.option("--overwrite", is_flag=True, help="Redo slides whose outputs are complete.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Local worker processes (cohorts).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Local worker processes (cohorts).",
+)
 @click.option(
     "--dask-scheduler", default=None, help="Run one task per slide on this dask scheduler (tcp://HOST:PORT)."
 )
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option(
+    "--xml",
+    "xml",
+    type=click.Choice(["both", "circles", "outlines"]),
+    default="both",
+    show_default=True,
+    help="ImageScope layers: detection circles, segmentation outlines, or both (each layer is marked).",
+)
+@max_pixels_option()
+@quiet_options()
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 def run(
     inputs,
@@ -157,15 +188,16 @@ def run(
     overwrite,
     workers,
     dask_scheduler,
+    xml,
+    max_pixels,
     quiet,
+    silent,
     as_json,
 ) -> None:
     """Run the whole pipeline on slides, images or folders of them; write OUT/<slide-stem>/."""
     from glomkit.pipeline import PipelineConfig
     from glomkit.run_many import run_inputs
 
-    if workers < 1:
-        raise click.BadParameter("must be ≥ 1", param_hint="--workers")
     config = PipelineConfig(
         detector=detector,
         classifier=classifier,
@@ -176,7 +208,9 @@ def run(
         score_threshold=score_threshold,
         nms_iou=nms_iou,
         tta=tta,
-        quiet=quiet or as_json,
+        max_pixels=max_pixels,
+        xml=xml,
+        quiet=quiet or silent or as_json,
     )
     rows = run_inputs(
         list(inputs), out, config, overwrite=overwrite, workers=workers, scheduler=dask_scheduler
@@ -184,8 +218,18 @@ def run(
     failed = [r for r in rows if r["status"] == "failed"]
     if as_json:
         click.echo(json.dumps({"out": str(out), "slides": rows}, indent=2, default=str))
+    elif not silent:
+        click.echo(result_line(rows, out), err=True)
     if failed:
         sys.exit(1)
+
+
+def result_line(rows: list[dict], out: Path) -> str:
+    """The one-line result of a run: slides done, skipped and failed, and where the outputs are."""
+    n = {s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", "failed")}
+    glom = sum(int(r.get("n_glomeruli") or 0) for r in rows if r["status"] != "failed")
+    parts = [f"{n['ok']} done"] + [f"{n[s]} {s}" for s in ("skipped", "failed") if n[s]]
+    return f"{len(rows)} slide(s): {', '.join(parts)}; {glom} glomeruli; outputs in {out}/"
 
 
 @cli.command()
@@ -196,28 +240,70 @@ def run(
     "--size", default="12000x9000", show_default=True, help="Synthetic slide size WxH at 0.25 µm/px."
 )
 @seed_option()
-@click.option("--quiet", is_flag=True)
-def demo(out: Path, size: str, seed: int, quiet: bool) -> None:
-    """Synthesise a small PAS-like slide and run the whole pipeline on it."""
+@quiet_options()
+def demo(out: Path, size: str, seed: int, quiet: bool, silent: bool) -> None:
+    """Synthesise a small PAS-like slide and run the whole pipeline on it.
+
+    The slide is made again when OUT holds one made with another --size or --seed.
+    """
+    from glomkit.io.paths import prepare_out_dir
     from glomkit.pipeline import PipelineConfig
     from glomkit.run_many import run_inputs
-    from glomkit.synth.slide import synthesize_slide, write_truth
 
     try:
         w, h = (int(v) for v in size.lower().split("x"))
     except ValueError:
         raise click.BadParameter(f"expected WIDTHxHEIGHT, got {size!r}", param_hint="--size") from None
-    out.mkdir(parents=True, exist_ok=True)
-    slide = out / "demo_slide.tif"
-    if not slide.exists():
-        truth = synthesize_slide(slide, w, h, mpp=0.25, seed=seed)
-        write_truth(truth, slide)
-    rows = run_inputs([slide], out, PipelineConfig(quiet=quiet), overwrite=True)
+    if not (64 <= w <= 100_000 and 64 <= h <= 100_000):
+        raise click.BadParameter(f"each side must be 64 to 100000 px, got {size!r}", param_hint="--size")
+    prepare_out_dir(out)
+    slide, made = demo_slide(out, w, h, seed)
+    if made and not (quiet or silent):
+        click.echo(f"made {slide} ({w}x{h}, seed {seed})", err=True)
+    rows = run_inputs([slide], out, PipelineConfig(quiet=quiet or silent), overwrite=True)
     r = rows[0]
     if r["status"] != "ok":
         raise GlomkitError(f"{slide}: {r.get('error')}")
-    click.echo(f"demo slide: {slide} (ground truth beside it: {slide.stem}_truth.csv/.xml/.geojson)")
-    click.echo(f"outputs:    {out / slide.stem}/  — open report.html in a browser")
+    if not silent:
+        click.echo(f"demo slide: {slide} (ground truth beside it: {slide.stem}_truth.csv/.xml/.geojson)")
+        click.echo(f"outputs:    {out / slide.stem}/  — open report.html in a browser")
+
+
+DEMO_SETTINGS = "demo_slide.json"
+
+
+def demo_slide(out: Path, w: int, h: int, seed: int) -> tuple[Path, bool]:
+    """OUT/demo_slide.tif made with these settings: reused when OUT/demo_slide.json records the same
+    size and seed, else (re)made. Returns the path and whether it was made now."""
+    from glomkit.io.atomic import write_text
+    from glomkit.synth.slide import synthesize_slide, write_truth
+
+    slide = out / "demo_slide.tif"
+    settings = {"width": w, "height": h, "seed": seed, "mpp": 0.25}
+    record = out / DEMO_SETTINGS
+    try:
+        same = slide.is_file() and json.loads(record.read_text()) == settings
+    except (OSError, ValueError):
+        same = False
+    if same:
+        return slide, False
+    record.unlink(missing_ok=True)
+    truth = synthesize_slide(slide, w, h, mpp=0.25, seed=seed)
+    write_truth(truth, slide)
+    write_text(record, json.dumps(settings) + "\n")
+    return slide, True
+
+
+def one_line(message: str) -> str:
+    """A message on one line: its lines joined, runs of blanks reduced to one."""
+    return " ".join(message.split())
+
+
+def _interrupted(exc: BaseException | None) -> None:
+    """Exit after Ctrl-C (130) or SIGTERM (143), saying that finished outputs are kept."""
+    term = type(exc).__name__ == "_Terminated"
+    click.echo(f"glomkit: {'terminated' if term else 'interrupted'}; finished outputs are kept", err=True)
+    sys.exit(143 if term else 130)
 
 
 def main() -> None:
@@ -225,19 +311,25 @@ def main() -> None:
     try:
         cli.main(standalone_mode=False)
     except GlomkitError as exc:
-        click.echo(f"glomkit: error: {exc}", err=True)
+        click.echo(f"glomkit: error: {one_line(str(exc))}", err=True)
         sys.exit(1)
-    except click.exceptions.Abort:
-        click.echo("glomkit: aborted", err=True)
-        sys.exit(130)
+    except click.exceptions.Abort as exc:  # click turns Ctrl-C (and SIGTERM in a cohort) into Abort
+        _interrupted(exc.__cause__ or exc.__context__)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("glomkit: interrupted", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during a cohort (glomkit.cohort)
+        _interrupted(exc)
+    except MemoryError:
+        click.echo("glomkit: error: out of memory (an input too large? see --max-pixels)", err=True)
+        sys.exit(1)
+    except OSError as exc:  # a full disk, an output that cannot be written: not a bug
+        from glomkit.io.paths import os_error_message
+
+        click.echo(f"glomkit: error: {one_line(os_error_message(exc))}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -30,6 +31,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -102,6 +104,10 @@ def crash_message(slide: Path, exc: BaseException) -> str:
     """One line for an unexpected exception: the slide, the exception type and its message."""
     if isinstance(exc, GlomkitError):
         return str(exc)
+    if isinstance(exc, OSError):  # a full disk, an unwritable output: the file and the reason
+        from glomkit.io.paths import os_error_message
+
+        return f"{slide}: {os_error_message(exc)}"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{slide}: internal error {type(exc).__name__}" + (f": {text}" if text else "")
 
@@ -195,8 +201,12 @@ def _dask_task(slide: Path, out_root: Path, config: Any, overwrite: bool, runner
     return process_slide(slide, out_root, config, overwrite, runner)
 
 
-def _init_local_worker(threads: int) -> None:
-    """Initializer of a local worker process: keep OpenMP/OpenCV to this worker's share of cores."""
+def _init_local_worker(threads: int, parent_pid: int | None = None) -> None:
+    """Initializer of a local worker process: keep OpenMP/OpenCV to this worker's share of cores,
+    and die with the cohort's process (``PR_SET_PDEATHSIG`` plus a thread watching ``parent_pid``).
+    Ctrl-C is left to the parent, which stops the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent_pid)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     try:
         import cv2
@@ -204,6 +214,83 @@ def _init_local_worker(threads: int) -> None:
         cv2.setNumThreads(threads)
     except ImportError:  # pragma: no cover - opencv is a dependency
         pass
+
+
+PARENT_POLL_S = 0.5
+
+
+def _die_with_parent(parent_pid: int | None) -> None:
+    """End this worker when its parent dies, even by SIGKILL: the kernel's parent-death signal
+    (Linux; the parent of a forkserver worker is the forkserver, which exits with the cohort),
+    and a daemon thread that polls the cohort's process ``parent_pid``."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - no prctl here
+            pass
+    if parent_pid is None:
+        return
+
+    def watch() -> None:
+        while _process_alive(parent_pid):
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)  # the cohort is gone: nobody will read this worker's result
+
+    threading.Thread(target=watch, name="glomkit-parent-watch", daemon=True).start()
+
+
+def _process_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, killed but not yet reaped, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] not in "ZX"
+    except (OSError, ValueError, IndexError):
+        return True
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that the cohort stops its workers and unwinds."""
+
+
+@contextmanager
+def _stop_on_sigterm():
+    """While running a cohort in the main thread, SIGTERM unwinds it like Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise _Terminated(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _stop_workers(pool: ProcessPoolExecutor, grace_s: float = 5.0) -> None:
+    """Terminate the pool's worker processes (their slides' partial folders are cleaned on rerun)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join(1.0)
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 # --------------------------------------------------------------------------- the cohort
@@ -230,6 +317,11 @@ def threads_per_worker(config: Any, workers: int) -> int | None:
 def _check_stems(slides: list[Path]) -> None:
     seen: dict[str, Path] = {}
     for s in slides:
+        if s.stem in ("", ".", "..") or s.stem.startswith("."):
+            raise GlomkitError(
+                f"{s}: its name gives the output folder name {s.stem!r}, which would be hidden or "
+                "outside OUT; rename the file"
+            )
         if s.stem in seen:
             raise GlomkitError(
                 f"{s}: same name as {seen[s.stem]}; their outputs would collide in OUT/{s.stem}/"
@@ -248,6 +340,17 @@ def _absolute_models(config: Any) -> Any:
         if getattr(config, task) is not None:
             changes[task] = str(path.resolve())
     return replace(config, **changes) if changes else config
+
+
+def _check_models(config: Any, in_process: bool) -> None:
+    """Load the models once here, so that a bad model file is one error before any slide runs
+    (it would fail every slide). A sequential run keeps them; workers load their own."""
+    if in_process:
+        _cached_models(config)
+        return
+    from glomkit.pipeline import Models
+
+    Models(replace(config, threads=1, device="cpu"))
 
 
 def run_cohort(
@@ -278,9 +381,18 @@ def run_cohort(
     if not slides:
         raise GlomkitError("no slides to run")
     _check_stems(slides)
+    if scheduler is not None:
+        _require_distributed()
     if runner is None:
         config = _absolute_models(config)
-    out_root.mkdir(parents=True, exist_ok=True)
+        _check_models(config, in_process=scheduler is None and workers == 1)
+    from glomkit.io.paths import prepare_out_dir
+
+    prepare_out_dir(out_root)
+    from glomkit.io.partial import clean_stale_partials
+
+    for s in slides:  # partial folders of killed runs, the skipped slides' included
+        clean_stale_partials(out_root, s.stem)
 
     from glomkit.pipeline import outputs_complete
 
@@ -292,7 +404,7 @@ def run_cohort(
         else:
             todo.append(i)
 
-    with _CohortProgress(len(slides), len(rows), progress) as prog:
+    with _stop_on_sigterm(), _CohortProgress(len(slides), len(rows), progress) as prog:
         if todo:
             if scheduler is not None:
                 _run_dask(slides, todo, out_root, config, scheduler, overwrite, retries, runner, rows, prog)
@@ -347,10 +459,14 @@ class _CohortProgress:
         self.progress.update(self.task, description="slides")
         self.progress.advance(self.task)
         if not self.enabled:
+            if row["status"] == "failed":  # an error always reaches stderr, whatever the flags
+                self.console.print(
+                    f"glomkit: error: {row['error']}", markup=False, highlight=False, soft_wrap=True
+                )
             return
         where = f" [dim]({row['worker']}, {row['seconds']} s)[/dim]" if row.get("worker") else ""
         if row["status"] == "failed":
-            self.console.print(f"[red]{row['stem']}: failed: {row['error']}[/red]")
+            self.console.print(f"glomkit: error: {row['error']}", style="red", markup=False, soft_wrap=True)
         else:
             g = row.get("ggs_percent")
             ggs = f", global sclerosis {g:.1f} %" if isinstance(g, (int, float)) else ""
@@ -390,7 +506,7 @@ def _run_processes(slides, todo, out_root, config, workers, overwrite, retries, 
             min(workers, len(queue) + len(suspects)),
             mp_context=_process_context(),
             initializer=_init_local_worker,
-            initargs=(threads or 1,),
+            initargs=(threads or 1, os.getpid()),
         )
         running: dict[Future, int] = {}
         broken = False
@@ -424,20 +540,28 @@ def _run_processes(slides, todo, out_root, config, workers, overwrite, retries, 
                     else:
                         rows[i] = fut.result()
                     prog.done(rows[i])
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+        except BaseException:  # Ctrl-C, SIGTERM: stop the workers now; finished slides stay
+            _stop_workers(pool)
             raise
         pool.shutdown(wait=True)
 
 
+def _require_distributed() -> None:
+    """A one-line GlomkitError naming the extra to install when dask.distributed is unusable."""
+    try:
+        import distributed  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - ImportError, or a broken install failing on import
+        raise GlomkitError(
+            "--dask-scheduler: needs dask.distributed, which is not installed or cannot be imported "
+            f"({type(exc).__name__}); install the 'cohort' extra: pip install 'glomkit[cohort]'"
+        ) from None
+
+
 def _get_client(scheduler: Any) -> tuple[Any, bool]:
     """A ``distributed.Client`` for an address, a client or a cluster; and whether we own it."""
-    try:
-        from distributed import Client
-    except ImportError as exc:
-        raise GlomkitError(
-            "--dask-scheduler: dask.distributed is not installed (pip install 'glomkit[cohort]')"
-        ) from exc
+    _require_distributed()
+    from distributed import Client
+
     if isinstance(scheduler, Client):
         return scheduler, False
     if isinstance(scheduler, str):
@@ -454,9 +578,9 @@ def _run_dask(slides, todo, out_root, config, scheduler, overwrite, retries, run
     """One task per slide, gathered as they finish. The scheduler re-runs elsewhere the task of a
     worker that died (``distributed.scheduler.allowed-failures`` times, then KilledWorker);
     ``retries`` re-runs a task that raised."""
+    client, owned = _get_client(scheduler)  # first: it says which extra is missing
     from distributed import as_completed
 
-    client, owned = _get_client(scheduler)
     run_id = uuid.uuid4().hex[:8]
     futures: dict[str, tuple[Any, int]] = {}
     try:

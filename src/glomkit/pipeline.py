@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ import numpy as np
 from glomkit import GlomkitError, __version__
 from glomkit.detect.decode import decode_method, flip_tta
 from glomkit.detect.geometry import circle_nms
+from glomkit.io.partial import clean_stale_partials, make_partial_dir, release_partial_dir
 from glomkit.results import GlomerulusRecord, SlideResult
 from glomkit.slide.grid import Tile, TileGrid
 from glomkit.slide.reader import SLIDE_SUFFIXES, Slide
@@ -57,6 +57,8 @@ class PipelineConfig:
     min_tissue: float = 0.01
     thumbnail_px: int = 2048
     write_images: bool = True
+    max_pixels: int | None = None  # pixel limit of plain images; None = glomkit.io.images default
+    xml: str = "both"  # ImageScope layers: both, circles (one shape per glomerulus) or outlines
     quiet: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -89,7 +91,11 @@ def _is_sidecar(p: Path) -> bool:
 
 
 def output_dir(slide_path: Path, out_root: Path) -> Path:
-    return Path(out_root) / Path(slide_path).stem
+    """``OUT/<stem>/``, checked to be a folder inside OUT (a file named ``...png`` has the stem
+    ``..``: its outputs would replace OUT's parent)."""
+    from glomkit.io.paths import path_under
+
+    return path_under(out_root, Path(slide_path).stem)
 
 
 def outputs_complete(slide_path: Path, out_root: Path) -> bool:
@@ -186,6 +192,7 @@ def detect_circles(
     tile_px = int(config.tile_px) // 32 * 32
     overlap = int(round(config.overlap_um / model_mpp))
     grid = TileGrid(slide.bounds, slide.mpp, model_mpp, tile_px, min(overlap, tile_px - 32))
+    grid.check_size(str(slide.path))
     tiles = grid.tiles(tissue, tissue_ds, config.min_tissue)
     total = len(tiles)
     found: list[np.ndarray] = []
@@ -330,7 +337,7 @@ def run_slide(
     with timer.stage("load_models"):
         models = models or Models(config)
     with timer.stage("open"):
-        slide = Slide(slide_path, mpp=config.mpp)
+        slide = Slide(slide_path, mpp=config.mpp, max_pixels=config.max_pixels)
     tmp: Path | None = None
     try:
         with timer.stage("tissue"):
@@ -351,9 +358,11 @@ def run_slide(
             models=models.describe(),
             thumbnail=thumb,
             thumbnail_downsample=thumb_ds,
+            origin=(float(slide.bounds[0]), float(slide.bounds[1])),
         )
         out_root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{slide_path.stem}.", suffix=".partial", dir=out_root))
+        clean_stale_partials(out_root, slide_path.stem)  # left by a killed run of this slide
+        tmp = make_partial_dir(out_root, slide_path.stem)
         # Patches stream through classification, segmentation and writing in chunks, so memory
         # does not grow with the number of glomeruli.
         for k in range(0, len(records), PATCH_CHUNK):
@@ -362,11 +371,12 @@ def run_slide(
             if progress:
                 progress("glomeruli", k + len(chunk), len(records))
         with timer.stage("write"):
-            outputs = _write_annotations(result, tmp)
+            outputs = _write_annotations(result, tmp, config.xml)
         result.timings = dict(timer.times)
         result.timings["total"] = time.perf_counter() - t_start
         summary = _write_summary_and_report(result, tmp, outputs, slide, tissue, det_stats, config)
         final = output_dir(slide_path, out_root)
+        release_partial_dir(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -472,29 +482,33 @@ def _segment_cropped(chunk, patches: np.ndarray, models: Models, margin_px: floa
 def _write_images(chunk, patches: np.ndarray, masks: np.ndarray, result: SlideResult, d: Path) -> None:
     """patches/, masks/ (0/255) and overlays/ (the contour on the patch), one folder per class."""
     from glomkit.io.atomic import write_png
+    from glomkit.io.paths import path_under
 
     for j, rec in enumerate(chunk):
+        # class names are checked when the model loads; path_under asserts it again
         name = f"{result.stem}_{rec.id}.png"
         rec.patch = f"patches/{rec.label}/{name}"
         rec.mask = f"masks/{rec.label}/{name}"
-        write_png(d / rec.patch, patches[j])
+        write_png(path_under(d, "patches", rec.label, name), patches[j])
         m = masks[j].astype(np.uint8) * 255
-        write_png(d / rec.mask, m)
+        write_png(path_under(d, "masks", rec.label, name), m)
         overlay = patches[j].copy()
         contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(overlay, contours, -1, result.scheme.get(rec.label).color, 2)
-        write_png(d / f"overlays/{rec.label}/{name}", overlay)
+        write_png(path_under(d, "overlays", rec.label, name), overlay)
 
 
-def _write_annotations(result: SlideResult, d: Path) -> list[str]:
-    """The ImageScope XML, the QuPath GeoJSON and the table."""
+def _write_annotations(result: SlideResult, d: Path, xml: str = "both") -> list[str]:
+    """The ImageScope XML (``xml``: which layers), the QuPath GeoJSON and the table."""
+    from functools import partial
+
     from glomkit.io.geojson import write_geojson
     from glomkit.io.imagescope import write_imagescope_xml
     from glomkit.io.table import write_table
 
     outputs = []
     for name, writer in (
-        (f"{result.stem}.xml", write_imagescope_xml),
+        (f"{result.stem}.xml", partial(write_imagescope_xml, contents=xml)),
         (f"{result.stem}.geojson", write_geojson),
         (f"{result.stem}_glomeruli.csv", write_table),
     ):

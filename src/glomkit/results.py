@@ -62,6 +62,9 @@ class SlideResult:
     models: dict[str, Any] = field(default_factory=dict)  # task -> {file, version, sha256...}
     thumbnail: np.ndarray | None = None  # RGB uint8
     thumbnail_downsample: float = 1.0  # level-0 px per thumbnail px
+    # level-0 (x, y) of the slide's bounds: the thumbnail's (0, 0), and QuPath's image origin
+    # (QuPath crops OpenSlide images to their bounds; MRXS and SCN have an offset)
+    origin: tuple[float, float] = (0.0, 0.0)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:

@@ -17,6 +17,7 @@ from glomkit._cli.options import (
     data_option,
     label_map_option,
     max_minutes_option,
+    max_pixels_option,
     model_option,
     out_option,
     resume_flag_option,
@@ -156,15 +157,23 @@ def evaluate_cmd(model, data, label_map, out, split) -> None:
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @out_option("Output CSV.")
 @model_option("Classifier")
-def classify_cmd(inputs, out, model) -> None:
-    """Classify glomerulus patch images (files or folders, recursive) into a CSV of probabilities."""
+@max_pixels_option()
+@click.option("--quiet", is_flag=True, help="No progress bar (the result line and errors still print).")
+def classify_cmd(inputs, out, model, max_pixels, quiet) -> None:
+    """Classify glomerulus patch images (files or folders, recursive) into a CSV of probabilities.
+
+    Each image is resized to the model's input as soon as it is decoded (a large JPEG is decoded
+    reduced), so memory does not grow with the images' size.
+    """
     from glomkit.io.atomic import write_text
+    from glomkit.io.paths import prepare_out_file
     from glomkit.models.registry import resolve_model
     from glomkit.models.runtime import OnnxModel
 
     paths = collect_images(inputs)
+    prepare_out_file(out)
     onnx = OnnxModel(resolve_model(model, "classifier"), expect_task="classifier")
-    rows = _classify_with_progress(onnx, paths)
+    rows = _classify_with_progress(onnx, paths, disable=quiet)
     names = onnx.info.scheme.names
     cols = ["path", "label", *[f"prob_{n}" for n in names], "ggs_probability"]
     buf = io.StringIO()
@@ -198,11 +207,11 @@ def _command_line(prefix: str) -> str:
     return " ".join(parts)
 
 
-def _classify_with_progress(onnx, paths) -> list[dict]:
+def _classify_with_progress(onnx, paths, disable: bool = False) -> list[dict]:
     from rich.progress import Progress
 
     from glomkit.classify.predict import classify_files
 
-    with Progress(transient=True) as progress:
+    with Progress(transient=True, disable=disable) as progress:
         task = progress.add_task("classifying", total=len(paths))
         return classify_files(onnx, paths, on_batch=lambda n: progress.advance(task, n))

@@ -10,6 +10,7 @@ from glomkit._cli.options import (
     ORT_THREADS_HELP,
     classifier_option,
     device_option,
+    max_pixels_option,
     out_option,
     threads_option,
 )
@@ -41,7 +42,8 @@ from glomkit._cli.options import (
 @click.option("--min-panel", type=int, default=48, show_default=True, help="Smallest panel side in pixels.")
 @device_option()
 @threads_option(None, ORT_THREADS_HELP)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@max_pixels_option()
+@click.option("--quiet", is_flag=True, help="No progress bar (the result lines and errors still print).")
 def mine_cmd(
     figures_dir: Path,
     out: Path,
@@ -52,6 +54,7 @@ def mine_cmd(
     min_panel: int,
     device: str,
     threads: int | None,
+    max_pixels: int | None,
     quiet: bool,
 ) -> None:
     """Split the figures in FIGURES_DIR into panels; keep the glomerulus micrographs in OUT/panels.
@@ -62,6 +65,7 @@ def mine_cmd(
     from rich.console import Console
     from rich.progress import Progress
 
+    from glomkit.io.paths import prepare_out_dir
     from glomkit.mine.curate import MineConfig, list_figures, mine_figures
     from glomkit.mine.separate import SeparationConfig
 
@@ -77,6 +81,7 @@ def mine_cmd(
         threads=threads,
     )
     n = len(list_figures(figures_dir))
+    prepare_out_dir(out)
     with Progress(disable=quiet, transient=True) as progress:
         task = progress.add_task("figures", total=n)
         result = mine_figures(figures_dir, out, config, on_figure=lambda _p: progress.advance(task))

@@ -132,3 +132,34 @@ def max_minutes_option(help: str = LR_BUDGET_HELP, default: float | None = None)
 def test_fold_option(default: int = 0, help: str | None = "Slide fold held out as test (0-4).") -> Decorator:
     """``--test-fold K``: the slide fold held out as test."""
     return click.option("--test-fold", type=int, default=default, show_default=True, help=help)
+
+
+def quiet_options() -> Decorator:
+    """``--quiet`` (no progress bars; the one-line result and errors still print) and ``--silent``
+    (nothing but errors, which always reach stderr)."""
+    return stack(
+        click.option(
+            "--quiet", is_flag=True, help="No progress bars (the result line and errors still print)."
+        ),
+        click.option("--silent", is_flag=True, help="Print nothing but errors."),
+    )
+
+
+def max_pixels_option() -> Decorator:
+    """``--max-pixels N``: the pixel limit of decoded images (decompression bombs); sets it for the process."""
+    from glomkit.io.images import DEFAULT_MAX_PIXELS
+
+    def set_limit(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+        from glomkit.io.images import set_max_pixels
+
+        set_max_pixels(value)
+        return value
+
+    return click.option(
+        "--max-pixels",
+        type=click.IntRange(min=1),
+        default=None,
+        callback=set_limit,
+        expose_value=True,
+        help=f"Refuse images that declare more pixels than this (decompression bombs) [default: {DEFAULT_MAX_PIXELS:,}].",
+    )

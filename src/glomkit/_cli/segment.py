@@ -13,6 +13,7 @@ from glomkit._cli.options import (
     data_option,
     device_option,
     max_minutes_option,
+    max_pixels_option,
     model_option,
     out_option,
     resume_flag_option,
@@ -126,24 +127,39 @@ def evaluate_cmd(model, data, out, split) -> None:
 @out_option("Output folder.")
 @model_option("Segmenter")
 @device_option()
-def segment_cmd(inputs, out, model, device) -> None:
-    """Segment glomerulus images (files or folders, recursive); writes OUT/<stem>.png 0/255 masks."""
+@max_pixels_option()
+@click.option("--quiet", is_flag=True, help="No progress bar (the result line and errors still print).")
+def segment_cmd(inputs, out, model, device, max_pixels, quiet) -> None:
+    """Segment glomerulus images (files or folders, recursive); writes OUT/<stem>.png 0/255 masks.
+
+    Inputs must have distinct file stems (a.png and a.jpg would both write OUT/a.png): refused.
+    """
     import numpy as np
     from rich.progress import Progress
 
+    from glomkit import GlomkitError
     from glomkit.io.atomic import write_png
+    from glomkit.io.paths import path_under, prepare_out_dir
     from glomkit.models.registry import resolve_model
     from glomkit.models.runtime import OnnxModel
     from glomkit.segment.dataset import read_rgb
     from glomkit.segment.predict import segment_patches
 
     files = collect_images(list(inputs))
+    seen: dict[str, Path] = {}
+    for f in files:
+        if f.stem in seen:
+            raise GlomkitError(
+                f"{f}: same file stem as {seen[f.stem]}; both masks would be {out}/{f.stem}.png"
+            )
+        seen[f.stem] = f
     net = OnnxModel(resolve_model(model, "segmenter"), device=device, expect_task="segmenter")
-    with Progress() as progress:
+    prepare_out_dir(out)
+    with Progress(disable=quiet, transient=True) as progress:
         task = progress.add_task("segmenting", total=len(files))
         for f in files:
             mask = segment_patches(net, read_rgb(f)[None])[0]
-            write_png(Path(out) / f"{f.stem}.png", mask.astype(np.uint8) * 255)
+            write_png(path_under(out, f"{f.stem}.png"), mask.astype(np.uint8) * 255)
             progress.advance(task)
     Console().print(f"{len(files)} masks written to {out}")
 

@@ -60,15 +60,10 @@ def load_encoder(net: GlomClassifier, path: str | Path) -> dict:
 
     The file is ``torch.save({"backbone": timm_name, "state_dict": ..., "meta": {...}})``.
     """
+    from glomkit.models.checkpoint import load_torch_file
+
     path = Path(path)
-    if not path.is_file():
-        raise GlomkitError(f"{path}: encoder file not found")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        raise GlomkitError(f"{path}: not a readable encoder file ({str(exc).splitlines()[0]})") from None
-    if not isinstance(blob, dict) or "state_dict" not in blob:
-        raise GlomkitError(f"{path}: encoder file has no 'state_dict'")
+    blob = load_torch_file(path, "cpu", "encoder file", ("state_dict",))
     name = blob.get("backbone")
     if name and name != net.backbone_name:
         raise GlomkitError(f"{path}: encoder is a {name}, but the classifier backbone is {net.backbone_name}")

@@ -12,7 +12,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from glomkit import GlomkitError
 from glomkit.models.runtime import OnnxModel, prepare_batch
 
 
@@ -25,13 +24,12 @@ def resize_patch(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """An image file as RGB uint8 (H, W, 3); a one-line GlomkitError if it cannot be read."""
-    path = Path(path)
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise GlomkitError(f"{path}: not a readable image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+def read_rgb(path: str | Path, min_size: tuple[int, int] | None = None) -> np.ndarray:
+    """An image file as RGB uint8 (H, W, 3); a one-line GlomkitError if it cannot be read or
+    declares more pixels than the limit. A large JPEG is decoded reduced, no smaller than ``min_size``."""
+    from glomkit.io.images import read_rgb as read_image
+
+    return read_image(Path(path), min_size)
 
 
 def classify_patches(
@@ -67,7 +65,9 @@ def classify_files(
     rows: list[dict] = []
     for start in range(0, len(paths), batch_size):
         chunk = list(paths[start : start + batch_size])
-        probs = classify_patches(model, [read_rgb(p) for p in chunk], batch_size)
+        # each image is resized as soon as it is decoded: a batch holds one full-size image at most
+        size = model.info.input_size
+        probs = classify_patches(model, [resize_patch(read_rgb(p, size), size) for p in chunk], batch_size)
         ggs = scheme.ggs_probability(probs)
         for p, pr, g in zip(chunk, probs, ggs, strict=True):
             row = {"path": str(p), "label": scheme.names[int(np.argmax(pr))]}

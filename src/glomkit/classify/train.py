@@ -179,7 +179,10 @@ def fit_classifier(
     best_state = copy.deepcopy(net.state_dict())
     best_score, start_epoch = -1.0, 0
     if checkpoint is not None and config.resume and checkpoint.is_file():
-        ck = torch.load(checkpoint, map_location=device, weights_only=True)
+        from glomkit.models.checkpoint import load_torch_file
+
+        keys = ("model", "optimizer", "best_state", "best_score", "history", "epoch", "torch_rng")
+        ck = load_torch_file(checkpoint, device, "training checkpoint", keys)
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         best_state, best_score = ck["best_state"], float(ck["best_score"])

@@ -139,10 +139,11 @@ class TrainingRun:
         start_epoch, best, best_state, history = 0, -1.0, None, []
         elapsed_before = 0.0
         if cfg.resume:
+            from glomkit.models.checkpoint import load_torch_file
+
             rp = Path(cfg.resume)
-            if not rp.is_file():
-                raise GlomkitError(f"{rp}: checkpoint not found")
-            ck = torch.load(rp, map_location=dev, weights_only=True)
+            keys = ("model", "optimizer", "epoch", "history", "best_model")
+            ck = load_torch_file(rp, dev, "training checkpoint", keys)
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
             start_epoch, best, history = ck["epoch"] + 1, best_value(ck, select, rp), ck["history"]

@@ -21,6 +21,7 @@ from glomkit.io.shapes import ellipse_circle, enclosing_circle
 __all__ = ["Annotation", "read_annotations", "enclosing_circle", "ellipse_circle"]
 
 KINDS = ("ellipse", "circle", "rectangle", "polygon", "point")
+MAX_COORD = 1e7  # level-0 px: 10 million px is 2.5 m at 0.25 µm/px, beyond any slide
 
 
 @dataclass

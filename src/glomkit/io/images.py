@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+
 from glomkit import GlomkitError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -36,3 +38,134 @@ def collect_images(inputs: Iterable[str | Path], skip_dirs: Iterable[str] = ()) 
     if not out:
         raise GlomkitError(f"{', '.join(map(str, inputs))}: no images found")
     return out
+
+
+# --------------------------------------------------------------------------- decoding with a pixel limit
+
+DEFAULT_MAX_PIXELS = 300_000_000  # ~17300² px: 900 MB as RGB; --max-pixels raises it
+_MAX_PIXELS: list[int] = [DEFAULT_MAX_PIXELS]
+
+
+def set_max_pixels(n: int | None) -> None:
+    """Set the pixel limit of :func:`check_pixels` for this process (None: the default)."""
+    if n is not None and n < 1:
+        raise GlomkitError(f"--max-pixels {n}: must be at least 1")
+    _MAX_PIXELS[0] = DEFAULT_MAX_PIXELS if n is None else int(n)
+
+
+def max_pixels() -> int:
+    """The pixel limit: :func:`set_max_pixels`, else ``GLOMKIT_MAX_PIXELS``, else the default."""
+    import os
+
+    if _MAX_PIXELS[0] != DEFAULT_MAX_PIXELS:
+        return _MAX_PIXELS[0]
+    env = os.environ.get("GLOMKIT_MAX_PIXELS")
+    return int(env) if env and env.isdigit() and int(env) > 0 else DEFAULT_MAX_PIXELS
+
+
+def declared_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) an image file declares in its header, read without decoding; None if unknown."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                with Image.open(path) as im:
+                    return int(im.size[0]), int(im.size[1])
+            finally:
+                Image.MAX_IMAGE_PIXELS = old
+    except Exception:  # noqa: BLE001 - not an image PIL knows: the decoder will say
+        return None
+
+
+def check_pixels(path: str | Path, size: tuple[int, int] | None = None, limit: int | None = None) -> None:
+    """GlomkitError when the image at ``path`` declares more pixels than the limit."""
+    size = size if size is not None else declared_size(path)
+    limit = limit if limit is not None else max_pixels()
+    if size is not None and size[0] * size[1] > limit:
+        raise GlomkitError(
+            f"{path}: declares {size[0]}x{size[1]} = {size[0] * size[1]:,} pixels, more than the limit of "
+            f"{limit:,} (a decompression bomb?); raise it with --max-pixels"
+        )
+
+
+_REDUCED = ((8, "IMREAD_REDUCED_COLOR_8"), (4, "IMREAD_REDUCED_COLOR_4"), (2, "IMREAD_REDUCED_COLOR_2"))
+
+
+def read_rgb(path: str | Path, min_size: tuple[int, int] | None = None) -> np.ndarray:
+    """An image file as RGB uint8 (H, W, 3); a one-line GlomkitError naming the file otherwise.
+
+    The pixel limit is checked on the header before decoding. With ``min_size`` (h, w), a JPEG at
+    least 2, 4 or 8 times larger than it is decoded at that reduction (libjpeg's DCT scaling), so
+    memory follows the size the caller needs, not the file. CMYK images are converted to RGB.
+    """
+    import cv2
+
+    path = Path(path)
+    size = declared_size(path)
+    check_pixels(path, size)
+    flag = cv2.IMREAD_COLOR
+    if min_size is not None and size is not None and path.suffix.lower() in (".jpg", ".jpeg"):
+        for k, name in _REDUCED:
+            if size[0] >= k * min_size[1] and size[1] >= k * min_size[0]:
+                flag = getattr(cv2, name)
+                break
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+        img = cv2.imdecode(data, flag) if data.size else None
+    except (OSError, cv2.error, MemoryError) as exc:
+        raise GlomkitError(f"{path}: not a readable image ({type(exc).__name__})") from None
+    if img is None and path.suffix.lower() in (".tif", ".tiff"):
+        img = _tiff_rgb(path)
+        if img is not None:
+            return img
+    if img is None:
+        raise GlomkitError(f"{path}: not a readable image (corrupt, truncated or unsupported)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _tiff_rgb(path: Path) -> np.ndarray | None:
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tf:
+            page = tf.pages[0]
+            arr = page.asarray()
+            return to_rgb8(arr, int(page.photometric), path)
+    except GlomkitError:
+        raise
+    except Exception:  # noqa: BLE001 - unreadable: the caller reports it
+        return None
+
+
+def to_rgb8(arr: np.ndarray, photometric: int | None, path: str | Path) -> np.ndarray:
+    """An (H, W[, C]) array from a TIFF page as RGB uint8: CMYK (photometric 5) converted, grey
+    repeated, alpha dropped, 16-bit scaled; other layouts are a GlomkitError naming the file."""
+    arr = np.asarray(arr)
+    if arr.dtype == np.uint16:
+        arr = (arr // 257).astype(np.uint8)
+    elif arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    if arr.dtype != np.uint8:
+        raise GlomkitError(f"{path}: unsupported pixel type {arr.dtype}")
+    if arr.ndim == 2:
+        if photometric == 0:  # MINISWHITE
+            arr = 255 - arr
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3:
+        raise GlomkitError(f"{path}: expected an RGB image, got an array of shape {arr.shape}")
+    if photometric == 5:  # SEPARATED: CMYK ink coverage
+        if arr.shape[2] < 4:
+            raise GlomkitError(f"{path}: a CMYK image with {arr.shape[2]} channels")
+        cmy = arr[:, :, :3].astype(np.uint16)
+        k = arr[:, :, 3:4].astype(np.uint16)
+        return ((255 - cmy) * (255 - k) // 255).astype(np.uint8)
+    if photometric not in (None, 1, 2) or arr.shape[2] < 3:
+        raise GlomkitError(
+            f"{path}: unsupported colour layout (TIFF photometric {photometric}, {arr.shape[2]} channels)"
+        )
+    return np.ascontiguousarray(arr[:, :, :3])

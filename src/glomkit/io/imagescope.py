@@ -17,7 +17,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from glomkit import GlomkitError
-from glomkit.io.annotations import Annotation
+from glomkit.io.annotations import MAX_COORD, Annotation
 from glomkit.io.atomic import write_text
 from glomkit.io.shapes import (
     ellipse_area,
@@ -29,10 +29,16 @@ from glomkit.io.shapes import (
     polygon_perimeter,
 )
 from glomkit.results import GlomerulusRecord, SlideResult
+from glomkit.slide import MPP_RANGE
 
 REGION_POLYGON, REGION_RECTANGLE, REGION_ELLIPSE, REGION_ARROW, REGION_RULER, REGION_POINT = range(6)
 OUTLINE_SUFFIX = " outline"
 UNKNOWN_COLOR = (255, 255, 0)  # a detection whose label is not in the scheme
+# Each layer says what it holds, so that readers counting regions can tell the detection circles
+# (one per glomerulus) from the segmentation outlines (a second shape of the same glomeruli).
+LAYER_ATTRIBUTE = "glomkit-layer"
+LAYER_CIRCLES, LAYER_OUTLINES = "circles", "outlines"
+XML_CONTENTS = ("both", "circles", "outlines")
 
 
 def imagescope_color(rgb: tuple[int, int, int]) -> int:
@@ -50,11 +56,12 @@ def _attr(v: object) -> str:
     return quoteattr(str(v))
 
 
-def _layer_open(layer_id: int, name: str, color: tuple[int, int, int]) -> str:
+def _layer_open(layer_id: int, name: str, color: tuple[int, int, int], kind: str = LAYER_CIRCLES) -> str:
     return (
         f'  <Annotation Id="{layer_id}" Name={_attr(name)} ReadOnly="0" NameReadOnly="0" '
         f'LineColorReadOnly="0" Incremental="0" Type="4" LineColor="{imagescope_color(color)}" '
         'Visible="1" Selected="0" MarkupImagePath="" MacroName="">\n'
+        f'    <Attributes>\n      <Attribute Name="{LAYER_ATTRIBUTE}" Id="0" Value="{kind}"/>\n    </Attributes>\n'
         f'    <Attributes>\n      <Attribute Name={_attr(name)} Id="0" Value=""/>\n    </Attributes>\n'
         "    <Regions>\n      <RegionAttributeHeaders>\n"
         + "".join(
@@ -101,8 +108,14 @@ def _layers_of(result: SlideResult) -> list[tuple[str, tuple[int, int, int]]]:
     return layers
 
 
-def imagescope_xml(result: SlideResult) -> str:
-    """The text of the ImageScope file of a slide's detections (see the module docstring)."""
+def imagescope_xml(result: SlideResult, contents: str = "both") -> str:
+    """The text of the ImageScope file of a slide's detections (see the module docstring).
+
+    ``contents``: ``both`` (circle layers, then outline layers), ``circles`` or ``outlines``. Each
+    layer carries the attribute ``glomkit-layer`` = ``circles`` or ``outlines``.
+    """
+    if contents not in XML_CONTENTS:
+        raise GlomkitError(f"--xml {contents!r}: expected one of {', '.join(XML_CONTENTS)}")
     mpp = float(result.mpp)
     layers = _layers_of(result)
     by_label: dict[str, list[GlomerulusRecord]] = {name: [] for name, _ in layers}
@@ -111,16 +124,18 @@ def imagescope_xml(result: SlideResult) -> str:
     # region Ids are unique in the file: ellipses keep the detection id, outlines come after
     offset = max((int(g.id) for g in result.glomeruli), default=0)
     parts = ['<?xml version="1.0" encoding="utf-8"?>\n', f'<Annotations MicronsPerPixel="{mpp:.6f}">\n']
-    for k, (name, color) in enumerate(layers, start=1):
-        parts.append(_layer_open(k, name, color))
+    circle_layers = layers if contents in ("both", "circles") else []
+    outline_layers = layers if contents in ("both", "outlines") else []
+    for k, (name, color) in enumerate(circle_layers, start=1):
+        parts.append(_layer_open(k, name, color, LAYER_CIRCLES))
         for g in by_label[name]:
             r = float(g.radius)
             box = np.array([[g.x - r, g.y - r], [g.x + r, g.y + r]])
             perimeter, area = ellipse_perimeter(r, r), ellipse_area(r, r)
             parts.append(_region(int(g.id), REGION_ELLIPSE, box, perimeter, area, mpp, f"{g.score:.3f}"))
         parts.append(LAYER_CLOSE)
-    for k, (name, color) in enumerate(layers, start=len(layers) + 1):
-        parts.append(_layer_open(k, name + OUTLINE_SUFFIX, color))
+    for k, (name, color) in enumerate(outline_layers, start=len(circle_layers) + 1):
+        parts.append(_layer_open(k, name + OUTLINE_SUFFIX, color, LAYER_OUTLINES))
         for g in by_label[name]:
             if g.polygon is None or len(g.polygon) < 3:
                 continue
@@ -142,9 +157,10 @@ def imagescope_xml(result: SlideResult) -> str:
     return "".join(parts)
 
 
-def write_imagescope_xml(path: str | Path, result: SlideResult) -> Path:
-    """Write ``result`` as an Aperio ImageScope annotation file, atomically."""
-    return write_text(path, imagescope_xml(result))
+def write_imagescope_xml(path: str | Path, result: SlideResult, contents: str = "both") -> Path:
+    """Write ``result`` as an Aperio ImageScope annotation file, atomically (``contents``: see
+    :func:`imagescope_xml`)."""
+    return write_text(path, imagescope_xml(result, contents))
 
 
 # --------------------------------------------------------------------------- reading
@@ -174,8 +190,10 @@ def _number(path: Path, where: str, value: str | None, what: str) -> float:
         v = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise GlomkitError(f"{path}: {where}: {what} is {value!r}, not a number") from None
-    if not math.isfinite(v):
-        raise GlomkitError(f"{path}: {where}: {what} is {value!r}, not a finite number")
+    if not math.isfinite(v) or abs(v) > MAX_COORD:
+        raise GlomkitError(
+            f"{path}: {where}: {what} is {str(value)[:20]!r}, not a finite number within ±{MAX_COORD:g}"
+        )
     return v
 
 
@@ -208,6 +226,11 @@ def read_imagescope_xml(path: str | Path, mpp: float | None = None) -> list[Anno
     file_mpp = root.get("MicronsPerPixel")
     if mpp is not None and file_mpp not in (None, ""):
         fm = _number(path, "<Annotations>", file_mpp, "MicronsPerPixel")
+        lo, hi = MPP_RANGE
+        if fm != 0 and not lo <= fm <= hi:  # 0 is what ImageScope writes when the scale is unknown
+            raise GlomkitError(
+                f"{path}: <Annotations>: MicronsPerPixel is {file_mpp}, outside the plausible range [{lo:g}, {hi:g}]"
+            )
         if fm > 0 and abs(fm / float(mpp) - 1.0) > 0.01:
             scale = fm / float(mpp)
 

@@ -164,8 +164,9 @@ def render_thumbnail_overlay(result: SlideResult, max_px: int = THUMBNAIL_MAX_PX
         ds /= f
     thickness = max(2, round(max(img.shape[:2]) / 500))
     shift = 4  # sub-pixel centres
+    ox, oy = result.origin  # the thumbnail starts at the bounds origin
     for g in result.glomeruli:
-        centre = (round(g.x / ds * 16), round(g.y / ds * 16))
+        centre = (round((g.x - ox) / ds * 16), round((g.y - oy) / ds * 16))
         radius = max(round(2.5 * 16), round(g.radius / ds * 16))
         cv2.circle(img, centre, radius, _color_of(result.scheme, g.label), thickness, cv2.LINE_AA, shift)
     return img
@@ -210,6 +211,14 @@ code{font-size:.85rem}
 
 def _e(v: Any) -> str:
     return html.escape(str(v), quote=True)
+
+
+def _url(relative_path: str) -> str:
+    """A relative file path as an href/src value: percent-encoded (a '#', '?' or '%' in a file name
+    would otherwise cut the link), then HTML-escaped."""
+    from urllib.parse import quote
+
+    return _e(quote(Path(relative_path).as_posix(), safe="/"))
 
 
 def _rgb_css(color: tuple[int, int, int]) -> str:
@@ -307,10 +316,10 @@ def _gallery(result: SlideResult, report_dir: Path, per_class: int) -> str:
         figs = []
         for g in shown:
             src = Path(g.patch).as_posix()
-            img = f'<img src="{_e(src)}" alt="{_e(name)} {g.id}" loading="lazy">'
+            img = f'<img src="{_url(src)}" alt="{_e(name)} {g.id}" loading="lazy">'
             overlay = src.replace("patches/", "overlays/", 1) if src.startswith("patches/") else ""
             if overlay and (report_dir / overlay).is_file():
-                img = f'<a href="{_e(overlay)}">{img}</a>'
+                img = f'<a href="{_url(overlay)}">{img}</a>'
             p = g.probs.get(name)
             cap = f"#{g.id} · score {g.score:.2f}" + (
                 f" · p {p:.2f}" if p is not None and math.isfinite(p) else ""
@@ -526,7 +535,7 @@ def write_cohort_report(
                 tot_counts[c] += int(counts.get(c, 0))
         name = _e(stem)
         if has and status != "failed":
-            name = f'<a href="{_e(stem)}/report.html">{name}</a>'
+            name = f'<a href="{_url(stem + "/report.html")}">{name}</a>'
         ggs = r.get("ggs_percent")
         cells = [
             f"<td>{name}</td>",

@@ -84,11 +84,17 @@ def list_figures(folder: str | Path) -> list[Path]:
 
 
 def read_figure(path: Path) -> np.ndarray | None:
-    """An RGB uint8 image, alpha composited on white; None when the file cannot be decoded."""
+    """An RGB uint8 image, alpha composited on white; None when the file cannot be decoded.
+
+    A file that declares more pixels than the limit (a decompression bomb) is a GlomkitError
+    naming it, before it is decoded."""
+    from glomkit.io.images import check_pixels
+
+    check_pixels(path)
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
         img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    except (OSError, cv2.error):
+    except (OSError, cv2.error, MemoryError):
         return None
     if img is None or img.size == 0:
         return None

@@ -16,11 +16,17 @@ from typing import Any
 import numpy as np
 
 from glomkit import GlomkitError
+from glomkit.models.metadata import (
+    FORMAT,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ModelMetadata,
+    check_outputs,
+    validate_metadata,
+)
 
 META_KEY = "glomkit"
-FORMAT = "glomkit-model/1"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["FORMAT", "IMAGENET_MEAN", "IMAGENET_STD", "META_KEY", "ModelInfo", "OnnxModel", "read_metadata"]
 
 
 def default_threads() -> int:
@@ -52,39 +58,45 @@ def available_providers(device: str = "auto") -> list[str]:
 
 @dataclass
 class ModelInfo:
-    """The metadata of a model file, with typed access to the fields the pipeline obeys."""
+    """The metadata of a model file: the raw JSON (``meta``) and its validated, typed form.
+
+    ``typed`` is built by :func:`glomkit.models.metadata.validate_metadata` when not given.
+    """
 
     meta: dict[str, Any]
+    typed: ModelMetadata | None = None
+    path: str = "model"
+
+    def __post_init__(self) -> None:
+        if self.typed is None:
+            self.typed = validate_metadata(self.meta, self.path)
 
     @property
     def task(self) -> str:
-        return self.meta["task"]
+        return self.typed.task
 
     @property
     def input_size(self) -> tuple[int, int]:
-        h, w = self.meta["input_size"]
-        return int(h), int(w)
+        return self.typed.input_size
 
     @property
     def mpp(self) -> float | None:
-        v = self.meta.get("mpp")
-        return None if v is None else float(v)
+        return getattr(self.typed, "mpp", None)
 
     @property
     def mean(self) -> np.ndarray:
-        return np.asarray(self.meta.get("input", {}).get("mean", IMAGENET_MEAN), dtype=np.float32)
+        return np.asarray(self.typed.mean, dtype=np.float32)
 
     @property
     def std(self) -> np.ndarray:
-        return np.asarray(self.meta.get("input", {}).get("std", IMAGENET_STD), dtype=np.float32)
+        return np.asarray(self.typed.std, dtype=np.float32)
 
     @property
     def scheme(self):
-        from glomkit.classify.schemes import ClassScheme
-
-        if "classes" not in self.meta:
+        scheme = getattr(self.typed, "scheme", None)
+        if scheme is None:
             raise KeyError(f"model of task {self.task!r} has no class scheme")
-        return ClassScheme.from_dict(self.meta["classes"])
+        return scheme
 
 
 def prepare_batch(images: np.ndarray, info: ModelInfo) -> np.ndarray:
@@ -113,9 +125,18 @@ def _meta_from_session(sess, path: Path) -> dict[str, Any]:
     raw = sess.get_modelmeta().custom_metadata_map.get(META_KEY)
     if raw is None:
         raise GlomkitError(f"{path}: ONNX file has no glomkit metadata (was it exported by glomkit?)")
-    meta = json.loads(raw)
+    try:
+        meta = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        why = (
+            f"line {exc.lineno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        )
+        raise GlomkitError(f"{path}: model metadata is not valid JSON ({why})") from None
+    if not isinstance(meta, dict):
+        raise GlomkitError(f"{path}: model metadata is not a JSON object")
     if meta.get("format") != FORMAT:
         raise GlomkitError(f"{path}: unsupported model format {meta.get('format')!r} (expected {FORMAT})")
+    validate_metadata(meta, path)
     return meta
 
 
@@ -150,9 +171,11 @@ class OnnxModel:
             raise GlomkitError(
                 f"{self.path}: not a readable ONNX model ({str(exc).splitlines()[0]})"
             ) from None
-        self.info = ModelInfo(_meta_from_session(self.session, self.path))
+        meta = _meta_from_session(self.session, self.path)
+        self.info = ModelInfo(meta, validate_metadata(meta, self.path), str(self.path))
         if expect_task and self.info.task != expect_task:
             raise GlomkitError(f"{self.path}: is a {self.info.task} model, expected a {expect_task}")
+        check_outputs(self.info.typed, [(o.name, o.shape) for o in self.session.get_outputs()])
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
 

@@ -68,11 +68,11 @@ def load_samples(data_dir: str | Path) -> list[SegSample]:
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """uint8 RGB (H,W,3); GlomkitError naming the file when it cannot be read."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise GlomkitError(f"{path}: not a readable image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    """uint8 RGB (H,W,3); GlomkitError naming the file when it cannot be read or declares more
+    pixels than the limit (``glomkit.io.images.max_pixels``)."""
+    from glomkit.io.images import read_rgb as read_image
+
+    return read_image(Path(path))
 
 
 def read_mask(path: str | Path) -> np.ndarray:

@@ -200,7 +200,10 @@ def train_segmenter(cfg: SegTrainConfig) -> Path:
     state = {"epoch": 0, "step": 0, "elapsed": 0.0, "best_dice": -1.0, "best_epoch": -1, "history": []}
     best_state = copy.deepcopy(model.state_dict())
     if cfg.resume and ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+        from glomkit.models.checkpoint import load_torch_file
+
+        keys = ("model", "optimizer", "best_model", "state", "rng", "torch_rng")
+        ck = load_torch_file(ckpt_path, device, "training checkpoint", keys)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         best_state = ck["best_model"]

@@ -7,6 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from glomkit import GlomkitError
+
+# A slide whose area at the detector's mpp exceeds this is refused before any tile is read:
+# 4e8 model px is 20000² px, 16 cm square at 8 µm/px, far beyond any glass slide.
+MAX_GRID_PIXELS = 400_000_000
+
 
 @dataclass(frozen=True)
 class Tile:
@@ -39,6 +45,17 @@ class TileGrid:
     def __post_init__(self) -> None:
         if self.overlap >= self.tile:
             raise ValueError(f"tile overlap {self.overlap} must be smaller than the tile {self.tile}")
+
+    def check_size(self, where: str, limit: float = MAX_GRID_PIXELS) -> None:
+        """GlomkitError when the bounds at the model's mpp would be an absurd number of pixels."""
+        bx, by, bw, bh = self.bounds
+        px = (bw / self.scale) * (bh / self.scale)
+        if not math.isfinite(px) or px > limit:
+            raise GlomkitError(
+                f"{where}: {bw}x{bh} px at {self.slide_mpp:g} µm/px is {bw * self.slide_mpp / 1000:.1f} x "
+                f"{bh * self.slide_mpp / 1000:.1f} mm, {px:.3g} px at the detector's {self.model_mpp:g} µm/px "
+                f"(limit {limit:.3g}): check the slide's scale or --mpp"
+            )
 
     @property
     def scale(self) -> float:

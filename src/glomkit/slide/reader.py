@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from glomkit import GlomkitError
+from glomkit.slide import MPP_RANGE
 
 OPENSLIDE_SUFFIXES = {
     ".svs",
@@ -30,6 +31,20 @@ OPENSLIDE_SUFFIXES = {
 PLAIN_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 SLIDE_SUFFIXES = OPENSLIDE_SUFFIXES | PLAIN_SUFFIXES
 STRIP_PX = 2048  # level-0 rows read at once when a slide lacks a suitable pyramid level
+
+
+def check_mpp(mpp: float, where: str, what: str = "--mpp") -> float:
+    """``mpp`` as a float when it is in ``MPP_RANGE``; else a GlomkitError naming ``where``."""
+    lo, hi = MPP_RANGE
+    try:
+        f = float(mpp)
+    except (TypeError, ValueError, OverflowError):
+        raise GlomkitError(f"{where}: {what} must be a number of µm per pixel, got {mpp!r}") from None
+    if not (math.isfinite(f) and lo <= f <= hi):
+        raise GlomkitError(
+            f"{where}: {what} {mpp:g} µm/px is outside the plausible range for microscopy [{lo:g}, {hi:g}]"
+        )
+    return f
 
 
 def _tiff_mpp(path: Path) -> float | None:
@@ -64,8 +79,9 @@ class Slide:
     fails with a message asking for ``--mpp``.
     """
 
-    def __init__(self, path: str | Path, mpp: float | None = None) -> None:
+    def __init__(self, path: str | Path, mpp: float | None = None, max_pixels: int | None = None) -> None:
         self.path = Path(path)
+        self.max_pixels = max_pixels
         if not self.path.exists():
             raise GlomkitError(f"{self.path}: no such file")
         if not self.path.is_file():
@@ -75,12 +91,10 @@ class Slide:
         self._open()
         found = self._find_mpp()
         if mpp is not None:
-            if not (mpp > 0 and math.isfinite(mpp)):
-                raise GlomkitError(f"{self.path}: --mpp must be a positive number, got {mpp}")
-            self.mpp = float(mpp)
+            self.mpp = check_mpp(mpp, str(self.path))
             self.mpp_source = "user"
         elif found is not None:
-            self.mpp = found
+            self.mpp = check_mpp(found, str(self.path), "the slide's recorded scale (pass --mpp to override)")
             self.mpp_source = "slide"
         else:
             raise GlomkitError(f"{self.path}: the slide does not record its scale; pass --mpp (µm per pixel)")
@@ -100,37 +114,59 @@ class Slide:
             try:
                 self._osr = openslide.OpenSlide(str(self.path))
             except Exception as exc:  # noqa: BLE001
-                raise GlomkitError(f"{self.path}: OpenSlide cannot read it ({_first_line(exc)})") from None
+                raise GlomkitError(
+                    f"{self.path}: corrupt or truncated {fmt} slide; OpenSlide cannot read it ({_first_line(exc)})"
+                ) from None
             self.format = fmt
             osr = self._osr
             self.level_dimensions = [tuple(map(int, d)) for d in osr.level_dimensions]
             self.level_downsamples = [float(d) for d in osr.level_downsamples]
             p = osr.properties
             self.width, self.height = self.level_dimensions[0]
-            self.bounds = (
-                int(p.get("openslide.bounds-x", 0) or 0),
-                int(p.get("openslide.bounds-y", 0) or 0),
-                int(p.get("openslide.bounds-width", self.width) or self.width),
-                int(p.get("openslide.bounds-height", self.height) or self.height),
-            )
+            self.bounds = slide_bounds(p, self.width, self.height)
+            if self.width <= 0 or self.height <= 0 or self.bounds[2] <= 0 or self.bounds[3] <= 0:
+                raise GlomkitError(
+                    f"{self.path}: the slide holds no image data (OpenSlide reports empty bounds; "
+                    "every tile is missing)"
+                )
             return
+        if suffix in OPENSLIDE_SUFFIXES and suffix not in PLAIN_SUFFIXES:
+            raise GlomkitError(
+                f"{self.path}: corrupt or truncated, or not a {suffix} slide (OpenSlide does not recognise it)"
+            )
         if suffix not in PLAIN_SUFFIXES:
             raise GlomkitError(
                 f"{self.path}: not a slide or image format glomkit reads ({suffix or 'no suffix'})"
             )
+        from glomkit.io.images import check_pixels, declared_size, to_rgb8
+
+        size = declared_size(self.path)
+        check_pixels(self.path, size, self.max_pixels)
         img = None
         if suffix in {".tif", ".tiff"}:
             try:
                 import tifffile
 
-                img = tifffile.imread(self.path)
-            except Exception:  # noqa: BLE001
+                with tifffile.TiffFile(self.path) as tf:
+                    page = tf.pages[0]
+                    check_pixels(self.path, (int(page.imagewidth), int(page.imagelength)), self.max_pixels)
+                    img = to_rgb8(page.asarray(), int(page.photometric), self.path)
+            except GlomkitError:
+                raise
+            except Exception:  # noqa: BLE001 - let OpenCV try
                 img = None
         if img is None:
-            data = np.fromfile(self.path, dtype=np.uint8)
-            dec = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+            try:
+                data = np.fromfile(self.path, dtype=np.uint8)
+                dec = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+            except (cv2.error, MemoryError) as exc:
+                raise GlomkitError(
+                    f"{self.path}: cannot decode the image ({type(exc).__name__}; too large or corrupt)"
+                ) from None
             if dec is None:
-                raise GlomkitError(f"{self.path}: not a readable image (corrupt or unsupported)")
+                raise GlomkitError(f"{self.path}: not a readable image (corrupt, truncated or unsupported)")
+            if dec.dtype == np.uint16:
+                dec = (dec // 257).astype(np.uint8)
             if dec.ndim == 2:
                 dec = cv2.cvtColor(dec, cv2.COLOR_GRAY2RGB)
             elif dec.shape[2] == 4:
@@ -139,15 +175,10 @@ class Slide:
                 dec = cv2.cvtColor(dec, cv2.COLOR_BGR2RGB)
             img = dec
         img = np.asarray(img)
-        if img.ndim == 2:
-            img = np.repeat(img[:, :, None], 3, axis=2)
         if img.ndim != 3 or img.shape[2] < 3:
             raise GlomkitError(f"{self.path}: expected an RGB image, got an array of shape {img.shape}")
         if img.dtype != np.uint8:
-            if img.dtype == np.uint16:
-                img = (img // 257).astype(np.uint8)
-            else:
-                raise GlomkitError(f"{self.path}: unsupported pixel type {img.dtype}")
+            raise GlomkitError(f"{self.path}: unsupported pixel type {img.dtype}")
         self._image = np.ascontiguousarray(img[:, :, :3])
         self.format = "image"
         self.height, self.width = self._image.shape[:2]
@@ -262,6 +293,25 @@ class Slide:
         ds = max(bw / max_size, bh / max_size, 1.0)
         tw, th = max(1, int(round(bw / ds))), max(1, int(round(bh / ds)))
         return self.read_region_scaled(bx, by, bw, bh, tw, th), bw / tw
+
+
+def slide_bounds(props, width: int, height: int) -> tuple[int, int, int, int]:
+    """(x, y, w, h) of the non-empty region, level-0 px, from OpenSlide properties (the whole
+    level 0 when the format records no bounds)."""
+
+    def get(key: str, default: int) -> int:
+        v = props.get(key)
+        try:
+            return default if v in (None, "") else int(v)
+        except ValueError:
+            return default
+
+    return (
+        get("openslide.bounds-x", 0),
+        get("openslide.bounds-y", 0),
+        get("openslide.bounds-width", width),
+        get("openslide.bounds-height", height),
+    )
 
 
 def _rgba_to_rgb_white(rgba: np.ndarray) -> np.ndarray:

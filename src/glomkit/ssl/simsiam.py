@@ -109,15 +109,16 @@ def pick_device(name: str = "auto") -> torch.device:
 
 def load_encoder(path: str | Path) -> tuple[nn.Module, dict]:
     """(timm backbone with the saved weights, meta) from an encoder file."""
+    from glomkit.models.checkpoint import load_torch_file
+
     path = Path(path)
-    if not path.is_file():
-        raise GlomkitError(f"{path}: encoder file not found")
+    blob = load_torch_file(path, "cpu", "SimSiam encoder", ("backbone", "state_dict"))
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
         net, _ = make_backbone(blob["backbone"])
         net.load_state_dict(blob["state_dict"])
-    except (KeyError, RuntimeError, OSError, EOFError) as e:
-        raise GlomkitError(f"{path}: not a glomkit SimSiam encoder ({e})") from e
+    except (KeyError, RuntimeError, OSError, EOFError, TypeError, ValueError) as e:
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise GlomkitError(f"{path}: not a glomkit SimSiam encoder ({first})") from None
     return net, dict(blob.get("meta", {}))
 
 
@@ -200,7 +201,9 @@ def pretrain_simsiam(
     history: list[dict] = []
     start_epoch = 0
     if config.resume and ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        from glomkit.models.checkpoint import load_torch_file
+
+        state = load_torch_file(ckpt, "cpu", "training checkpoint", ("model", "opt", "epoch", "history"))
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         start_epoch = int(state["epoch"])

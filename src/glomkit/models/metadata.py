@@ -1,0 +1,354 @@
+"""Typed, validated metadata of glomkit model files: one dataclass per task, one place for defaults.
+
+A model file's ``glomkit`` metadata (docs/ARCHITECTURE.md, "Model files") is untrusted input: a
+model can come from anywhere. :func:`validate_metadata` checks every field the pipeline obeys
+when the model loads, and a bad field is a one-line :class:`~glomkit.GlomkitError` naming the
+model file and the field. Keys this module does not know are kept and allowed (other parts of
+glomkit add their own, e.g. a classifier's decision settings).
+
+>>> meta = validate_metadata({"format": FORMAT, "task": "segmenter", "input_size": [256, 256]}, "m.onnx")
+>>> meta.threshold, meta.resize_mode
+(0.5, 'resize')
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from glomkit import GlomkitError
+
+FORMAT = "glomkit-model/1"
+TASKS = ("detector", "classifier", "segmenter")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# One place for defaults.
+DEFAULT_DETECTOR_MPP = 2.0  # µm/px of a detector whose metadata does not say
+DEFAULT_STRIDE = {"circlenet": 4, "components": 1}
+DEFAULT_SCORE_THRESHOLD = {"circlenet": 0.3, "components": 0.5}
+DEFAULT_TOP_K = 100
+DEFAULT_NMS_IOU = 0.35
+DEFAULT_COMPONENT_THRESHOLD = 0.5
+DEFAULT_MIN_DIAMETER_UM = 40.0
+DEFAULT_SEGMENTER_THRESHOLD = 0.5
+
+# Plausible ranges: outside them the metadata is wrong, not unusual.
+MODEL_MPP_RANGE = (0.05, 100.0)  # µm/px a detector can work at
+MAX_INPUT_SIDE = 8192
+MAX_STRIDE = 64
+MAX_CLASSES = 256
+DECODE_METHODS = ("circlenet", "components")
+COMPONENT_CIRCLES = ("enclosing", "equivalent")
+RESIZE_MODES = ("resize", "pad")
+# Outputs each kind of model must have (by name).
+REQUIRED_OUTPUTS = {
+    "classifier": ("probs",),
+    "segmenter": ("prob",),
+    "circlenet": ("heatmap", "radius", "offset"),
+    "components": ("probability",),
+}
+
+# A class name becomes a folder name in OUT (patches/<class>/): letters, digits, '_', '-', '+',
+# '.', starting with a letter or digit (so never '.', '..' or a hidden name), no '/' or '\\'.
+CLASS_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+.\-]{0,63}")
+
+
+def is_safe_class_name(name: object) -> bool:
+    """True when ``name`` can be used as one folder name under OUT on every platform."""
+    return isinstance(name, str) and CLASS_NAME_RE.fullmatch(name) is not None
+
+
+class _Field:
+    """Checks of one metadata field, raising a GlomkitError that names the file and the field."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = path
+
+    def fail(self, name: str, why: str) -> GlomkitError:
+        return GlomkitError(f"{self.path}: model metadata field {name!r} {why}")
+
+    def mapping(self, d: Mapping[str, Any], name: str, key: str) -> Mapping[str, Any]:
+        v = d.get(key, {})
+        if not isinstance(v, Mapping):  # null included: code reading the raw metadata expects an object
+            raise self.fail(name, f"must be an object, got {_show(v)}")
+        return v
+
+    def number(
+        self,
+        d: Mapping[str, Any],
+        name: str,
+        key: str,
+        default: float | None,
+        lo: float | None = None,
+        hi: float | None = None,
+        *,
+        lo_open: bool = False,
+    ) -> float:
+        if key not in d or d[key] is None:
+            if default is None:
+                raise self.fail(name, "is missing")
+            return float(default)
+        v = d[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise self.fail(name, f"must be a number, got {_show(v)}")
+        try:
+            f = float(v)
+        except OverflowError:  # an int too large for a float
+            raise self.fail(name, f"is out of range, got {_show(v)}") from None
+        if not math.isfinite(f):
+            raise self.fail(name, f"must be finite, got {_show(v)}")
+        if lo is not None and (f <= lo if lo_open else f < lo):
+            raise self.fail(name, f"must be {'>' if lo_open else '≥'} {lo:g}, got {_show(v)}")
+        if hi is not None and f > hi:
+            raise self.fail(name, f"must be ≤ {hi:g}, got {_show(v)}")
+        return f
+
+    def integer(
+        self, d: Mapping[str, Any], name: str, key: str, default: int | None, lo: int, hi: int
+    ) -> int:
+        if key not in d or d[key] is None:
+            if default is None:
+                raise self.fail(name, "is missing")
+            return default
+        v = d[key]
+        if isinstance(v, float) and v.is_integer() and math.isfinite(v):
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.fail(name, f"must be an integer, got {_show(v)}")
+        if not lo <= v <= hi:
+            raise self.fail(name, f"must be in [{lo}, {hi}], got {_show(v)}")
+        return v
+
+    def boolean(self, d: Mapping[str, Any], name: str, key: str, default: bool) -> bool:
+        v = d.get(key, default)
+        if v is None:
+            return default
+        if not isinstance(v, bool):
+            raise self.fail(name, f"must be true or false, got {_show(v)}")
+        return v
+
+    def choice(self, d: Mapping[str, Any], name: str, key: str, default: str, known: Sequence[str]) -> str:
+        v = d.get(key, default)
+        if v is None:
+            return default
+        if not isinstance(v, str) or v not in known:
+            raise self.fail(name, f"is {_show(v)}; known: {', '.join(known)}")
+        return v
+
+    def triple(self, d: Mapping[str, Any], name: str, key: str, default: tuple[float, ...], positive: bool):
+        v = d.get(key)
+        if v is None:
+            return tuple(float(x) for x in default)
+        if not isinstance(v, (list, tuple)) or len(v) != 3:
+            raise self.fail(name, f"must be a list of 3 numbers, got {_show(v)}")
+        out = []
+        for i, x in enumerate(v):
+            out.append(
+                self.number({"v": x}, f"{name}[{i}]", "v", None, 0.0 if positive else None, lo_open=positive)
+            )
+        return tuple(out)
+
+
+def _show(v: object, limit: int = 40) -> str:
+    s = repr(v)
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What every glomkit model states: its task, input size and input normalisation."""
+
+    path: str
+    task: str
+    input_size: tuple[int, int]
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def required_outputs(self) -> tuple[str, ...]:
+        return REQUIRED_OUTPUTS.get(self.task, ())
+
+
+@dataclass(frozen=True)
+class DetectorMetadata(ModelMetadata):
+    """A detector: its working mpp, output stride and decoding defaults."""
+
+    mpp: float = DEFAULT_DETECTOR_MPP
+    stride: int = 4
+    method: str = "circlenet"
+    score_threshold: float = 0.3
+    top_k: int = DEFAULT_TOP_K
+    nms_iou: float = DEFAULT_NMS_IOU
+    tta: bool = False
+    threshold: float = DEFAULT_COMPONENT_THRESHOLD  # components: probability threshold
+    min_diameter_um: float = DEFAULT_MIN_DIAMETER_UM
+    max_radius_um: float | None = None
+
+    def required_outputs(self) -> tuple[str, ...]:
+        return REQUIRED_OUTPUTS[self.method]
+
+
+@dataclass(frozen=True)
+class ClassifierMetadata(ModelMetadata):
+    """A classifier: its class scheme (the output order), with names safe to use as folder names."""
+
+    scheme: Any = None  # glomkit.classify.schemes.ClassScheme
+
+
+@dataclass(frozen=True)
+class SegmenterMetadata(ModelMetadata):
+    """A segmenter: its mask threshold and how patches are fitted to its input size."""
+
+    threshold: float = DEFAULT_SEGMENTER_THRESHOLD
+    resize_mode: str = "resize"
+
+
+def validate_metadata(meta: Any, path: str | Path) -> ModelMetadata:
+    """The typed metadata of the model file ``path``; a GlomkitError names the file and the bad field."""
+    f = _Field(path)
+    if not isinstance(meta, Mapping):
+        raise GlomkitError(f"{path}: model metadata is not a JSON object")
+    if meta.get("format") != FORMAT:
+        raise f.fail("format", f"is {_show(meta.get('format'))}, expected {FORMAT!r}")
+    task = meta.get("task")
+    if task is None:
+        raise f.fail("task", "is missing")
+    if task not in TASKS:
+        raise f.fail("task", f"is {_show(task)}; known: {', '.join(TASKS)}")
+    size = meta.get("input_size")
+    if size is None:
+        raise f.fail("input_size", "is missing")
+    if not isinstance(size, (list, tuple)) or len(size) != 2:
+        raise f.fail("input_size", f"must be [height, width], got {_show(size)}")
+    h = f.integer({"v": size[0]}, "input_size[0]", "v", None, 1, MAX_INPUT_SIDE)
+    w = f.integer({"v": size[1]}, "input_size[1]", "v", None, 1, MAX_INPUT_SIDE)
+    inp = f.mapping(meta, "input", "input")
+    common: dict[str, Any] = {
+        "path": str(path),
+        "task": task,
+        "input_size": (h, w),
+        "mean": f.triple(inp, "input.mean", "mean", IMAGENET_MEAN, positive=False),
+        "std": f.triple(inp, "input.std", "std", IMAGENET_STD, positive=True),
+        "raw": meta,
+    }
+    if task == "detector":
+        return _detector(f, meta, common)
+    if task == "classifier":
+        return ClassifierMetadata(**common, scheme=_scheme(f, meta))
+    return SegmenterMetadata(
+        **common,
+        threshold=f.number(meta, "threshold", "threshold", DEFAULT_SEGMENTER_THRESHOLD, 0.0, 1.0),
+        resize_mode=f.choice(meta, "resize_mode", "resize_mode", "resize", RESIZE_MODES),
+    )
+
+
+def _detector(f: _Field, meta: Mapping[str, Any], common: dict[str, Any]) -> DetectorMetadata:
+    dec = f.mapping(meta, "decode", "decode")
+    method = f.choice(dec, "decode.method", "method", "circlenet", DECODE_METHODS)
+    lo, hi = MODEL_MPP_RANGE
+    if "max_radius_um" in meta and meta["max_radius_um"] is not None:
+        max_r = f.number(meta, "max_radius_um", "max_radius_um", None, 0.0, 1e5, lo_open=True)
+    else:
+        max_r = None
+    if method == "components":
+        f.choice(dec, "decode.circle", "circle", "enclosing", COMPONENT_CIRCLES)
+        f.boolean(dec, "decode.split_touching", "split_touching", False)
+    return DetectorMetadata(
+        **common,
+        mpp=f.number(meta, "mpp", "mpp", DEFAULT_DETECTOR_MPP, lo, hi),
+        stride=f.integer(meta, "stride", "stride", DEFAULT_STRIDE[method], 1, MAX_STRIDE),
+        method=method,
+        score_threshold=f.number(
+            dec, "decode.score_threshold", "score_threshold", DEFAULT_SCORE_THRESHOLD[method], 0.0, 1.0
+        ),
+        top_k=f.integer(dec, "decode.top_k", "top_k", DEFAULT_TOP_K, 1, 100_000),
+        nms_iou=f.number(dec, "decode.nms_iou", "nms_iou", DEFAULT_NMS_IOU, 0.0, 1.0),
+        tta=f.boolean(dec, "decode.tta", "tta", False),
+        threshold=f.number(dec, "decode.threshold", "threshold", DEFAULT_COMPONENT_THRESHOLD, 0.0, 1.0),
+        min_diameter_um=f.number(
+            dec, "decode.min_diameter_um", "min_diameter_um", DEFAULT_MIN_DIAMETER_UM, 0.0, 1e5
+        ),
+        max_radius_um=max_r,
+    )
+
+
+def _scheme(f: _Field, meta: Mapping[str, Any]):
+    from glomkit.classify.schemes import ClassScheme, GlomClass
+
+    d = meta.get("classes")
+    if d is None:
+        raise f.fail("classes", "is missing (a classifier needs its class scheme)")
+    if not isinstance(d, Mapping):
+        raise f.fail("classes", f"must be an object, got {_show(d)}")
+    lst = d.get("classes")
+    if not isinstance(lst, list) or not lst:
+        raise f.fail("classes.classes", f"must be a non-empty list, got {_show(lst)}")
+    if len(lst) > MAX_CLASSES:
+        raise f.fail("classes.classes", f"has {len(lst)} classes, at most {MAX_CLASSES} are allowed")
+    scheme_name = d.get("name", "custom")
+    if not isinstance(scheme_name, str):
+        raise f.fail("classes.name", f"must be a string, got {_show(scheme_name)}")
+    classes = []
+    seen: set[str] = set()
+    for i, c in enumerate(lst):
+        where = f"classes.classes[{i}]"
+        if not isinstance(c, Mapping):
+            raise f.fail(where, f"must be an object, got {_show(c)}")
+        name = c.get("name")
+        if not is_safe_class_name(name):
+            raise f.fail(
+                f"{where}.name",
+                f"is {_show(name)}: a class name must be 1-64 letters, digits, '_', '-', '+' or '.', "
+                "starting with a letter or digit",
+            )
+        if name in seen:
+            raise f.fail(f"{where}.name", f"repeats the class {name!r}")
+        seen.add(name)
+        color = c.get("color")
+        if not isinstance(color, (list, tuple)) or len(color) != 3:
+            raise f.fail(f"{where}.color", f"must be [r, g, b], got {_show(color)}")
+        rgb = tuple(
+            f.integer({"v": v}, f"{where}.color[{k}]", "v", None, 0, 255) for k, v in enumerate(color)
+        )
+        parent = c.get("parent")
+        if parent is not None and not isinstance(parent, str):
+            raise f.fail(f"{where}.parent", f"must be a string or null, got {_show(parent)}")
+        desc = c.get("description", "")
+        classes.append(
+            GlomClass(
+                name=name,
+                color=rgb,  # type: ignore[arg-type]
+                is_glomerulus=f.boolean(c, f"{where}.is_glomerulus", "is_glomerulus", True),
+                is_ggs=f.boolean(c, f"{where}.is_ggs", "is_ggs", False),
+                parent=parent,
+                description=desc if isinstance(desc, str) else str(desc),
+            )
+        )
+    desc = d.get("description", "")
+    return ClassScheme(
+        name=scheme_name, classes=tuple(classes), description=desc if isinstance(desc, str) else ""
+    )
+
+
+def check_outputs(meta: ModelMetadata, outputs: Sequence[tuple[str, Sequence[Any]]]) -> None:
+    """Check the ONNX outputs ``(name, shape)`` against the metadata: required names, class count."""
+    f = _Field(meta.path)
+    names = [n for n, _ in outputs]
+    missing = [n for n in meta.required_outputs() if n not in names]
+    if missing:
+        raise GlomkitError(
+            f"{meta.path}: the {meta.task} has outputs {names}, but its metadata needs {missing}"
+        )
+    if isinstance(meta, ClassifierMetadata):
+        shape = dict(outputs)["probs"]
+        n = shape[-1] if shape else None
+        if isinstance(n, int) and n != len(meta.scheme):
+            raise f.fail(
+                "classes.classes",
+                f"lists {len(meta.scheme)} classes, but the model's output 'probs' has {n}",
+            )
