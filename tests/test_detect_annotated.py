@@ -151,6 +151,16 @@ def test_box_metrics_and_matching():
     assert rp["recall"] == 0.5 and rp["precision"] == 0.5
 
 
+def test_f1_best_threshold_drops_low_score_false_positives():
+    from glomkit.eval.detection import f1_best_threshold
+
+    gt = {"a": np.array([[10, 10, 5], [40, 40, 5]], float)}
+    preds = {"a": np.array([[10, 10, 5, 0.9], [40, 40, 5, 0.6], [70, 70, 5, 0.3], [90, 90, 5, 0.2]], float)}
+    best = f1_best_threshold(gt, preds)
+    assert 0.3 < best["score_threshold"] <= 0.6
+    assert best["recall"] == 1.0 and best["precision"] == 1.0 and best["f1"] == 1.0
+
+
 def test_outline_dice():
     from glomkit.evaluate_images import outline_dice
 
@@ -218,6 +228,17 @@ def test_train_and_evaluate_on_two_annotated_images(tmp_path):
             assert rep["detector"][part]["n_gt"] == 4 and -1 <= rep["detector"][part]["AP50"] <= 1
         assert 0 <= rep["detector"]["at_threshold"]["recall"] <= 1
     assert set(rep["pipeline"]) >= {"box", "circle", "at_threshold", "outline_dice", "lost_to_non_glomerular"}
+
+    # the F1-best threshold of the validation block becomes the model's decoding threshold
+    base = ["--model", str(model), "--data", str(data), "--data-mpp", "2", "--set-threshold"]
+    res = CliRunner().invoke(evaluate_cmd, [*base, "--split", "test"])
+    assert res.exit_code != 0 and "--split val" in str(res.exception)
+    res = CliRunner().invoke(evaluate_cmd, [*base, "--split", "val", "-o", str(out)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    best = json.loads(out.read_text())["f1_best_threshold"]["score_threshold"]
+    meta = read_metadata(model)
+    assert meta["decode"]["score_threshold"] == round(best, 3)
+    assert meta["metrics"]["threshold_choice"]["data"]["split"] == "val"
 
     # two sources mixed by weight: the annotated images and a circles CSV of the same images
     csv_path = tmp_path / "c.csv"

@@ -35,6 +35,7 @@ from glomkit.eval.detection import (
     circle_boxes,
     evaluate_boxes,
     evaluate_circles,
+    f1_best_threshold,
     greedy_match,
     recall_precision,
 )
@@ -210,6 +211,7 @@ def evaluate_images(
             "tta": config.tta,
             **_figures(truth, raw, default_thr),
         },
+        "f1_best_threshold": f1_best_threshold({k: im.circles for k, im in truth.items()}, raw),
         "detect_seconds": round(det_seconds, 3),
         "score_threshold_for_ap": EVAL_SCORE_THRESHOLD,
     }

@@ -180,8 +180,16 @@ def train_cmd(
     "--val-block", type=int, default=-1, show_default=True, help="Annotated images: validation block."
 )
 @click.option("--tta", is_flag=True, help="Average horizontal/vertical flips.")
+@click.option(
+    "--set-threshold",
+    is_flag=True,
+    help="Annotated images, --split val only: store the F1-best score threshold in the model file "
+    "(decode.score_threshold, the pipeline's default).",
+)
 @out_option("Report JSON.", required=False)
-def evaluate_cmd(model, data, split, fields, size, seed, data_mpp, val_block, tta, out) -> None:
+def evaluate_cmd(
+    model, data, split, fields, size, seed, data_mpp, val_block, tta, set_threshold, out
+) -> None:
     """Detection AP of a detector model on held-out data.
 
     Annotated images are run whole, as ``glomkit run`` runs them: box AP (0.5:0.95), AP50, AP75,
@@ -192,6 +200,8 @@ def evaluate_cmd(model, data, split, fields, size, seed, data_mpp, val_block, tt
     from glomkit.models.registry import resolve_model
 
     model = resolve_model(model, "detector")
+    if set_threshold and split != "val":
+        raise GlomkitError(f"--set-threshold: choose thresholds on --split val, not {split}")
     if not is_bueno_folder(data):
         from glomkit.evaluate_images import evaluate_images
 
@@ -205,8 +215,17 @@ def evaluate_cmd(model, data, split, fields, size, seed, data_mpp, val_block, tt
             tta=tta or None,
         )
         _print_image_report(report, f"{model.name} on {report['data']['images']} {split} images of {data}")
+        best = report["f1_best_threshold"]
+        Console().print(
+            f"F1-best score threshold {best['score_threshold']:.3f}: recall {best['recall']:.3f}, "
+            f"precision {best['precision']:.3f} (circle IoU ≥ 0.5)"
+        )
+        if set_threshold:
+            _store_threshold(model, report, val_block)
         _write_report(out, report)
         return
+    if set_threshold:
+        raise GlomkitError("--set-threshold: needs a folder of annotated images")
     from glomkit.detect.evaluate import evaluate_detector_file
 
     if split not in ("test", "val"):
@@ -223,6 +242,22 @@ def evaluate_cmd(model, data, split, fields, size, seed, data_mpp, val_block, tt
     title = f"{model.name} on {report['data']['description']}"
     Console().print(result_table(title, ("metric", "value"), rows, right={"value"}))
     _write_report(out, report)
+
+
+def _store_threshold(model: Path, report: dict, val_block: int) -> None:
+    """Write the F1-best threshold of a validation run into the model's decode block."""
+    from glomkit.models.export import update_metadata
+    from glomkit.models.runtime import read_metadata
+
+    meta = read_metadata(model)
+    best = report["f1_best_threshold"]
+    decode = {**meta.get("decode", {}), "score_threshold": round(best["score_threshold"], 3)}
+    metrics = {
+        **meta.get("metrics", {}),
+        "threshold_choice": {**best, "data": report["data"], "val_block": val_block},
+    }
+    update_metadata(model, {"decode": decode, "metrics": metrics})
+    Console().print(f"stored decode.score_threshold {decode['score_threshold']} in {model}")
 
 
 def _write_report(out: Path | None, report: dict) -> None:

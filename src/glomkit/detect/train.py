@@ -107,13 +107,20 @@ def predict_fields(
     return out
 
 
-def evaluate_model_on_fields(model, fields_, tta: bool = False) -> dict[str, float]:
-    """COCO circle metrics of a torch model on composed fields (low threshold: AP needs the tail)."""
-    from glomkit.eval.detection import evaluate_circles
+def evaluate_model_on_fields(model, fields_, tta: bool = False, threshold: bool = False) -> dict[str, float]:
+    """COCO circle metrics of a torch model on validation fields (low threshold: AP needs the tail).
+
+    ``threshold``: also the F1-best score threshold (``score_threshold``, with its recall and precision).
+    """
+    from glomkit.eval.detection import evaluate_circles, f1_best_threshold
 
     preds = predict_fields(model, [f.image for f in fields_], tta=tta)
     gt = {i: f.circles for i, f in enumerate(fields_)}
-    return evaluate_circles(gt, dict(enumerate(preds)))
+    out = evaluate_circles(gt, dict(enumerate(preds)))
+    if threshold:
+        best = f1_best_threshold(gt, dict(enumerate(preds)))
+        out.update({f"at_threshold_{k}": v for k, v in best.items()})
+    return out
 
 
 def train_detector(config: DetectorTrainConfig | dict[str, Any]) -> Path:
@@ -150,8 +157,8 @@ def train_detector(config: DetectorTrainConfig | dict[str, Any]) -> Path:
     if cfg.select not in ("val_AP50", "val_AP", "val_AP75"):
         raise GlomkitError(f"{cfg.out}: select must be val_AP50, val_AP or val_AP75, not {cfg.select!r}")
     history, best_epoch = run.train_epochs(model, step, validate, select=cfg.select)
-    val = evaluate_model_on_fields(model, source.val_fields)
-    val_tta = evaluate_model_on_fields(model, source.val_fields, tta=True)
+    val = evaluate_model_on_fields(model, source.val_fields, threshold=True)
+    val_tta = evaluate_model_on_fields(model, source.val_fields, tta=True, threshold=True)
     key = cfg.select.removeprefix("val_")
     tta = val_tta[key] > val[key]  # flip TTA becomes the model's default only if it helps on validation
     metrics = {
@@ -162,12 +169,19 @@ def train_detector(config: DetectorTrainConfig | dict[str, Any]) -> Path:
         "measured_on": source.val_description,
     }
     out = Path(cfg.out)
-    export_detector(model, out, cfg, metrics, history, source.description, tta=tta)
+    # the decoding threshold of the pipeline: the F1-best one on validation
+    thr = float((val_tta if tta else val)["at_threshold_score_threshold"])
+    export_detector(model, out, cfg, metrics, history, source.description, tta=tta, score_threshold=thr)
     return out
 
 
 def detector_metadata(
-    cfg: DetectorTrainConfig, metrics: dict, history: list, data_desc: dict, tta: bool = False
+    cfg: DetectorTrainConfig,
+    metrics: dict,
+    history: list,
+    data_desc: dict,
+    tta: bool = False,
+    score_threshold: float = 0.3,
 ) -> dict[str, Any]:
     """The ``glomkit`` metadata block of a detector model file (``tta``: flip TTA by default)."""
     return {
@@ -178,7 +192,12 @@ def detector_metadata(
         "mpp": cfg.mpp,
         "stride": 4,
         "input": {"mean": IMAGENET_MEAN, "std": IMAGENET_STD},
-        "decode": {"score_threshold": 0.3, "top_k": 100, "nms_iou": 0.35, "tta": bool(tta)},
+        "decode": {
+            "score_threshold": round(score_threshold, 3),
+            "top_k": 100,
+            "nms_iou": 0.35,
+            "tta": bool(tta),
+        },
         "max_radius_um": 150.0,
         "circle_definition": "minimum enclosing circle of the glomerulus outline",
         "training": {
@@ -207,6 +226,7 @@ def export_detector(
     history: list,
     data_desc: dict,
     tta: bool = False,
+    score_threshold: float = 0.3,
 ) -> Path:
     """Export a torch CircleNet to ONNX (outputs heatmap, radius, offset) with its metadata."""
     import torch
@@ -218,6 +238,6 @@ def export_detector(
         model.cpu().eval(),
         example,
         out,
-        detector_metadata(cfg, metrics, history, data_desc, tta),
+        detector_metadata(cfg, metrics, history, data_desc, tta, score_threshold),
         output_names=["heatmap", "radius", "offset"],
     )

@@ -200,3 +200,34 @@ def recall_precision(
         "n_gt": float(n_gt),
         "n_pred": float(n_pred),
     }
+
+
+def f1_best_threshold(
+    gt: Mapping[object, np.ndarray],
+    preds: Mapping[object, np.ndarray],
+    min_iou: float = 0.5,
+    candidates: np.ndarray | None = None,
+) -> dict[str, float]:
+    """The score threshold with the best F1 of circle predictions (x, y, r, score) against truth
+    circles (x, y, r), greedy matching at circle IoU ≥ ``min_iou``; with its recall and precision."""
+    cands = np.round(np.arange(0.05, 0.95, 0.025), 3) if candidates is None else np.asarray(candidates)
+    best = {"score_threshold": float(cands[0]), "f1": -1.0, "recall": 0.0, "precision": 0.0}
+    n_gt = sum(len(np.asarray(g).reshape(-1, 3)) for g in gt.values())
+    pairs_cache = {}
+    for k in set(gt) | set(preds):
+        g = np.asarray(gt.get(k, np.zeros((0, 3))), np.float64).reshape(-1, 3)
+        p = np.asarray(preds.get(k, np.zeros((0, 4))), np.float64).reshape(-1, 4)
+        pairs_cache[k] = (g, p, circle_iou(p[:, :3], g) if len(g) and len(p) else np.zeros((len(p), len(g))))
+    for t in cands:
+        tp = n_pred = 0
+        for g, p, iou in pairs_cache.values():
+            keep = p[:, 3] >= t
+            n_pred += int(keep.sum())
+            if len(g) and keep.any():
+                tp += len(greedy_match(iou[keep], p[keep, 3], min_iou))
+        rec = tp / n_gt if n_gt else 0.0
+        prec = tp / n_pred if n_pred else 0.0
+        f1 = 2 * rec * prec / (rec + prec) if rec + prec > 0 else 0.0
+        if f1 > best["f1"]:
+            best = {"score_threshold": float(t), "f1": f1, "recall": rec, "precision": prec}
+    return best

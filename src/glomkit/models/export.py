@@ -107,3 +107,20 @@ def export_onnx(
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def update_metadata(path: str | Path, updates: dict) -> None:
+    """Merge ``updates`` into the glomkit metadata of an ONNX file, atomically."""
+    import onnx
+
+    from glomkit.io.atomic import atomic_path
+
+    path = Path(path)
+    model = onnx.load(str(path))
+    for entry in model.metadata_props:
+        if entry.key == META_KEY:
+            meta = json.loads(entry.value)
+            meta.update(updates)
+            entry.value = json.dumps(meta)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))

@@ -26,6 +26,7 @@ import numpy as np
 from glomkit import GlomkitError
 from glomkit.data.bueno import split_train_val_test
 from glomkit.io.atomic import atomic_path, write_text
+from glomkit.models.export import update_metadata
 from glomkit.models.runtime import IMAGENET_MEAN, IMAGENET_STD
 from glomkit.segment.dataset import augment, load_arrays, load_samples
 
@@ -117,23 +118,6 @@ def _lr_at(cfg: SegTrainConfig, step: int, total_steps: int, elapsed: float) -> 
     if cfg.max_minutes:
         p = max(p, elapsed / (cfg.max_minutes * 60))
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
-
-
-def update_metadata(path: str | Path, updates: dict) -> None:
-    """Merge ``updates`` into the glomkit metadata of an ONNX file, atomically."""
-    import onnx
-
-    from glomkit.models.runtime import META_KEY
-
-    path = Path(path)
-    model = onnx.load(str(path))
-    for entry in model.metadata_props:
-        if entry.key == META_KEY:
-            meta = json.loads(entry.value)
-            meta.update(updates)
-            entry.value = json.dumps(meta)
-    with atomic_path(path) as tmp:
-        onnx.save(model, str(tmp))
 
 
 def _warm_start(model, cfg: SegTrainConfig, tr_x: np.ndarray, device) -> dict:
