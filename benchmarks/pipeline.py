@@ -42,11 +42,15 @@ def ensure_slide(
     return path
 
 
-def run_cli(slide: Path, out: Path, threads: int | None) -> tuple[float, float, dict]:
+def run_cli(
+    slide: Path, out: Path, threads: int | None, models: dict[str, str] | None = None
+) -> tuple[float, float, dict]:
     """Run `glomkit run` in a child process; return (wall s, peak RSS MB, summary)."""
     cmd = [sys.executable, "-m", "glomkit.cli", "run", str(slide), "-o", str(out), "--overwrite", "--quiet"]
     if threads:
         cmd += ["--threads", str(threads)]
+    for task, path in (models or {}).items():
+        cmd += [f"--{task}", path]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd)
     # this child's own rusage (RUSAGE_CHILDREN would also hold the slide generator's workers)
@@ -60,7 +64,9 @@ def run_cli(slide: Path, out: Path, threads: int | None) -> tuple[float, float, 
     return wall, peak / 1024.0, summary
 
 
-def measure_limit(slide_path: Path, summary: dict, threads: int | None) -> dict[str, float]:
+def measure_limit(
+    slide_path: Path, summary: dict, threads: int | None, models: dict[str, str] | None = None
+) -> dict[str, float]:
     """Read time of exactly the needed pixels + ORT compute time of exactly the tensors run."""
     from glomkit.io.table import read_table
     from glomkit.pipeline import PATCH_SIZE, Models, PipelineConfig, detection_tta, patch_box
@@ -68,7 +74,7 @@ def measure_limit(slide_path: Path, summary: dict, threads: int | None) -> dict[
     from glomkit.slide.reader import Slide
     from glomkit.slide.tissue import tissue_mask
 
-    cfg = PipelineConfig(threads=threads)
+    cfg = PipelineConfig(threads=threads, **(models or {}))
     models = Models(cfg)
     det = models.detector
     model_mpp = det.info.mpp or 2.0
@@ -141,12 +147,15 @@ def main() -> None:
     ap.add_argument("--synth-workers", type=int, default=1, help="processes rendering a missing slide")
     ap.add_argument("--tissue-fraction", type=float, default=None, help="tissue share of new slides")
     ap.add_argument("--rss-only", action="store_true", help="only wall time and peak RSS per size")
+    for task in ("detector", "classifier", "segmenter"):
+        ap.add_argument(f"--{task}", default=None, help=f"{task} model file (default: bundled)")
     args = ap.parse_args()
+    models = {t: getattr(args, t) for t in ("detector", "classifier", "segmenter") if getattr(args, t)}
     args.workdir.mkdir(parents=True, exist_ok=True)
     for size in args.sizes.split(","):
         slide = ensure_slide(size, args.seed, args.workdir, args.synth_workers, args.tissue_fraction)
         out = args.workdir / "out"
-        wall, rss, summary = run_cli(slide, out, args.threads)
+        wall, rss, summary = run_cli(slide, out, args.threads, models)
         print(f"\n== {slide.name}: glomkit run wall {wall:.2f} s, peak RSS {rss:.0f} MB")
         t = summary.get("timings", {})
         for k, v in t.items():
@@ -159,7 +168,7 @@ def main() -> None:
         if args.rss_only:
             continue
         summary["_out_dir"] = str(out / slide.stem)
-        lim = measure_limit(slide, summary, args.threads)
+        lim = measure_limit(slide, summary, args.threads, models)
         for k, v in lim.items():
             print(f"   limit {k:<18} {v:8.2f}")
         print(f"   RATIO wall / limit = {wall / lim['limit_s']:.3f}  (target ≤ 1.3)")

@@ -312,9 +312,16 @@ def _print_image_report(report: dict, title: str) -> None:
 @click.option(
     "--tta/--no-tta", default=None, help="Flip TTA of the detector [default: the model's metadata]."
 )
+@click.option(
+    "--outline-margin",
+    type=float,
+    default=-1.0,
+    show_default=True,
+    help="Segment each patch cut down to its circle plus this many µm (-1: the pipeline's default).",
+)
 @out_option("Report JSON.", required=False)
 def evaluate_pipeline_cmd(
-    data, detector, classifier, segmenter, split, val_block, data_mpp, tta, out
+    data, detector, classifier, segmenter, split, val_block, data_mpp, tta, outline_margin, out
 ) -> None:
     """The whole pipeline on annotated images: detection before and after the non-glomerular
     filter (box and circle AP, recall, precision) and the outlines' Dice against the true ones."""
@@ -330,6 +337,7 @@ def evaluate_pipeline_cmd(
         val_block=val_block,
         pipeline=True,
         tta=tta,
+        outline_margin_um=outline_margin,
     )
     _print_image_report(report, f"pipeline on {report['data']['images']} {split} images of {data}")
     _write_report(out, report)
