@@ -57,6 +57,7 @@
     viewer = OpenSeadragon({
       id: "viewer", prefixUrl: "static/", showNavigationControl: false, showNavigator: true,
       navigatorPosition: "BOTTOM_LEFT", animationTime: 0.3, maxZoomPixelRatio: 2,
+      drawer: "canvas", // the 2D canvas: no WebGL needed (headless browsers, remote desktops)
       gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: true },
       tileSources: {
         width: s.width, height: s.height, tileSize: s.tile_size, tileOverlap: 0,
@@ -64,6 +65,7 @@
         getTileUrl: (level, x, y) => `tiles/${level}/${x}_${y}.jpg`,
       },
     });
+    state.viewer = viewer;
     viewer.addHandler("tile-loaded", () => { state.tilesLoaded++; });
     svg = document.createElementNS(SVG, "svg");
     svg.id = "overlay";
