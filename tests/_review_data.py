@@ -46,10 +46,11 @@ def write_slide(path: Path) -> Path:
     return path
 
 
-def make_output(root: Path) -> Path:
-    """Write ``root/slide.png`` and its output folder ``root/out/slide/``; return the folder."""
-    slide = write_slide(root / "slide.png")
-    out = root / "out" / "slide"
+def make_output(root: Path, stem: str = "slide") -> Path:
+    """Write ``root/<stem>.png`` and its output folder ``root/out/<stem>/``; return the folder."""
+    root.mkdir(parents=True, exist_ok=True)
+    slide = write_slide(root / f"{stem}.png")
+    out = root / "out" / stem
     recs = []
     for gid, x, y, r, score, label in DETECTIONS:
         probs = {n: 0.05 for n in COARSE.names}
@@ -73,12 +74,12 @@ def make_output(root: Path) -> Path:
                 polygon=poly,
             )
         )
-    patch = out / "patches" / "normal" / "slide_1.png"
+    patch = out / "patches" / "normal" / f"{stem}_1.png"
     patch.parent.mkdir(parents=True)
     cv2.imwrite(str(patch), np.full((32, 32, 3), 128, np.uint8))
-    recs[0].patch = "patches/normal/slide_1.png"
+    recs[0].patch = f"patches/normal/{stem}_1.png"
     result = SlideResult(
-        stem="slide",
+        stem=stem,
         source=str(slide),
         mpp=MPP,
         width=SIZE[0],
@@ -86,10 +87,10 @@ def make_output(root: Path) -> Path:
         scheme=COARSE,
         glomeruli=recs,
     )
-    write_imagescope_xml(out / "slide.xml", result)
-    write_geojson(out / "slide.geojson", result)
-    write_table(out / "slide_glomeruli.csv", result)
-    outputs = ["slide.xml", "slide.geojson", "slide_glomeruli.csv", "report.html"]
+    outputs = [f"{stem}.xml", f"{stem}.geojson", f"{stem}_glomeruli.csv", "report.html"]
+    write_imagescope_xml(out / outputs[0], result)
+    write_geojson(out / outputs[1], result)
+    write_table(out / outputs[2], result)
     summary = write_summary(out / "summary.json", result, {"mpp_source": "user", "outputs": outputs})
     write_report_html(out / "report.html", result, summary)
     return out

@@ -400,6 +400,7 @@ class ReviewSession:
             "type": "FeatureCollection",
             "glomkit_review": {
                 "stem": self.stem,
+                "mpp": self.mpp,
                 "scheme": self.scheme.to_dict(),
                 "model_scheme": self.model_scheme.name,
                 "updated": now_utc(),
