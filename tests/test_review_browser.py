@@ -132,6 +132,7 @@ def load(driver, url: str, n_items: int) -> None:
 
 def test_review_in_chromium(tmp_path: Path) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
 
     from glomkit.io.geojson import read_geojson_features
     from glomkit.review.recount import recount
@@ -212,6 +213,13 @@ def test_review_in_chromium(tmp_path: Path) -> None:
         assert row_status(d, 7) == "added normal"
         shot(d, "04_reloaded.png")
 
+        # delete glomerulus 6 from the table with the Delete key
+        d.find_element("css selector", '#items tr[data-id="6"]').click()
+        wait_js(d, "window.glomkitReview.selected === 6")
+        press(d, Keys.DELETE)
+        wait_js(d, "!document.querySelector('#items tr[data-id=\"6\"]')")
+        assert d.execute_script("return document.querySelectorAll('#overlay .glom circle').length") == 6
+
     feats = {
         p["glomkit"]["id"]: (a, p)
         for a, p in read_geojson_features(out / "review" / "slide_reviewed.geojson")
@@ -222,7 +230,6 @@ def test_review_in_chromium(tmp_path: Path) -> None:
         3: ("normal", "unreviewed"),
         4: ("obsolescent", "relabelled"),
         5: ("sclerosed", "unreviewed"),
-        6: ("non_glomerular", "unreviewed"),
         7: ("normal", "added"),
     }
     assert feats[2][1]["review"]["reviewer"] == "browser test"

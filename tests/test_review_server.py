@@ -114,3 +114,55 @@ def test_request_guards(env) -> None:
     assert c.get("/api/op").status_code == 405
     assert c.get("/api/slide", headers={"host": "evil.example:8765"}).status_code == 400  # DNS rebinding
     assert not (out / "review").exists()  # nothing was saved by refused requests
+
+
+def test_tiles_of_a_real_svs(svs_path: Path) -> None:
+    from glomkit.review.tiles import DeepZoomTiles
+    from glomkit.slide.reader import Slide
+
+    with Slide(svs_path) as slide:
+        tiles = DeepZoomTiles(slide)
+        top = tiles.max_level
+        assert 2 ** (top - 1) < max(slide.width, slide.height) <= 2**top
+        cols, rows = tiles.tile_count(top)
+        last = cv2.imdecode(np.frombuffer(tiles.tile(top, cols - 1, rows - 1), np.uint8), cv2.IMREAD_COLOR)
+        assert last.shape[:2] == (slide.height - (rows - 1) * 256, slide.width - (cols - 1) * 256)
+        small = cv2.imdecode(np.frombuffer(tiles.tile(top - 4, 0, 0), np.uint8), cv2.IMREAD_COLOR)
+        assert small.std() > 5  # tissue, not a blank tile
+
+
+def _start_cli(args: list[str]):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    cmd = [sys.executable, "-c", "from glomkit.cli import main; main()", "review", *args]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_review_command_serves_locally_and_warns_for_other_hosts(tmp_path: Path) -> None:
+    import urllib.request
+
+    out = make_output(tmp_path)
+    proc = _start_cli([str(out), "--port", "0", "--reviewer", "cli"])
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("starting the review of slide: 6 detections")
+        url = proc.stdout.readline().split()[1]
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url + "api/slide", timeout=20) as r:
+            assert json.load(r)["reviewer"] == "cli"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    proc = _start_cli([str(out), "--port", "0", "--host", "0.0.0.0"])
+    try:
+        warning = proc.stderr.readline()
+        assert "warning: listening on 0.0.0.0" in warning
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    proc = _start_cli([str(tmp_path / "nothing")])
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and err.strip().count("\n") == 0 and "no such output folder" in err
