@@ -217,3 +217,23 @@ def test_user_errors_are_one_line(out: Path, tmp_path: Path) -> None:
     bad.write_text("{not json")
     with pytest.raises(GlomkitError, match="bad.geojson: not valid JSON"):
         recount(out, annotations=bad)
+
+
+def test_undo_takes_changes_back_one_by_one(out: Path) -> None:
+    s = ReviewSession(out, reviewer="u")
+    start = [i.to_json() for i in s.item_list()]
+    corrections(s)  # five changes: reject, accept, relabel, delete, add
+    assert s.apply({"op": "undo"})["deleted"] == 7  # the added glomerulus goes
+    back = s.apply({"op": "undo"})  # the deleted one comes back, as it was
+    assert back["item"]["id"] == 6 and back["item"]["status"] == "unreviewed"
+    for _ in range(3):
+        s.apply({"op": "undo"})
+    assert [i.to_json() for i in s.item_list()] == start
+    with pytest.raises(ReviewInputError, match="nothing to undo"):
+        s.apply({"op": "undo"})
+    saved = read_geojson_features(out / "review" / "slide_reviewed.geojson")
+    assert [(a.label, p["review"]["status"]) for a, p in saved] == [
+        (lab, "unreviewed") for *_, lab in DETECTIONS
+    ]
+    with pytest.raises(ReviewInputError, match="unexpected field"):
+        s.apply({"op": "undo", "id": 1})

@@ -1,7 +1,8 @@
 """The review app in a real browser: headless Chromium (Debian's chromium + chromium-driver) via selenium.
 
 Loads the page, sees tiles and circles, rejects one glomerulus, relabels two (keys and the table),
-draws a missed one, reloads, then checks the saved GeoJSON and the recounted summary.
+draws a missed one, reloads, deletes one and undoes it, then checks the saved GeoJSON and the
+recounted summary.
 Set GLOMKIT_REVIEW_SCREENSHOTS=DIR to keep screenshots of the steps.
 """
 
@@ -219,6 +220,10 @@ def test_review_in_chromium(tmp_path: Path) -> None:
         press(d, Keys.DELETE)
         wait_js(d, "!document.querySelector('#items tr[data-id=\"6\"]')")
         assert d.execute_script("return document.querySelectorAll('#overlay .glom circle').length") == 6
+        # ... and undo brings it back
+        press(d, "u")
+        wait_js(d, "document.querySelectorAll('#overlay .glom circle').length === 7")
+        assert row_status(d, 6) == "unreviewed non_glomerular"
 
     feats = {
         p["glomkit"]["id"]: (a, p)
@@ -230,6 +235,7 @@ def test_review_in_chromium(tmp_path: Path) -> None:
         3: ("normal", "unreviewed"),
         4: ("obsolescent", "relabelled"),
         5: ("sclerosed", "unreviewed"),
+        6: ("non_glomerular", "unreviewed"),
         7: ("normal", "added"),
     }
     assert feats[2][1]["review"]["reviewer"] == "browser test"

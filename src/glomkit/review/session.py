@@ -12,6 +12,7 @@ checked by :func:`validate_op` before anything changes: they come from a browser
 
 from __future__ import annotations
 
+import copy
 import getpass
 import json
 import math
@@ -30,7 +31,8 @@ from glomkit.results import GlomerulusRecord, SlideResult
 
 REVIEW_DIR = "review"
 STATUSES = ("unreviewed", "accepted", "relabelled", "rejected", "added")
-OPS = ("accept", "reject", "relabel", "add", "delete")
+OPS = ("accept", "reject", "relabel", "add", "delete", "undo")
+UNDO_DEPTH = 1000
 MAX_LABEL_CHARS = 100
 SPARE_COLORS = [(140, 20, 60), (23, 190, 207), (188, 189, 34), (227, 119, 194), (140, 86, 75)]
 
@@ -295,6 +297,7 @@ class ReviewSession:
             it.patch = patches.get(it.id, "") if it.status != "added" else ""
         self.items: dict[int, ReviewItem] = {it.id: it for it in items}
         self._next_id = max(self.items, default=0) + 1
+        self._history: list[tuple[int, ReviewItem | None]] = []  # (id, the item before the change)
         self.saved_at = ""
 
     def _patches(self) -> dict[int, str]:
@@ -335,6 +338,9 @@ class ReviewSession:
             kind = op["op"]
             stamp = now_utc()
             out: dict[str, Any] = {}
+            if kind == "undo":
+                return self._undo()
+            before = copy.deepcopy(self.items.get(op.get("id", -1)))
             if kind == "add":
                 item = ReviewItem(
                     id=self._next_id,
@@ -361,10 +367,30 @@ class ReviewSession:
                 item.reviewer, item.time = self.reviewer, stamp
                 self._features.pop(item.id, None)
                 out["item"] = item.to_json()
+            self._history = [*self._history[-(UNDO_DEPTH - 1) :], (item.id, before)]
             self.save()
             out["counts"] = self.counts()
             out["saved"] = self.saved_at
             return out
+
+    def _undo(self) -> dict[str, Any]:
+        """Take back the last change of this session (a deleted glomerulus comes back; an added one goes)."""
+        if not self._history:
+            raise ReviewInputError("nothing to undo")
+        gid, before = self._history.pop()
+        self._features.pop(gid, None)
+        out: dict[str, Any] = {}
+        if before is None:
+            self.items.pop(gid, None)
+            out["deleted"] = gid
+        else:
+            self.items[gid] = before
+            out["item"] = before.to_json()
+        self.save()
+        out["counts"] = self.counts()
+        out["saved"] = self.saved_at
+        out["undo_left"] = len(self._history)
+        return out
 
     def _status(self, item: ReviewItem, kind: str) -> str:
         if item.status == "added" or kind == "add":
@@ -457,6 +483,7 @@ def _number(op: dict[str, Any], key: str) -> float:
 
 
 ALLOWED_KEYS = {
+    "undo": {"op"},
     "accept": {"op", "id"},
     "reject": {"op", "id"},
     "delete": {"op", "id"},

@@ -275,6 +275,11 @@
     if (nextId !== undefined) select(nextId, true);
   }
 
+  async function undo() {
+    const out = await send({ op: "undo" });
+    if (out && out.item) select(out.item.id, true);
+  }
+
   // ------------------------------------------------------------------ panels
   function showCounts(c) {
     const pct = c.ggs_percent;
@@ -330,6 +335,7 @@
     $("#btn-reject").addEventListener("click", () => decide({ op: "reject" }));
     $("#btn-delete").addEventListener("click", () => decide({ op: "delete" }));
     $("#btn-draw").addEventListener("click", () => setDrawing(!state.drawing));
+    $("#btn-undo").addEventListener("click", undo);
   }
 
   function onKey(e) {
@@ -344,6 +350,7 @@
     else if (k === "r" || k === "x") decide({ op: "reject" });
     else if (k === "Delete" || k === "Backspace") decide({ op: "delete" });
     else if (k === "d") setDrawing(!state.drawing);
+    else if (k === "u") undo();
     else if (k === "Escape") { if (state.drawing) setDrawing(false); else { const p = state.selected; state.selected = null; if (state.items.has(p)) applyVisibility(state.items.get(p)); markSelected(null); showSelection(); } }
     else if (k === "z") { const it = state.items.get(state.selected); if (it) zoomTo(it); }
     else if (k === "o") viewer.viewport.goHome();
