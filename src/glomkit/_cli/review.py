@@ -46,10 +46,12 @@ def review_cmd(
             f"glomkit: warning: listening on {host}: other computers can open this slide and change its review",
             err=True,
         )
-    allowed = None if local else (["*"] if host in ("0.0.0.0", "::") else [host, *LOCAL_HOSTS])
+    bare = host.strip("[]")
+    named = [bare, f"[{bare}]"] if ":" in bare else [bare]  # Host headers bracket IPv6 literals
+    allowed = None if local else (["*"] if bare in ("0.0.0.0", "::") else [*named, *LOCAL_HOSTS])
     app = create_app(session, allowed_hosts=allowed)
     sock = bind(host, port)
-    url = url_of(sock, "127.0.0.1" if host in ("0.0.0.0", "::") else host)
+    url = url_of(sock, "127.0.0.1" if bare in ("0.0.0.0", "::") else host)
     what = "resuming" if session.resumed else "starting"
     click.echo(
         f"{what} the review of {session.stem}: {len(session.items)} detections, saved to {session.geojson_path}"
