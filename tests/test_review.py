@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from _review_data import DETECTIONS, MISSED, make_output
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from glomkit import GlomkitError
 from glomkit.classify.schemes import COARSE, FIVE_CLASS
@@ -237,3 +239,39 @@ def test_undo_takes_changes_back_one_by_one(out: Path) -> None:
     ]
     with pytest.raises(ReviewInputError, match="unexpected field"):
         s.apply({"op": "undo", "id": 1})
+
+
+JSONISH = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-10, 10_000),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["normal", "obsolescent", "non_glomerular", "sclerosed"]),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    op=st.dictionaries(
+        st.sampled_from(["op", "id", "label", "x", "y", "radius", "extra"]),
+        JSONISH,
+        max_size=6,
+    )
+    | st.fixed_dictionaries(
+        {"op": st.sampled_from(["accept", "reject", "relabel", "add", "delete", "undo", "nope"])},
+        optional={"id": JSONISH, "label": JSONISH, "x": JSONISH, "y": JSONISH, "radius": JSONISH},
+    )
+)
+def test_any_operation_is_applied_cleanly_or_refused(out: Path, op) -> None:
+    """Whatever arrives, the session either applies it or raises ReviewInputError, and stays valid."""
+    s = ReviewSession(out)
+    try:
+        s.apply(op)
+    except ReviewInputError:
+        pass
+    for it in s.item_list():
+        assert it.label in s.scheme.names
+        assert all(np.isfinite([it.x, it.y, it.radius])) and it.radius > 0
+        assert 0 <= it.x <= s.width and 0 <= it.y <= s.height

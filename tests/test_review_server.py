@@ -111,6 +111,8 @@ def test_request_guards(env) -> None:
     assert c.post(post, content=nan, headers={"content-type": "application/json"}).status_code == 400
     r = c.post(post, json={"op": "relabel", "id": 1, "label": "<script>"})
     assert r.status_code == 400 and "class of the scheme" in r.json()["error"]
+    for body in ({"op": []}, [1, 2], "accept", {"op": "add", "x": {"a": 1}, "y": 1, "radius": 3}):
+        assert c.post(post, json=body).status_code == 400, body
     assert c.get("/api/op").status_code == 405
     assert c.get("/api/slide", headers={"host": "evil.example:8765"}).status_code == 400  # DNS rebinding
     assert not (out / "review").exists()  # nothing was saved by refused requests

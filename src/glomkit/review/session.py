@@ -498,7 +498,7 @@ def validate_op(op: Any, session: ReviewSession) -> dict[str, Any]:
     if not isinstance(op, dict):
         raise ReviewInputError("an operation is a JSON object")
     kind = op.get("op")
-    if kind not in ALLOWED_KEYS:
+    if not isinstance(kind, str) or kind not in ALLOWED_KEYS:
         raise ReviewInputError(f"'op' must be one of {', '.join(OPS)}")
     extra = set(op) - ALLOWED_KEYS[kind]
     if extra:
