@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from _review_data import MISSED, make_output
+from _review_data import DETECTIONS, MISSED, make_output
 
 pytest.importorskip("starlette", reason="the 'review' extra is not installed")
 pytest.importorskip("uvicorn", reason="the 'review' extra is not installed")
@@ -144,6 +144,13 @@ def test_review_in_chromium(tmp_path: Path) -> None:
         assert wait_js(d, "document.querySelector('#ggs').textContent").startswith("GGS 40.0 %")
         # tiles are real images of the slide, circles sit on the detections
         assert d.execute_script("return window.glomkitReview.tilesLoaded") >= 1
+        for gid, x, y, r, *_ in DETECTIONS:
+            box = d.execute_script(
+                f"const b = window.glomkitReview.items.get({gid}).g.querySelector('circle').getBoundingClientRect();"
+                "return [b.left + b.width / 2, b.top + b.height / 2, b.width / 2];"
+            )
+            (sx, sy), (ex, _) = screen_xy(d, x, y), screen_xy(d, x + r, y)
+            assert abs(box[0] - sx) < 3 and abs(box[1] - sy) < 3 and abs(box[2] - (ex - sx)) < 3, gid
         shot(d, "01_loaded.png")
 
         # click glomerulus 1 on the slide, reject it with 'r'; the view advances to 2
