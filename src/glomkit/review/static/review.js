@@ -321,7 +321,7 @@
       relabel.appendChild(b);
       if (c.is_glomerulus) add.appendChild(el("option", { value: c.name }, c.name));
     });
-    const addLab = el("label", {}, " new: ");
+    const addLab = el("label", { class: "new-class" }, "a drawn glomerulus is ");
     addLab.appendChild(add);
     $("#actions").insertBefore(addLab, relabel);
     const thr = $("#threshold");
