@@ -161,6 +161,12 @@ def test_detector_data_reads_a_review_beside_its_slide(tmp_path: Path) -> None:
     # 1, 3 (unreviewed but a glomerulus), 4, 5 and the added one; 2 deleted, 6 rejected
     want = sorted([(x, y, r) for i, x, y, r, _, _ in DETECTIONS if i in (1, 3, 4, 5)] + [MISSED])
     assert got == want
+    # the output root itself: the slide comes from summary.json, its scale from the summary
+    (im2,) = find_annotated_images(tmp_path / "out")
+    assert im2.path == tmp_path / "s.png" and im2.mpp == 0.5
+    assert sorted(map(tuple, np.round(im2.circles).astype(int).tolist())) == want
+    with pytest.raises(GlomkitError, match="no reviewed output folder"):
+        find_annotated_images(tmp_path / "out" / "s" / "patches")
 
 
 @pytest.mark.slow

@@ -113,8 +113,10 @@ def find_annotated_images(folder: str | Path, mpp: float | None = None) -> list[
     """Images / slides in ``folder`` with an annotation file of the same stem beside them.
 
     ``<stem>_reviewed.geojson`` (a ``glomkit review`` file) is preferred over ``<stem>.xml`` /
-    ``.geojson`` / ``.json``. Annotations labelled with a non-glomerular class (a rejected
-    detection) are not glomeruli: they are left out, so they never become positives.
+    ``.geojson`` / ``.json``. A folder without such images may hold glomkit output folders with a
+    review (``glomkit.data.reviewed.find_reviewed``): their slides and reviews are used. Annotations
+    labelled with a non-glomerular class (a rejected detection) are not glomeruli: they are left
+    out, so they never become positives.
 
     ``mpp`` overrides the images' own scale (needed for plain images that do not record it).
     """
@@ -132,8 +134,17 @@ def find_annotated_images(folder: str | Path, mpp: float | None = None) -> list[
                 circ = np.array([a.circle() for a in anns], np.float64).reshape(-1, 3)
                 out.append(AnnotatedImage(img, circ, mpp, [a.polygon for a in anns]))
                 break
+    if not out:  # glomkit output folders reviewed in ``glomkit review`` (OUT/**/<stem>/review/)
+        from glomkit.data.reviewed import find_reviewed
+
+        for rs in find_reviewed(folder):
+            anns = [a for a in read_annotations(rs.annotations) if not is_non_glomerular(a.label)]
+            circ = np.array([a.circle() for a in anns], np.float64).reshape(-1, 3)
+            out.append(AnnotatedImage(rs.slide, circ, mpp or rs.mpp))
     if not out:
-        raise GlomkitError(f"{folder}: no image with an .xml/.geojson annotation file beside it")
+        raise GlomkitError(
+            f"{folder}: no image with an .xml/.geojson annotation file beside it, and no reviewed output folder"
+        )
     return out
 
 
