@@ -275,3 +275,32 @@ def test_any_operation_is_applied_cleanly_or_refused(out: Path, op) -> None:
         assert it.label in s.scheme.names
         assert all(np.isfinite([it.x, it.y, it.radius])) and it.radius > 0
         assert 0 <= it.x <= s.width and 0 <= it.y <= s.height
+
+
+def test_reviewed_geojson_is_in_qupaths_frame_and_resumes_its_origin(out: Path) -> None:
+    """QuPath crops a slide to its bounds: geometry = level-0 minus the bounds origin (MRXS, SCN)."""
+    s = ReviewSession(out)
+    assert s.origin == (0.0, 0.0)  # a plain image has no bounds offset
+    s.origin = (100.0, 50.0)
+    s.apply({"op": "accept", "id": 2})
+    data = json.loads((out / "review" / "slide_reviewed.geojson").read_text())
+    feat = next(f for f in data["features"] if f["properties"]["glomkit"]["id"] == 2)
+    ring = np.asarray(feat["geometry"]["coordinates"][0])
+    _, x, y, r, *_ = DETECTIONS[1]
+    assert ring[:, 0].min() == pytest.approx(x - r - 100, abs=0.5)  # no outline: the circle
+    assert ring[:, 1].min() == pytest.approx(y - r - 50, abs=0.5)
+    assert feat["properties"]["glomkit"]["origin"] == [100.0, 50.0]
+    again = ReviewSession(out)
+    assert again.origin == (100.0, 50.0)
+    assert [(i.x, i.y, i.radius) for i in again.item_list()] == [(i.x, i.y, i.radius) for i in s.item_list()]
+
+
+def test_a_stem_that_leaves_the_output_folder_is_refused(out: Path) -> None:
+    summary = json.loads((out / "summary.json").read_text())
+    summary["stem"] = "../../escape"
+    (out / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(GlomkitError, match="refused"):
+        ReviewSession(out)
+    with pytest.raises(GlomkitError, match="refused"):
+        recount(out)
+    assert not (out.parent.parent / "escape_reviewed.geojson").exists()

@@ -120,6 +120,14 @@ def test_reviewed_patches_take_only_decided_glomeruli(tmp_path: Path) -> None:
     assert centre < corner - 30  # the dark disc of glomerulus 1 is in the middle of its patch
     with pytest.raises(GlomkitError, match="no reviewed slides"):
         write_reviewed_patches(tmp_path / "patches", tmp_path / "x")
+    # a class name from an annotation file becomes a folder name: it must be a plain one
+    edited = tmp_path / "data" / "c_reviewed.geojson"
+    data = json.loads(edited.read_text())
+    data["features"][0]["properties"]["classification"]["name"] = "../../../outside"
+    edited.write_text(json.dumps(data))
+    with pytest.raises(GlomkitError, match="not a safe name"):
+        write_reviewed_patches(tmp_path / "data", tmp_path / "patches2")
+    assert not list(tmp_path.rglob("outside*"))
 
 
 @pytest.mark.slow

@@ -94,6 +94,8 @@ def write_reviewed_patches(
     Returns (``dest``, count per label). Raises :class:`GlomkitError` when nothing is reviewed.
     """
     from glomkit.io.atomic import write_png, write_text
+    from glomkit.io.paths import path_under
+    from glomkit.models.metadata import is_safe_class_name
     from glomkit.pipeline import patch_box
     from glomkit.slide.reader import Slide
 
@@ -112,10 +114,14 @@ def write_reviewed_patches(
         with Slide(rs.slide, mpp=rs.mpp) as slide:
             margin_px = margin_um / slide.mpp
             for it in items:
+                if not is_safe_class_name(it.label):  # it becomes a folder name
+                    raise GlomkitError(
+                        f"{rs.annotations}: glomerulus {it.id}: class {it.label[:40]!r} is not a safe name"
+                    )
                 x0, y0, w, h = patch_box(it.x, it.y, it.radius, margin_px)
                 patch = slide.read_region_scaled(x0, y0, w, h, size, size)
                 rel = f"{it.label}/{rs.stem}_{it.id}.png"
-                write_png(dest / rel, patch)
+                write_png(path_under(dest, it.label, f"{rs.stem}_{it.id}.png"), patch)
                 rows.append((rel, it.label, rs.stem))
                 counts[it.label] = counts.get(it.label, 0) + 1
     if not rows:
@@ -124,5 +130,5 @@ def write_reviewed_patches(
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["image", "label", "slide"])
     writer.writerows(rows)
-    write_text(dest / "labels.csv", buf.getvalue())
+    write_text(path_under(dest, "labels.csv"), buf.getvalue())
     return dest, counts

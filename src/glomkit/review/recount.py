@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from glomkit import GlomkitError
+from glomkit.io.paths import path_under
 from glomkit.results import SlideResult
 from glomkit.review.session import (
     REVIEW_DIR,
     find_slide,
+    geojson_origin,
     read_items,
     read_summary,
     record_of,
@@ -49,8 +51,10 @@ def recount(
     except (KeyError, TypeError, ValueError) as exc:
         raise GlomkitError(f"{out_dir / 'summary.json'}: bad class scheme ({exc})") from None
     scheme = review_scheme(model_scheme)
-    review_dir = out_dir / REVIEW_DIR
-    path = Path(annotations) if annotations is not None else review_dir / f"{stem}_reviewed.geojson"
+    review_dir = path_under(out_dir, REVIEW_DIR)
+    path = (
+        Path(annotations) if annotations is not None else path_under(review_dir, f"{stem}_reviewed.geojson")
+    )
     if annotations is None and not path.is_file():
         raise GlomkitError(f"{path}: no review yet (run 'glomkit review {out_dir}' or pass --annotations)")
     items = read_items(path, scheme, mpp)
@@ -70,9 +74,11 @@ def recount(
         glomeruli=[record_of(it, scheme, mpp) for it in items],
         models=summary.get("models") or {},
     )
+    result.origin = geojson_origin(path) or (0.0, 0.0)
     try:
         with _open_slide(summary, out_dir, slide, mpp) as s:
             result.thumbnail, result.thumbnail_downsample = s.thumbnail(THUMBNAIL_PX)
+            result.origin = (float(s.bounds[0]), float(s.bounds[1]))  # the thumbnail's (0, 0)
     except GlomkitError:
         pass  # the report is drawn without the slide
     reviewers = sorted({it.reviewer for it in items if it.reviewer})
@@ -100,10 +106,10 @@ def recount(
         "outputs": ["report.html"],
     }
     review_dir.mkdir(parents=True, exist_ok=True)
-    tmp = review_dir / ".summary.json"
+    tmp = path_under(review_dir, ".summary.json")
     data = write_summary(tmp, result, extra)
-    write_report_html(review_dir / "report.html", result, data)
-    tmp.replace(review_dir / "summary.json")
+    write_report_html(path_under(review_dir, "report.html"), result, data)
+    tmp.replace(path_under(review_dir, "summary.json"))
     return data
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from glomkit import GlomkitError
 from glomkit.classify.schemes import FIVE_CLASS, ClassScheme
 from glomkit.io.annotations import Annotation
+from glomkit.io.paths import path_under
 from glomkit.results import GlomerulusRecord, SlideResult
 
 REVIEW_DIR = "review"
@@ -176,6 +177,9 @@ def items_from_annotations(
         if status == "added":
             item.model_label = ""
         raw_id = own.get("id")
+        meta = props.get("metadata") if isinstance(props.get("metadata"), dict) else {}
+        if raw_id is None and isinstance(meta.get("glomkit_id"), str) and meta["glomkit_id"].isdigit():
+            raw_id = int(meta["glomkit_id"])  # a file QuPath exported again keeps glomkit's id here
         if isinstance(raw_id, int) and not isinstance(raw_id, bool) and raw_id > 0 and raw_id not in used:
             item.id = raw_id
             used.add(raw_id)
@@ -248,6 +252,20 @@ def find_slide(summary: dict[str, Any], out_dir: Path, given: str | Path | None 
     )
 
 
+def geojson_origin(path: Path) -> tuple[float, float] | None:
+    """The bounds origin glomkit wrote into a GeoJSON (``properties.glomkit.origin``), if any."""
+    if path.suffix.lower() not in (".geojson", ".json") or not path.is_file():
+        return None
+    from glomkit.io.geojson import read_geojson_features
+
+    for _, props in read_geojson_features(path):
+        own = props.get("glomkit")
+        o = own.get("origin") if isinstance(own, dict) else None
+        if isinstance(o, list) and len(o) == 2 and all(isinstance(v, (int, float)) for v in o):
+            return float(o[0]), float(o[1])
+    return None
+
+
 def read_items(path: Path, scheme: ClassScheme, mpp: float) -> list[ReviewItem]:
     """Items from a GeoJSON (with properties) or an ImageScope XML file."""
     from glomkit.io.annotations import read_annotations
@@ -281,10 +299,11 @@ class ReviewSession:
         self.scheme = review_scheme(self.model_scheme)
         self.reviewer = (reviewer or _default_reviewer())[:MAX_LABEL_CHARS]
         self.slide_path = find_slide(self.summary, self.out_dir, slide)
-        self.review_dir = self.out_dir / REVIEW_DIR
-        self.geojson_path = self.review_dir / f"{self.stem}_reviewed.geojson"
-        self.xml_path = self.review_dir / f"{self.stem}_reviewed.xml"
-        self.original_path = self.out_dir / f"{self.stem}.geojson"
+        # the stem comes from summary.json: every path is checked to stay in the output folder
+        self.review_dir = path_under(self.out_dir, REVIEW_DIR)
+        self.geojson_path = path_under(self.review_dir, f"{self.stem}_reviewed.geojson")
+        self.xml_path = path_under(self.review_dir, f"{self.stem}_reviewed.xml")
+        self.original_path = path_under(self.out_dir, f"{self.stem}.geojson")
         self._lock = threading.RLock()
         self._features: dict[int, dict[str, Any]] = {}  # id -> cached GeoJSON feature
         self.resumed = self.geojson_path.is_file()
@@ -292,6 +311,8 @@ class ReviewSession:
         if not source.is_file():
             raise GlomkitError(f"{source}: not found (the slide's GeoJSON output)")
         items = read_items(source, self.scheme, self.mpp)
+        # GeoJSON geometry is in QuPath's frame (level-0 minus the slide's bounds origin)
+        self.origin = geojson_origin(source) or slide_origin(self.slide_path, self.mpp)
         patches = self._patches()
         for it in items:
             it.patch = patches.get(it.id, "") if it.status != "added" else ""
@@ -325,6 +346,7 @@ class ReviewSession:
             scheme=self.scheme,
             glomeruli=recs,
             models=self.summary.get("models") or {},
+            origin=self.origin,
         )
 
     def counts(self) -> dict[str, Any]:
@@ -463,6 +485,14 @@ def review_counts(items: list[ReviewItem], scheme: ClassScheme, mpp: float = 1.0
         "n_reviewed": len(items) - status["unreviewed"],
         "status": status,
     }
+
+
+def slide_origin(path: Path, mpp: float) -> tuple[float, float]:
+    """Level-0 (x, y) of the slide's bounds (not zero for formats such as MRXS)."""
+    from glomkit.slide.reader import Slide
+
+    with Slide(path, mpp=mpp) as slide:
+        return float(slide.bounds[0]), float(slide.bounds[1])
 
 
 def _default_reviewer() -> str:
