@@ -304,3 +304,11 @@ def test_a_stem_that_leaves_the_output_folder_is_refused(out: Path) -> None:
     with pytest.raises(GlomkitError, match="refused"):
         recount(out)
     assert not (out.parent.parent / "escape_reviewed.geojson").exists()
+
+
+def test_a_drawn_glomerulus_has_no_score_text_in_the_xml(out: Path) -> None:
+    s = ReviewSession(out)
+    x, y, r = MISSED
+    s.apply({"op": "add", "x": x, "y": y, "radius": r})
+    text = (out / "review" / "slide_reviewed.xml").read_text()
+    assert 'Text="nan"' not in text and 'Id="7" Type="2"' in text and 'Text="0.910"' in text
