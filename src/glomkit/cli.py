@@ -69,6 +69,8 @@ def _unavailable(name: str, why: str) -> click.Command:
         "segment": ("glomkit._cli.segment", "segment_cmd"),
         "mine": ("glomkit._cli.mine", "mine_cmd"),
         "cluster": ("glomkit._cli.cluster", "cluster_cmd"),
+        "review": ("glomkit._cli.review", "review_cmd"),
+        "recount": ("glomkit._cli.review", "recount_cmd"),
     },
 )
 @click.version_option(__version__, prog_name="glomkit")

@@ -29,10 +29,13 @@ from glomkit._cli.options import (
 from glomkit.io.images import collect_images
 
 DATA_HELP = "labels.csv folder or one subfolder per class."
+TRAIN_DATA_HELP = (
+    "labels.csv folder, one subfolder per class, or a folder of reviewed slides (glomkit review)."
+)
 
 
 @click.command("classifier")
-@data_option(DATA_HELP)
+@data_option(TRAIN_DATA_HELP)
 @out_option(MODEL_OUT_HELP)
 @click.option(
     "--scheme",
@@ -60,7 +63,7 @@ DATA_HELP = "labels.csv folder or one subfolder per class."
     "init",
     type=click.Path(path_type=Path),
     default=None,
-    help="SimSiam encoder file to start from.",
+    help="Start from a SimSiam encoder file, a glomkit classifier .onnx, or 'bundled' (the bundled classifier).",
 )
 @click.option(
     "--linear-probe/--finetune", default=False, show_default=True, help="Freeze the backbone (needs --init)."
@@ -71,9 +74,14 @@ def train_cmd(data, out, label_map, init, **params) -> None:
     """Train a glomerulus classifier; writes an ONNX model with its held-out test metrics."""
     from glomkit.classify.data import parse_label_map
     from glomkit.classify.train import ClassifierConfig, train_classifier
+    from glomkit.data.reviewed import find_reviewed, write_reviewed_patches
     from glomkit.eval.classification import report_table
     from glomkit.models.runtime import read_metadata
 
+    if not (Path(data) / "labels.csv").is_file() and find_reviewed(data):
+        data, counts = write_reviewed_patches(data, Path(out).with_name(Path(out).stem + "_patches"))
+        shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        Console().print(f"reviewed glomeruli cut into {data}: {shown}")
     cfg = ClassifierConfig(
         data=str(data),
         out=str(out),

@@ -100,7 +100,14 @@ from glomkit._cli.tables import result_table
 @click.option("--resume", type=click.Path(path_type=Path), default=None, help="Checkpoint to continue from.")
 @max_minutes_option()
 @threads_option(None)
+@click.option(
+    "--init",
+    default=None,
+    help="Start from a CircleNet model file or 'bundled' (its backbone and, unless --mpp is given, its mpp).",
+)
+@click.pass_context
 def train_cmd(
+    ctx,
     data,
     weights,
     out,
@@ -112,6 +119,7 @@ def train_cmd(
     hard_fraction,
     val_block,
     select,
+    init,
     **params,
 ) -> None:
     """Train a glomerulus detector (CircleNet, or U-Net/SegNet + components); writes an ONNX model."""
@@ -119,6 +127,15 @@ def train_cmd(
 
     if weights and len(weights) != len(data):
         raise GlomkitError(f"{len(data)} --data sources but {len(weights)} --weight values")
+    if init and arch != "circlenet":
+        raise GlomkitError("--init: only a CircleNet detector can start from a model file")
+    if init:
+        from glomkit.detect.warm_start import detector_init_metadata
+
+        _, meta = detector_init_metadata(init)
+        backbone = backbone or meta.get("backbone")
+        if ctx.get_parameter_source("mpp") == click.core.ParameterSource.DEFAULT:
+            params["mpp"] = float(meta.get("mpp", params["mpp"]))
     sources = [str(d) for d in data]
     common = dict(out=str(out), resume=str(resume) if resume else None, **params)
     if arch == "circlenet":
@@ -134,6 +151,7 @@ def train_cmd(
                 hard_fraction=hard_fraction,
                 val_block=val_block,
                 select=f"val_{select}",
+                init=init,
                 **common,
             )
         )

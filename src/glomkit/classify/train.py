@@ -23,6 +23,7 @@ from glomkit.classify.data import LabelledImage, PatchDataset, check_labels, loa
 from glomkit.classify.losses import FocalLoss, class_weights
 from glomkit.classify.model import GlomClassifier, WithSoftmax, build_classifier, load_encoder
 from glomkit.classify.schemes import get_scheme
+from glomkit.classify.warm_start import init_from_model, is_model_init, recalibrate
 from glomkit.eval.classification import classification_report, ggs_report
 from glomkit.models.runtime import IMAGENET_MEAN, IMAGENET_STD
 
@@ -45,7 +46,7 @@ class ClassifierConfig:
     seed: int = 0
     resume: bool = False
     max_minutes: float | None = None
-    init: str | None = None  # SimSiam encoder file
+    init: str | None = None  # SimSiam encoder file, a classifier .onnx, or "bundled"
     linear_probe: bool = False
     test_fold: int = 0
     n_folds: int = 5
@@ -77,7 +78,9 @@ def pick_device(name: str = "auto") -> torch.device:
 def _make_net(config: ClassifierConfig, num_classes: int) -> tuple[GlomClassifier, dict]:
     net = build_classifier(config.backbone, num_classes)
     enc_meta: dict = {}
-    if config.init:
+    if is_model_init(config.init):  # a classifier model file, e.g. the bundled one
+        enc_meta = init_from_model(net, str(config.init), get_scheme(config.scheme), config.size)
+    elif config.init:
         enc_meta = load_encoder(net, config.init)
     if config.linear_probe:
         if not config.init:
@@ -159,11 +162,13 @@ def fit_classifier(
     torch.set_num_threads(max(1, config.threads))
     seed_everything(config.seed)
     device = pick_device(config.device)
-    net, _ = _make_net(config, len(scheme))
+    net, init_meta = _make_net(config, len(scheme))
     net.to(device)
     train_ds = PatchDataset(
         train_items, scheme.names, config.size, True, IMAGENET_MEAN, IMAGENET_STD, seed=config.seed
     )
+    if init_meta.get("recovered_batchnorms"):
+        recalibrate(net, init_meta["recovered_batchnorms"], train_ds)
     val_ds = PatchDataset(val_items, scheme.names, config.size, False, IMAGENET_MEAN, IMAGENET_STD)
     test_ds = (
         PatchDataset(test_items, scheme.names, config.size, False, IMAGENET_MEAN, IMAGENET_STD)

@@ -101,8 +101,22 @@ class ComposedSource:
         return self.train.compose(rng)
 
 
+def is_non_glomerular(label: str) -> bool:
+    """True for a label that a known class scheme marks as not a glomerulus (``non_glomerular``)."""
+    from glomkit.classify.schemes import SCHEMES
+
+    low = label.strip().lower()
+    return any(c.name.lower() == low and not c.is_glomerulus for s in SCHEMES.values() for c in s.classes)
+
+
 def find_annotated_images(folder: str | Path, mpp: float | None = None) -> list[AnnotatedImage]:
     """Images / slides in ``folder`` with an annotation file of the same stem beside them.
+
+    ``<stem>_reviewed.geojson`` (a ``glomkit review`` file) is preferred over ``<stem>.xml`` /
+    ``.geojson`` / ``.json``. A folder without such images may hold glomkit output folders with a
+    review (``glomkit.data.reviewed.find_reviewed``): their slides and reviews are used. Annotations
+    labelled with a non-glomerular class (a rejected detection) are not glomeruli: they are left
+    out, so they never become positives.
 
     ``mpp`` overrides the images' own scale (needed for plain images that do not record it).
     """
@@ -111,15 +125,26 @@ def find_annotated_images(folder: str | Path, mpp: float | None = None) -> list[
     folder = Path(folder)
     out = []
     for img in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-        for suf in ANNOTATION_SUFFIXES:
-            ann = img.with_suffix(suf)
+        # a review from ``glomkit review`` copied beside its slide comes first
+        for ann in [img.with_name(img.stem + "_reviewed.geojson")] + [
+            img.with_suffix(s) for s in ANNOTATION_SUFFIXES
+        ]:
             if ann.is_file():
-                anns = read_annotations(ann, mpp=mpp)
+                anns = [a for a in read_annotations(ann, mpp=mpp) if not is_non_glomerular(a.label)]
                 circ = np.array([a.circle() for a in anns], np.float64).reshape(-1, 3)
                 out.append(AnnotatedImage(img, circ, mpp, [a.polygon for a in anns]))
                 break
+    if not out:  # glomkit output folders reviewed in ``glomkit review`` (OUT/**/<stem>/review/)
+        from glomkit.data.reviewed import find_reviewed
+
+        for rs in find_reviewed(folder):
+            anns = [a for a in read_annotations(rs.annotations) if not is_non_glomerular(a.label)]
+            circ = np.array([a.circle() for a in anns], np.float64).reshape(-1, 3)
+            out.append(AnnotatedImage(rs.slide, circ, mpp or rs.mpp))
     if not out:
-        raise GlomkitError(f"{folder}: no image with an .xml/.geojson annotation file beside it")
+        raise GlomkitError(
+            f"{folder}: no image with an .xml/.geojson annotation file beside it, and no reviewed output folder"
+        )
     return out
 
 

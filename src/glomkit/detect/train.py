@@ -56,6 +56,7 @@ class DetectorTrainConfig:
     val_blocks: int = 5  # annotated images: contiguous blocks of file numbers
     val_block: int = -1  # the block held out for validation
     select: str = "val_AP50"  # the validation figure that picks the best epoch
+    init: str | None = None  # start from a CircleNet model file, or "bundled"
     command: str = field(default_factory=lambda: " ".join(shlex.quote(a) for a in sys.argv))
 
 
@@ -135,7 +136,17 @@ def train_detector(config: DetectorTrainConfig | dict[str, Any]) -> Path:
         raise GlomkitError(f"{cfg.out}: field sizes must be multiples of 32")
     run = TrainingRun.start(cfg)
     source = load_detection_source(cfg)
-    model = build_circlenet({"backbone": cfg.backbone}).to(run.device)
+    model = build_circlenet({"backbone": cfg.backbone})
+    if cfg.init:
+        from glomkit.detect.warm_start import init_detector
+
+        rng0 = np.random.default_rng(cfg.seed + 7919)  # its own stream: training draws stay as without --init
+        init_detector(
+            model,
+            cfg.init,
+            (_to_batch([source.sample(rng0) for _ in range(cfg.batch)])["image"] for _ in range(4)),
+        )
+    model = model.to(run.device)
 
     def step(rng: np.random.Generator):
         b = _to_batch([source.sample(rng) for _ in range(cfg.batch)])

@@ -259,6 +259,11 @@ def read_geojson(path: str | Path) -> list[Annotation]:
     minimum enclosing circle and keep their outline (the largest part of a MultiPolygon); points
     give radius 0; lines are skipped. Features written by glomkit give back their detection circle.
     """
+    return [a for a, _ in read_geojson_features(path)]
+
+
+def read_geojson_features(path: str | Path) -> list[tuple[Annotation, dict[str, Any]]]:
+    """Like :func:`read_geojson`, each annotation with the ``properties`` of its feature."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -272,7 +277,8 @@ def read_geojson(path: str | Path) -> list[Annotation]:
         raise GlomkitError(f"{path}: JSON nested too deeply") from None
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
         raise GlomkitError(f"{path}: not valid JSON ({str(exc).splitlines()[0][:80]})") from None
-    out: list[Annotation] = []
+    out: list[tuple[Annotation, dict[str, Any]]] = []
     for i, feat in enumerate(_features(path, data)):
-        out.extend(_annotations_of(path, i, feat))
+        props = feat.get("properties") if isinstance(feat, dict) else None
+        out.extend((a, props or {}) for a in _annotations_of(path, i, feat))
     return out

@@ -108,6 +108,11 @@ def _layers_of(result: SlideResult) -> list[tuple[str, tuple[int, int, int]]]:
     return layers
 
 
+def _score_text(score: float) -> str:
+    """A region's Text: the detection score; empty for a glomerulus drawn by hand (no score)."""
+    return f"{score:.3f}" if math.isfinite(score) else ""
+
+
 def imagescope_xml(result: SlideResult, contents: str = "both") -> str:
     """The text of the ImageScope file of a slide's detections (see the module docstring).
 
@@ -132,7 +137,7 @@ def imagescope_xml(result: SlideResult, contents: str = "both") -> str:
             r = float(g.radius)
             box = np.array([[g.x - r, g.y - r], [g.x + r, g.y + r]])
             perimeter, area = ellipse_perimeter(r, r), ellipse_area(r, r)
-            parts.append(_region(int(g.id), REGION_ELLIPSE, box, perimeter, area, mpp, f"{g.score:.3f}"))
+            parts.append(_region(int(g.id), REGION_ELLIPSE, box, perimeter, area, mpp, _score_text(g.score)))
         parts.append(LAYER_CLOSE)
     for k, (name, color) in enumerate(outline_layers, start=len(circle_layers) + 1):
         parts.append(_layer_open(k, name + OUTLINE_SUFFIX, color, LAYER_OUTLINES))
@@ -148,7 +153,7 @@ def imagescope_xml(result: SlideResult, contents: str = "both") -> str:
                     polygon_perimeter(poly),
                     polygon_area(poly),
                     mpp,
-                    f"{g.score:.3f}",
+                    _score_text(g.score),
                     input_id=int(g.id),
                 )
             )

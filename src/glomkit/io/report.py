@@ -259,6 +259,26 @@ def _headline(summary: dict[str, Any]) -> str:
     )
 
 
+def _review_note(summary: dict[str, Any]) -> str:
+    """The reviewed mark of a recounted report (``glomkit recount``); empty for the pipeline's."""
+    if not summary.get("reviewed"):
+        return ""
+    r = summary.get("review") or {}
+    model = r.get("model") or {}
+    who = ", ".join(r.get("reviewers") or []) or "unknown reviewer"
+    was = model.get("ggs_percent")
+    was_txt = (
+        f"{was:.1f} % ({model.get('n_sclerosed')} of {model.get('n_glomeruli')})" if was is not None else "–"
+    )
+    return (
+        '<p class="headline" id="reviewed" style="border-left-color:#0550ae">Reviewed: counts from '
+        f"<code>{_e(r.get('annotations', ''))}</code>; {_num(r.get('n_reviewed', 0))} of "
+        f"{_num(summary.get('n_detections', 0))} detections reviewed by {_e(who)}"
+        f"{', last change ' + _e(r['last_change']) if r.get('last_change') else ''}. "
+        f"The model alone said {_e(was_txt)}.</p>"
+    )
+
+
 def _counts_table(result: SlideResult, summary: dict[str, Any]) -> str:
     counts = summary.get("counts") or result.counts()
     areas = summary.get("mean_area_um2") or {}
@@ -403,8 +423,9 @@ def report_html(result: SlideResult, summary: dict[str, Any], report_dir: Path |
     version_items = [(k, _e(v if v is not None else "not installed")) for k, v in versions.items()]
     body = "\n".join(
         [
-            f"<h1>glomkit report — {_e(result.stem)}</h1>",
+            f"<h1>glomkit report — {_e(result.stem)}{' (reviewed)' if summary.get('reviewed') else ''}</h1>",
             _headline(summary),
+            _review_note(summary),
             '<p class="muted">Global glomerulosclerosis % = globally sclerosed glomeruli / all glomeruli × 100; '
             "non-glomerular detections are not counted.</p>",
             "<h2>Counts</h2>",

@@ -1,0 +1,88 @@
+"""``glomkit review OUT/<stem>`` (the browser review app) and ``glomkit recount OUT/<stem>``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from glomkit import GlomkitError
+
+PATH = click.Path(path_type=Path)
+
+
+@click.command("review")
+@click.argument("folder", type=PATH)
+@click.option("--slide", type=PATH, default=None, help="The slide (default: the source in summary.json).")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0 = any free port."
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; anything but this machine lets other computers in.",
+)
+@click.option("--reviewer", default=None, help="Name saved with each correction (default: the user name).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in the default browser.")
+def review_cmd(
+    folder: Path, slide: Path | None, port: int, host: str, reviewer: str | None, open_browser: bool
+):
+    """Review and correct a slide's results in the browser; saves to FOLDER/review/ as you go."""
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise GlomkitError(
+            f"glomkit review needs the 'review' extra ({exc.name} is missing): pip install 'glomkit[review]'"
+        ) from None
+    from glomkit.review.server import LOCAL_HOSTS, bind, create_app, make_server, url_of
+    from glomkit.review.session import ReviewSession
+
+    session = ReviewSession(folder, slide=slide, reviewer=reviewer)
+    local = host.strip("[]") in {h.strip("[]") for h in LOCAL_HOSTS}
+    if not local:
+        click.echo(
+            f"glomkit: warning: listening on {host}: other computers can open this slide and change its review",
+            err=True,
+        )
+    bare = host.strip("[]")
+    named = [bare, f"[{bare}]"] if ":" in bare else [bare]  # Host headers bracket IPv6 literals
+    allowed = None if local else (["*"] if bare in ("0.0.0.0", "::") else [*named, *LOCAL_HOSTS])
+    app = create_app(session, allowed_hosts=allowed)
+    sock = bind(host, port)
+    url = url_of(sock, "127.0.0.1" if bare in ("0.0.0.0", "::") else host)
+    what = "resuming" if session.resumed else "starting"
+    click.echo(
+        f"{what} the review of {session.stem}: {len(session.items)} detections, saved to {session.geojson_path}"
+    )
+    click.echo(f"open {url}  (Ctrl+C to stop)")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    make_server(app).run(sockets=[sock])
+
+
+@click.command("recount")
+@click.argument("folder", type=PATH)
+@click.option(
+    "--annotations",
+    type=PATH,
+    default=None,
+    help="An edited GeoJSON or ImageScope XML (default: FOLDER/review/<stem>_reviewed.geojson).",
+)
+@click.option("--slide", type=PATH, default=None, help="The slide, for the report's thumbnail.")
+def recount_cmd(folder: Path, annotations: Path | None, slide: Path | None) -> None:
+    """Count again from reviewed annotations: FOLDER/review/summary.json and report.html."""
+    from glomkit.review.recount import describe, recount
+
+    summary = recount(folder, annotations=annotations, slide=slide)
+    unknown = summary["review"]["labels_outside_scheme"]
+    if unknown:
+        click.echo(
+            f"glomkit: warning: labels outside the scheme, not counted as glomeruli: {', '.join(map(repr, unknown))}",
+            err=True,
+        )
+    click.echo(describe(summary))
+    click.echo(f"wrote {Path(folder) / 'review' / 'summary.json'} and report.html")

@@ -1,0 +1,43 @@
+"""Start detector training from a glomkit CircleNet model file, such as the bundled one (``--init bundled``).
+
+The torch weights come back from the ONNX file through :mod:`glomkit.models.recover`, which
+checks the heatmap, radius and offset outputs against ONNX Runtime. The BatchNorms are then
+recalibrated on training fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from glomkit import GlomkitError
+
+BUNDLED = "bundled"
+
+
+def detector_init_metadata(init: str) -> tuple[Path, dict[str, Any]]:
+    """The model file named by ``--init`` (``bundled`` = the bundled CircleNet) and its metadata."""
+    from glomkit.models.registry import resolve_model
+    from glomkit.models.runtime import read_metadata
+
+    path = Path(resolve_model(None if init == BUNDLED else init, "detector"))
+    meta = read_metadata(path)
+    if meta.get("task") != "detector" or meta.get("architecture") != "circlenet":
+        raise GlomkitError(
+            f"{path}: --init needs a CircleNet detector model (this is {meta.get('architecture')})"
+        )
+    return path, meta
+
+
+def init_detector(model: torch.nn.Module, init: str, batches: Iterable[torch.Tensor]) -> dict[str, Any]:
+    """Load the CircleNet ``init`` into ``model`` (same backbone), then recalibrate its BatchNorms."""
+    from glomkit.models.recover import load_onnx_weights, recalibrate_batchnorm
+
+    path, meta = detector_init_metadata(init)
+    example = torch.randn(1, 3, 64, 64)
+    fused = load_onnx_weights(model, path, example, lambda n, x: list(n(x)))
+    n = recalibrate_batchnorm(model, fused, batches)
+    return {"init_model": path.name, "init_backbone": meta.get("backbone"), "recalibrated_on": n}
