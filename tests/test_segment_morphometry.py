@@ -68,7 +68,9 @@ def test_polygon_area_matches_mask_area(w: int, h: int, x: int, y: int, deg: flo
     box = cv2.boxPoints(((60 + x + w / 2, 60 + y + h / 2), (w, h), deg)).astype(np.int32)
     cv2.fillPoly(m, [box], 1)
     poly = mask_to_polygon(m.astype(bool), simplify_px=1.0)
-    # the contour runs through boundary pixel centres: it misses about half a pixel all round
+    # the contour runs through boundary pixel centres: it misses about half a pixel all round, and
+    # the 1 px simplification cuts a little more off thin rotated shapes (worst seen on a 10-80 px
+    # grid of sizes and angles: 0.65 px per unit of perimeter)
     pix = m.sum()
     area = Polygon(poly).area
-    assert pix - 0.5 * cv2.arcLength(box.reshape(-1, 1, 2), True) - 8 <= area <= pix
+    assert pix - 0.75 * cv2.arcLength(box.reshape(-1, 1, 2), True) - 8 <= area <= pix
