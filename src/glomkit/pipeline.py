@@ -53,7 +53,9 @@ class PipelineConfig:
     tta: bool | None = None  # detection averaged over h/v flips of each tile; None = the model's metadata
     nms_iou: float = 0.35
     margin_um: float = 12.5  # 50 px at 0.25 µm/px, the published setting
-    outline_margin_um: float | None = None  # segment the patch cut down to circle + this margin (None: whole)
+    # the segmenter sees the patch cut down to the circle + this margin (None: the whole patch); 5 µm
+    # gave the best box AP on the hubmap_pas validation block (docs/models/detector.md)
+    outline_margin_um: float | None = 5.0
     min_tissue: float = 0.01
     thumbnail_px: int = 2048
     write_images: bool = True
