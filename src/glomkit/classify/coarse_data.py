@@ -167,19 +167,19 @@ def build_coarse_folder(
     out = Path(out)
     root = Path(bueno_root) if bueno_root else default_root()
     rng = np.random.default_rng(seed)
-    rows = [(str(s.image.resolve()), s.label, s.slide) for s in load_bueno(root)]
-    made = bueno_background(root, rng, n_bueno_bg)
+    rows = [(str(s.image.resolve()), s.label, s.slide, "bueno") for s in load_bueno(root)]
+    made = [(*m, "bueno_background") for m in bueno_background(root, rng, n_bueno_bg)]
     if svs is not None and Path(svs).is_file():
-        made += svs_tiles(Path(svs), rng, n_svs)
-    made += synthetic(rng, n_synth)
-    for img, slide, name in made:
+        made += [(*m, "svs") for m in svs_tiles(Path(svs), rng, n_svs)]
+    made += [(*m, "synthetic") for m in synthetic(rng, n_synth)]
+    for img, slide, name, source in made:
         rel = f"non_glomerular/{name}.png"
         write_png(out / rel, img)
-        rows.append((rel, "non_glomerular", slide))
-    rows += synthetic_glomeruli(out, n_synth_glom, seed)
+        rows.append((rel, "non_glomerular", slide, source))
+    rows += [(*r, "synthetic") for r in synthetic_glomeruli(out, n_synth_glom, seed)]
     buf = io.StringIO()
     wr = csv.writer(buf, lineterminator="\n")
-    wr.writerow(["image", "label", "slide"])
+    wr.writerow(["image", "label", "slide", "source"])
     wr.writerows(rows)
     write_text(out / "labels.csv", buf.getvalue())
     return out
