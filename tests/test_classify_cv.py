@@ -139,3 +139,68 @@ def test_run_cv_covers_every_image_once(tmp_path):
         progress=False,
     )
     assert s2["folds"] == s["folds"]
+
+
+def _constant_classifier(path, probs, meta_extra):
+    """An ONNX classifier that outputs ``probs`` for every patch, with extra metadata."""
+    import torch
+
+    from glomkit.models.export import export_onnx
+
+    class Const(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.logits = torch.nn.Parameter(torch.log(torch.tensor([probs], dtype=torch.float32)))
+
+        def forward(self, x):
+            return torch.softmax(self.logits + 0.0 * x.mean(dim=(1, 2, 3))[:, None], dim=1)
+
+    meta = {
+        "task": "classifier",
+        "input_size": [16, 16],
+        "classes": get_scheme("coarse_3").to_dict(),
+        **meta_extra,
+    }
+    return export_onnx(Const().eval(), torch.zeros(1, 3, 16, 16), path, meta, ["probs"], fp16_storage=False)
+
+
+def test_classify_and_decide_obeys_model_metadata(tmp_path):
+    from glomkit.classify.predict import classify_and_decide
+    from glomkit.models.runtime import OnnxModel
+
+    patches = np.full((2, 20, 20, 3), 200, np.uint8)
+    raw = [0.6, 0.35, 0.05]
+    plain = OnnxModel(_constant_classifier(tmp_path / "plain.onnx", raw, {}))
+    probs, labels = classify_and_decide(plain, patches)
+    assert np.allclose(probs[0], raw, atol=1e-4) and list(labels) == [0, 0]  # argmax: normal
+    d = Decision(temperature=2.0, threshold=0.3, positive="sclerosed")
+    tuned = OnnxModel(_constant_classifier(tmp_path / "tuned.onnx", raw, d.to_meta()))
+    probs, labels = classify_and_decide(tuned, patches)
+    assert np.allclose(probs[0], apply_temperature(np.array([raw]), 2.0)[0], atol=1e-4)
+    assert list(labels) == [1, 1]  # P(sclerosed)/P(glomerulus) >= 0.3: sclerosed
+
+
+def test_hubmap_crops_real_negatives_away_from_outlines(tmp_path):
+    import cv2
+
+    from glomkit.classify.coarse_data import hubmap_block, hubmap_crops
+
+    rng = np.random.default_rng(0)
+    img = np.clip(rng.normal([190, 120, 180], 20, (500, 700, 3)), 0, 255).astype(np.uint8)
+    cv2.circle(img, (200, 250), 90, (150, 60, 140), -1)
+    cv2.imwrite(str(tmp_path / "train_57.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    ring = [[200 + 90 * np.cos(a), 250 + 90 * np.sin(a)] for a in np.linspace(0, 2 * np.pi, 40)]
+    feat = {
+        "type": "Feature",
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+        "properties": {"classification": {"name": "glomerulus"}},
+    }
+    (tmp_path / "train_57.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [feat]}))
+    crops = hubmap_crops(tmp_path, rng, per_tile_glomeruli=1, per_tile_tissue=3, per_tile_false_positives=1)
+    labels = [c[1] for c in crops]
+    assert labels.count(ANY_GLOMERULUS) == 1 and labels.count("non_glomerular") >= 3
+    assert all(c[2] == hubmap_block("train_57") == "hubmap#b1" for c in crops)
+    assert all(c[0].shape == (224, 224, 3) for c in crops)
+    for img_c, _label, _g, _n, source in crops:
+        if source == "hubmap_tissue":  # no part of the dark disc (the glomerulus) in a negative
+            assert (img_c[..., 1] < 90).mean() < 0.01

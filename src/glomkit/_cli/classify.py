@@ -142,10 +142,13 @@ def evaluate_cmd(model, data, label_map, out, split) -> None:
     rows = _classify_with_progress(onnx, [it.image for it in items])
     import numpy as np
 
+    from glomkit.classify.decision import Decision
+
     probs = np.array([[r[f"prob_{n}"] for n in scheme.names] for r in rows])
+    pred = [scheme.index(r["label"]) for r in rows]  # the model's decision (threshold), not argmax
     y = [scheme.index(it.label) for it in items]
-    rep = classification_report(y, probs, scheme.names)
-    rep["ggs"] = ggs_report(y, probs, scheme)
+    rep = classification_report(y, probs, scheme.names, pred)
+    rep["ggs"] = ggs_report(y, probs, scheme, Decision.from_meta(onnx.meta).threshold)
     rep["model"] = str(onnx.path)
     rep["data"] = str(data)
     rep["split"] = split
