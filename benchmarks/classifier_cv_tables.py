@@ -71,6 +71,13 @@ def tables(name: str, s: dict) -> str:
         f"{100 * (g['rate'] or 0):.1f} % (bueno graded crops only: {100 * (g['graded_bueno_rate'] or 0):.1f} %; "
         f"raw argmax: {100 * (g['rate_argmax_raw'] or 0):.1f} %).",
     ]
+    n = s.get("real_negatives_called_non_glomerular")
+    if n:
+        by = ", ".join(f"{k} {100 * v:.1f} %" for k, v in n["by_source"].items())
+        out.append(
+            f"Real negatives called non_glomerular (held-out, nested decision): {n['called']} / {n['n']} = "
+            f"{100 * (n['rate'] or 0):.1f} % ({by})."
+        )
     c = s["calibration"]
     out.append(
         f"Calibration (OOF): 3-class NLL {f(c['nll_raw'])} raw -> {f(c['nll_nested_temperature'])} with the "
@@ -79,7 +86,8 @@ def tables(name: str, s: dict) -> str:
     d = s["decision"]
     out.append(
         f"Fitted on all OOF predictions: temperature {f(d['temperature'])}, GGS threshold "
-        f"{f(d.get('decision', {}).get('threshold'))}."
+        f"{f(d.get('decision', {}).get('threshold'))}, glomerulus cut P(glomerulus) >= "
+        f"{f(d.get('decision', {}).get('glomerulus_min'))}."
     )
     names = p["class_names"]
     out += ["", "Confusion of the real graded glomeruli (rows true, columns predicted; nested decision):", ""]

@@ -7,7 +7,8 @@ probabilities that cover every image once. From them:
 - per fold and per site: GS vs non-GS AUC and balanced accuracy on the real graded glomeruli
   (``source == eval_source``, e.g. the bueno crops), and how many real glomeruli (graded ones and
   ungraded :data:`~glomkit.classify.data.ANY_GLOMERULUS` ones) are called non-glomerular;
-- the temperature (NLL on OOF) and the GGS threshold (best balanced accuracy on OOF). The per-fold
+- the temperature (NLL on the OOF predictions of real images), the GGS threshold (best balanced
+  accuracy on OOF) and the glomerulus cut (at most 2 % of the real glomeruli below it). The per-fold
   balanced accuracy uses the threshold and temperature fitted on the *other* folds' OOF (nested),
   so no figure uses its own fold to pick its threshold;
 - with ``final_out``: one model trained on every fold with the same recipe, exported with the
@@ -58,6 +59,9 @@ class CVConfig:
     eval_source: str = "bueno"  # images whose figures are reported; all graded glomeruli if no source column
     out_dir: str = "classifier_cv"
     final_out: str | None = None
+
+
+MAX_REAL_GLOM_DROPPED = 0.02  # share of real glomeruli the non_glomerular cut may drop (fitted on OOF)
 
 
 def site_of(slide: str) -> str:
@@ -157,11 +161,21 @@ def summarise(
     real_glom = ev | np.array([it.label == ANY_GLOMERULUS for it in items])
     truth_ggs = np.isin(y, scheme.ggs_indices)
 
+    # real images (not synthetic renderings, not the skin SVS): what the temperature is fitted on
+    real = graded & np.array([it.source not in ("synthetic", "svs") for it in items])
+    real_neg = real & ~np.isin(y, scheme.glomerulus_indices)
+
     def fit(mask: np.ndarray) -> Decision:
-        t = fit_temperature(oof[mask & graded], y[mask & graded])
+        fit_on = mask & (real if (mask & real).any() else graded)
+        t = fit_temperature(oof[fit_on], y[fit_on])
         cal = apply_temperature(oof, t)
         thr = choose_threshold(ggs_score(cal[mask & ev], scheme), truth_ggs[mask & ev])
-        return Decision(temperature=t, threshold=thr, positive=names[scheme.ggs_indices[0]])
+        # the glomerulus cut: at most MAX_REAL_GLOM_DROPPED of the real glomeruli below it, never above 0.5
+        p_glom = scheme.glomerulus_probability(cal[mask & real_glom])
+        glom_min = min(0.5, float(np.quantile(p_glom, MAX_REAL_GLOM_DROPPED))) if len(p_glom) else 0.5
+        return Decision(
+            temperature=t, threshold=thr, glomerulus_min=glom_min, positive=names[scheme.ggs_indices[0]]
+        )
 
     cal_oof, nested_labels = np.zeros_like(oof), np.zeros(len(items), int)
     fold_decisions = []
@@ -198,6 +212,7 @@ def summarise(
         ]
         rec["threshold"] = fold_decisions[f].threshold
         rec["temperature"] = fold_decisions[f].temperature
+        rec["glomerulus_min"] = fold_decisions[f].glomerulus_min
         g = here & real_glom
         rec["real_glomeruli"] = int(g.sum())
         rec["called_non_glomerular"] = int(called_ng[g].sum())
@@ -247,6 +262,15 @@ def summarise(
                 y[ev], nested_labels[ev], labels=list(range(k))
             ).tolist(),
             "class_names": list(names),
+        },
+        "real_negatives_called_non_glomerular": {
+            "n": int(real_neg.sum()),
+            "called": int(called_ng[real_neg].sum()),
+            "rate": float(called_ng[real_neg].mean()) if real_neg.any() else None,
+            "by_source": {
+                src: float(called_ng[real_neg & (np.array([it.source for it in items]) == src)].mean())
+                for src in sorted({items[i].source for i in np.flatnonzero(real_neg)})
+            },
         },
         "real_glomeruli_called_non_glomerular": {
             "n": int(real_glom.sum()),
