@@ -248,6 +248,14 @@ def _classify_with_progress(onnx, paths, disable: bool = False) -> list[dict]:
 @click.option("--folds", "n_folds", default=5, show_default=True, help="Slide folds (--by slide).")
 @click.option("--split-seed", default=0, show_default=True)
 @click.option(
+    "--only-fold",
+    "only_folds",
+    type=int,
+    multiple=True,
+    help="Train and predict only this fold (repeatable; for parallel runs into one -o folder; "
+    "then rerun without it and with --resume to summarise).",
+)
+@click.option(
     "--eval-source",
     default="bueno",
     show_default=True,
@@ -279,7 +287,9 @@ def _classify_with_progress(onnx, paths, disable: bool = False) -> list[dict]:
     "OOF threshold, temperature and CV figures in its metadata.",
 )
 @threads_option()
-def study_cv_cmd(data, out, label_map, by, n_folds, split_seed, eval_source, init, final, **params) -> None:
+def study_cv_cmd(
+    data, out, label_map, by, n_folds, split_seed, only_folds, eval_source, init, final, **params
+) -> None:
     """Cross-validate a classifier recipe by slide or site; fit threshold and temperature on OOF."""
     from glomkit.classify.cv import CVConfig, run_cv
     from glomkit.classify.data import parse_label_map
@@ -300,8 +310,12 @@ def study_cv_cmd(data, out, label_map, by, n_folds, split_seed, eval_source, ini
         eval_source=eval_source,
         out_dir=str(out),
         final_out=None if final is None else str(final),
+        only_folds=tuple(only_folds) or None,
     )
     s = run_cv(cfg, cv)
+    if only_folds:
+        Console().print(f"trained and predicted {', '.join(s['folds_done'])} into {out}")
+        return
     con = Console()
     con.print(_cv_table(s))
     f = s["folds"]

@@ -59,6 +59,9 @@ class CVConfig:
     eval_source: str = "bueno"  # images whose figures are reported; all graded glomeruli if no source column
     out_dir: str = "classifier_cv"
     final_out: str | None = None
+    only_folds: tuple[int, ...] | None = (
+        None  # train and predict only these folds (parallel runs), no summary
+    )
 
 
 MAX_REAL_GLOM_DROPPED = 0.02  # share of real glomeruli the non_glomerular cut may drop (fitted on OOF)
@@ -341,6 +344,8 @@ def run_cv(train_config, cv: CVConfig, progress: bool = True) -> dict:
     for f, name in enumerate(fold_names):
         test_idx = [i for i, g in enumerate(folds) if g == f]
         pred_file = out / f"{name}_probs.npy"
+        if cv.only_folds is not None and f not in cv.only_folds:
+            continue
         if pred_file.is_file() and train_config.resume:
             probs = np.load(pred_file)
         else:
@@ -367,6 +372,8 @@ def run_cv(train_config, cv: CVConfig, progress: bool = True) -> dict:
                 f"{pred_file}: {len(probs)} rows for {len(test_idx)} images (stale; delete it)"
             )
         oof[test_idx] = probs
+    if cv.only_folds is not None:
+        return {"folds_done": [fold_names[f] for f in cv.only_folds], "minutes_trained": minutes}
     if np.isnan(oof).any():
         raise GlomkitError("internal: out-of-fold predictions do not cover every image")
     _write_oof(out / "oof.csv", items, folds, fold_names, oof, scheme)
