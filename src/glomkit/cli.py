@@ -113,6 +113,7 @@ def pretrain() -> None:
     lazy={
         "label-fraction": ("glomkit._cli.study", "study_label_fraction_cmd"),
         "segmentation": ("glomkit._cli.segment", "study_segmentation_cmd"),
+        "classifier-cv": ("glomkit._cli.classify", "study_cv_cmd"),
     },
 )
 def study() -> None:

@@ -412,7 +412,7 @@ def _characterise(
     out_dir: Path,
 ) -> None:
     """Cut, classify, segment, measure and write the images of a chunk of glomeruli."""
-    from glomkit.classify.predict import classify_patches
+    from glomkit.classify.predict import classify_and_decide
     from glomkit.segment.morphometry import glomerulus_component, mask_to_polygon, measure_mask
     from glomkit.segment.predict import segment_patches
 
@@ -425,7 +425,7 @@ def _characterise(
 
         patches = np.stack([p for _, p in prefetch_map(cut, chunk, config.read_threads)])
     with timer.stage("classify"):
-        probs = classify_patches(models.classifier, patches, config.batch_patches)
+        probs, labels = classify_and_decide(models.classifier, patches, config.batch_patches)
     with timer.stage("segment"):
         if config.outline_margin_um is None:
             masks = segment_patches(models.segmenter, patches, config.batch_patches)
@@ -439,7 +439,7 @@ def _characterise(
         for j, rec in enumerate(chunk):
             p = probs[j]
             rec.probs = {n: float(p[c]) for c, n in enumerate(scheme.names)}
-            cls = scheme.classes[int(np.argmax(p))]
+            cls = scheme.classes[int(labels[j])]
             rec.label = cls.name
             rec.is_glomerulus = cls.is_glomerulus
             rec.ggs_probability = float(ggs[j])

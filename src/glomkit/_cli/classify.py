@@ -142,10 +142,13 @@ def evaluate_cmd(model, data, label_map, out, split) -> None:
     rows = _classify_with_progress(onnx, [it.image for it in items])
     import numpy as np
 
+    from glomkit.classify.decision import Decision
+
     probs = np.array([[r[f"prob_{n}"] for n in scheme.names] for r in rows])
+    pred = [scheme.index(r["label"]) for r in rows]  # the model's decision (threshold), not argmax
     y = [scheme.index(it.label) for it in items]
-    rep = classification_report(y, probs, scheme.names)
-    rep["ggs"] = ggs_report(y, probs, scheme)
+    rep = classification_report(y, probs, scheme.names, pred)
+    rep["ggs"] = ggs_report(y, probs, scheme, Decision.from_meta(onnx.meta).threshold)
     rep["model"] = str(onnx.path)
     rep["data"] = str(data)
     rep["split"] = split
@@ -223,3 +226,132 @@ def _classify_with_progress(onnx, paths, disable: bool = False) -> list[dict]:
     with Progress(transient=True, disable=disable) as progress:
         task = progress.add_task("classifying", total=len(paths))
         return classify_files(onnx, paths, on_batch=lambda n: progress.advance(task, n))
+
+
+@click.command("classifier-cv")
+@data_option(DATA_HELP)
+@out_option("Output folder: oof.csv, cv.json, reliability.png, per-fold checkpoints and predictions.")
+@click.option(
+    "--scheme",
+    type=click.Choice(["coarse_3", "glo_in_one_5", "gs_binary"]),
+    default="coarse_3",
+    show_default=True,
+)
+@label_map_option()
+@click.option(
+    "--by",
+    type=click.Choice(["slide", "site"]),
+    default="slide",
+    show_default=True,
+    help="Folds grouped by slide, or one fold per site (leave-one-site-out).",
+)
+@click.option("--folds", "n_folds", default=5, show_default=True, help="Slide folds (--by slide).")
+@click.option("--split-seed", default=0, show_default=True)
+@click.option(
+    "--only-fold",
+    "only_folds",
+    type=int,
+    multiple=True,
+    help="Train and predict only this fold (repeatable; for parallel runs into one -o folder; "
+    "then rerun without it and with --resume to summarise).",
+)
+@click.option(
+    "--eval-source",
+    default="bueno",
+    show_default=True,
+    help="labels.csv 'source' of the graded real glomeruli whose figures are reported.",
+)
+@click.option("--backbone", default="resnet10t", show_default=True, help="timm backbone (pretrained=False).")
+@click.option("--size", type=int, default=128, show_default=True, help="Square input size in pixels.")
+@schedule_options(epochs=8, batch=32, lr=None, lr_help="Learning rate [default: 1e-3 AdamW].")
+@click.option("--focal-gamma", type=float, default=2.5, show_default=True)
+@click.option(
+    "--aug",
+    type=click.Choice(["default", "strong"]),
+    default="default",
+    show_default=True,
+    help="Augmentation strength (glomkit.classify.data.AUGMENTATIONS).",
+)
+@click.option(
+    "--init", type=click.Path(path_type=Path), default=None, help="SimSiam encoder file to start from."
+)
+@seed_option()
+@click.option(
+    "--resume", is_flag=True, help="Reuse finished folds' predictions and continue from checkpoints."
+)
+@click.option(
+    "--final",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Then train one model on every slide with this recipe; write it here (ONNX) with the "
+    "OOF threshold, temperature and CV figures in its metadata.",
+)
+@threads_option()
+def study_cv_cmd(
+    data, out, label_map, by, n_folds, split_seed, only_folds, eval_source, init, final, **params
+) -> None:
+    """Cross-validate a classifier recipe by slide or site; fit threshold and temperature on OOF."""
+    from glomkit.classify.cv import CVConfig, run_cv
+    from glomkit.classify.data import parse_label_map
+    from glomkit.classify.train import ClassifierConfig
+
+    cfg = ClassifierConfig(
+        data=str(data),
+        out=str(final or Path(out) / "final.onnx"),
+        label_map=parse_label_map(label_map),
+        init=None if init is None else str(init),
+        command=_command_line("glomkit study classifier-cv"),
+        **params,
+    )
+    cv = CVConfig(
+        by=by,
+        n_folds=n_folds,
+        split_seed=split_seed,
+        eval_source=eval_source,
+        out_dir=str(out),
+        final_out=None if final is None else str(final),
+        only_folds=tuple(only_folds) or None,
+    )
+    s = run_cv(cfg, cv)
+    if only_folds:
+        Console().print(f"trained and predicted {', '.join(s['folds_done'])} into {out}")
+        return
+    con = Console()
+    con.print(_cv_table(s))
+    f = s["folds"]
+    rng = s["real_glomeruli_called_non_glomerular"]
+    con.print(
+        f"AUC {f['auc']['mean']:.3f} ± {f['auc']['sd']:.3f} (min {f['auc']['min']:.3f}); "
+        f"balanced acc {f['balanced_accuracy']['mean']:.3f} ± {f['balanced_accuracy']['sd']:.3f} "
+        f"(min {f['balanced_accuracy']['min']:.3f}); real glomeruli called non_glomerular "
+        f"{rng['called']}/{rng['n']}; threshold {s['decision'].get('decision', {}).get('threshold', 0.5):.3f}, "
+        f"temperature {s['decision']['temperature']:.3f}"
+    )
+    con.print(f"{out}/cv.json, {out}/oof.csv, {out}/reliability.png" + (f"; model {final}" if final else ""))
+
+
+def _cv_table(s: dict):
+    from rich.table import Table
+
+    def f(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    t = Table(title="cross-validation: GS vs non-GS on held-out real glomeruli")
+    for col in ("fold", "slides", "n", "GS", "AUC", "bal.acc", "sens", "spec", "thr", "non-glom"):
+        t.add_column(col, justify="left" if col in ("fold", "slides") else "right")
+    rows = [(r["fold"], r) for r in s["per_fold"]] + [(k, v) for k, v in s["per_site"].items()]
+    for name, r in rows:
+        slides = r.get("slides")
+        t.add_row(
+            name,
+            str(len(slides)) if isinstance(slides, list) else str(slides),
+            str(r["n"]),
+            str(r["n_ggs"]),
+            f(r["auc"]),
+            f(r["balanced_accuracy"]),
+            f(r["sensitivity"]),
+            f(r["specificity"]),
+            f(r.get("threshold")),
+            f"{r['called_non_glomerular']}/{r['real_glomeruli']}" if "real_glomeruli" in r else "",
+        )
+    return t

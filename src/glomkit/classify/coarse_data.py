@@ -129,6 +129,134 @@ def synthetic(rng: np.random.Generator, n: int, groups: int = 10) -> list[tuple[
     return out
 
 
+HUBMAP_MPP = 0.85  # assumed µm/px of the hubmap_pas tiles (unrecorded; 0.7-1.0 judged from nuclei)
+PIPELINE_MARGIN_UM = 12.5  # glomkit.pipeline cuts the detection circle plus this margin
+
+
+def hubmap_block(stem: str, size: int = 50) -> str:
+    """Group of a hubmap tile: contiguous tile numbers (train_ and test_ share one numbering)."""
+    return f"hubmap#b{int(stem.split('_')[-1]) // size}"
+
+
+def _square(img: np.ndarray, cx: float, cy: float, half: float) -> np.ndarray | None:
+    """The square of half-side ``half`` at (cx, cy), resized to OUT_SIZE; None if it leaves the image."""
+    h, w = img.shape[:2]
+    x0, y0, x1, y1 = (int(round(v)) for v in (cx - half, cy - half, cx + half, cy + half))
+    if x0 < 0 or y0 < 0 or x1 > w or y1 > h or x1 - x0 < 16:
+        return None
+    return cv2.resize(img[y0:y1, x0:x1], (OUT_SIZE, OUT_SIZE), interpolation=cv2.INTER_AREA)
+
+
+def _detector_circles(detector, img: np.ndarray, mpp: float) -> np.ndarray:
+    """(K, 4) x, y, r, score in tile px: the bundled detector run on the tile at its own mpp."""
+    from glomkit.detect.evaluate import detect_images
+
+    f = mpp / float(detector.info.mpp or 8.0)
+    h, w = img.shape[:2]
+    small = cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    ph, pw = -(-small.shape[0] // 32) * 32, -(-small.shape[1] // 32) * 32
+    pad = np.full((ph, pw, 3), 255, np.uint8)
+    pad[: small.shape[0], : small.shape[1]] = small
+    c = detect_images(detector, [pad], score_threshold=0.3)[0]
+    c = np.asarray(c, dtype=np.float64).reshape(-1, 4)
+    c[:, :3] /= f
+    return c
+
+
+def hubmap_crops(
+    tiles: Path,
+    rng: np.random.Generator,
+    per_tile_glomeruli: int = 2,
+    per_tile_tissue: int = 2,
+    per_tile_false_positives: int = 2,
+    mpp: float = HUBMAP_MPP,
+) -> list[tuple[np.ndarray, str, str, str, str]]:
+    """Real in-context crops of the hubmap_pas tiles: (image, label, group, name, source).
+
+    - ``glomerulus`` (:data:`glomkit.classify.data.ANY_GLOMERULUS`, ungraded): annotated glomeruli
+      cut like the pipeline does (minimum enclosing circle + a margin drawn from 5-25 µm around
+      the pipeline's 12.5 µm, centre jittered by 10 % of the radius); crops cut by the tile edge
+      are skipped.
+    - ``non_glomerular`` tissue: random squares of glomerulus-patch size that touch no outline
+      (outlines dilated by 8 µm) and hold tissue (saturation), i.e. tubules, vessels, interstitium.
+    - ``non_glomerular`` detector false positives: circles of the bundled detector whose centre is
+      in no (dilated) outline, cut like the pipeline does. Annotations can be incomplete, so a
+      few of these may be unannotated glomeruli.
+
+    Grouped by contiguous tile-number blocks (:func:`hubmap_block`).
+    """
+    from glomkit.classify.data import ANY_GLOMERULUS
+    from glomkit.io.geojson import read_geojson
+    from glomkit.models.registry import resolve_model
+    from glomkit.models.runtime import OnnxModel
+
+    detector = (
+        OnnxModel(resolve_model(None, "detector"), expect_task="detector")
+        if per_tile_false_positives
+        else None
+    )
+    out: list[tuple[np.ndarray, str, str, str, str]] = []
+    for jpg in sorted(Path(tiles).glob("*.jpg")):
+        gj = jpg.with_suffix(".geojson")
+        if not gj.is_file():
+            continue
+        img = read_rgb(jpg)
+        h, w = img.shape[:2]
+        group = hubmap_block(jpg.stem)
+        anns = [a for a in read_geojson(gj) if a.polygon is not None and a.radius > 0]
+        glom = np.zeros((h, w), np.uint8)
+        for a in anns:
+            cv2.fillPoly(glom, [np.round(a.polygon).astype(np.int32)], 1)
+        dil = int(round(8.0 / mpp))
+        glom_dil = cv2.dilate(glom, np.ones((2 * dil + 1, 2 * dil + 1), np.uint8))
+        radii = [a.radius for a in anns] or [115.0]
+        # glomeruli in context
+        kept = 0
+        for i in rng.permutation(len(anns)):
+            if kept >= per_tile_glomeruli:
+                break
+            a = anns[int(i)]
+            margin = float(rng.uniform(5.0, 25.0)) / mpp
+            jx, jy = rng.normal(0, 0.1 * a.radius, 2)
+            crop = _square(img, a.x + jx, a.y + jy, a.radius + margin)
+            if crop is not None:
+                out.append(
+                    (crop, ANY_GLOMERULUS, group, f"hub_glom_{jpg.stem}_{int(i)}", "hubmap_glomerulus")
+                )
+                kept += 1
+        # tissue away from every outline
+        kept, tries = 0, 0
+        while kept < per_tile_tissue and tries < 200:
+            tries += 1
+            half = float(rng.choice(radii)) * float(rng.uniform(0.8, 1.25)) + PIPELINE_MARGIN_UM / mpp
+            cx, cy = rng.uniform(half, w - half), rng.uniform(half, h - half)
+            x0, y0, x1, y1 = (int(round(v)) for v in (cx - half, cy - half, cx + half, cy + half))
+            if glom_dil[y0:y1, x0:x1].any():
+                continue
+            sat = cv2.cvtColor(img[y0:y1, x0:x1], cv2.COLOR_RGB2HSV)[..., 1]
+            if (sat > 25).mean() < 0.5:
+                continue
+            crop = _square(img, cx, cy, half)
+            if crop is not None:
+                out.append((crop, "non_glomerular", group, f"hub_tissue_{jpg.stem}_{kept}", "hubmap_tissue"))
+                kept += 1
+        # the detector's false positives
+        if detector is not None:
+            kept = 0
+            for x, y, r, _score in _detector_circles(detector, img, mpp):
+                if kept >= per_tile_false_positives:
+                    break
+                if not (0 <= int(y) < h and 0 <= int(x) < w) or glom_dil[int(y), int(x)]:
+                    continue
+                crop = _square(img, x, y, r + PIPELINE_MARGIN_UM / mpp)
+                if crop is not None:
+                    out.append(
+                        (crop, "non_glomerular", group, f"hub_fp_{jpg.stem}_{kept}", "hubmap_false_positive")
+                    )
+                    kept += 1
+    return out
+
+
 SYNTH_TO_COARSE = {
     "normal": "normal",
     "obsolescent": "sclerosed",
@@ -162,24 +290,30 @@ def build_coarse_folder(
     n_svs: int = 120,
     n_synth: int = 120,
     n_synth_glom: int = 60,
+    hubmap: str | Path | None = None,
 ) -> Path:
     """Write ``out/labels.csv`` (+ non_glomerular PNGs); bueno labels stay GS / nonGS."""
     out = Path(out)
     root = Path(bueno_root) if bueno_root else default_root()
     rng = np.random.default_rng(seed)
-    rows = [(str(s.image.resolve()), s.label, s.slide) for s in load_bueno(root)]
-    made = bueno_background(root, rng, n_bueno_bg)
+    rows = [(str(s.image.resolve()), s.label, s.slide, "bueno") for s in load_bueno(root)]
+    made = [(*m, "bueno_background") for m in bueno_background(root, rng, n_bueno_bg)]
     if svs is not None and Path(svs).is_file():
-        made += svs_tiles(Path(svs), rng, n_svs)
-    made += synthetic(rng, n_synth)
-    for img, slide, name in made:
+        made += [(*m, "svs") for m in svs_tiles(Path(svs), rng, n_svs)]
+    made += [(*m, "synthetic") for m in synthetic(rng, n_synth)]
+    for img, slide, name, source in made:
         rel = f"non_glomerular/{name}.png"
         write_png(out / rel, img)
-        rows.append((rel, "non_glomerular", slide))
-    rows += synthetic_glomeruli(out, n_synth_glom, seed)
+        rows.append((rel, "non_glomerular", slide, source))
+    if hubmap is not None:
+        for img, label, group, name, source in hubmap_crops(Path(hubmap), rng):
+            rel = f"hubmap/{name}.png"
+            write_png(out / rel, img)
+            rows.append((rel, label, group, source))
+    rows += [(*r, "synthetic") for r in synthetic_glomeruli(out, n_synth_glom, seed)]
     buf = io.StringIO()
     wr = csv.writer(buf, lineterminator="\n")
-    wr.writerow(["image", "label", "slide"])
+    wr.writerow(["image", "label", "slide", "source"])
     wr.writerows(rows)
     write_text(out / "labels.csv", buf.getvalue())
     return out
@@ -192,8 +326,13 @@ def main() -> None:
     ap.add_argument("--svs", default=str(default_root().parent / "slides" / "CMU-1-Small-Region.svs"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--synth-glomeruli", type=int, default=60, help="synthetic patches per five-class label")
+    ap.add_argument(
+        "--hubmap",
+        default=None,
+        help="hubmap_pas tiles folder: add real in-context glomeruli (ungraded) and real negatives",
+    )
     a = ap.parse_args()
-    p = build_coarse_folder(a.out, a.bueno, a.svs, a.seed, n_synth_glom=a.synth_glomeruli)
+    p = build_coarse_folder(a.out, a.bueno, a.svs, a.seed, n_synth_glom=a.synth_glomeruli, hubmap=a.hubmap)
     print(p / "labels.csv")
 
 

@@ -20,7 +20,11 @@ from torch import nn
 
 
 def class_weights(labels: Sequence[int], num_classes: int) -> torch.Tensor:
-    """Inverse-frequency weights normalised to mean 1 over the classes present (absent classes: 0)."""
+    """Inverse-frequency weights normalised to mean 1 over the classes present (absent classes: 0).
+
+    With a set-valued target (index ``num_classes - 1`` reserved for it, see :class:`FocalLoss`),
+    pass ``num_classes + 1``: the set is weighted like one more class.
+    """
     counts = torch.bincount(torch.as_tensor(list(labels), dtype=torch.long), minlength=num_classes).float()
     w = torch.zeros(num_classes)
     present = counts > 0
@@ -30,17 +34,31 @@ def class_weights(labels: Sequence[int], num_classes: int) -> torch.Tensor:
 
 
 class FocalLoss(nn.Module):
-    """Multi-class focal loss on logits, with optional per-class weights; mean over the batch."""
+    """Multi-class focal loss on logits, with optional per-class weights; mean over the batch.
 
-    def __init__(self, gamma: float = 2.5, weight: torch.Tensor | None = None) -> None:
+    ``group``: class indices of a set-valued target. A target equal to the number of classes
+    (one past the last) means "one of ``group``" (e.g. a glomerulus of unknown grade): its
+    ``p_t`` is the summed probability of the group. ``weight`` then has one entry more, for it.
+    """
+
+    def __init__(
+        self, gamma: float = 2.5, weight: torch.Tensor | None = None, group: Sequence[int] = ()
+    ) -> None:
         super().__init__()
         self.gamma = float(gamma)
         self.register_buffer(
             "weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32)
         )
+        self.group = [int(g) for g in group]
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logp = F.log_softmax(logits, dim=1)
+        k = logits.shape[1]
+        if self.group:
+            logp_group = torch.logsumexp(logp[:, self.group], dim=1, keepdim=True)
+            logp = torch.cat([logp, logp_group], dim=1)
+        elif bool((target >= k).any()):
+            raise ValueError("FocalLoss: a set-valued target needs group=")
         logp_t = logp.gather(1, target[:, None]).squeeze(1)
         p_t = logp_t.exp()
         loss = -((1.0 - p_t) ** self.gamma) * logp_t

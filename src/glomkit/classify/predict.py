@@ -50,6 +50,18 @@ def classify_patches(
     return out
 
 
+def classify_and_decide(
+    model: OnnxModel, patches: np.ndarray | Sequence[np.ndarray], batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    """(calibrated probabilities (N, C), class index (N,)): the model's temperature and GGS
+    threshold applied (:class:`glomkit.classify.decision.Decision`; argmax without them)."""
+    from glomkit.classify.decision import Decision
+
+    decision = Decision.from_meta(model.meta)
+    probs = decision.calibrate(classify_patches(model, patches, batch_size)).astype(np.float32)
+    return probs, decision.labels(probs, model.info.scheme)
+
+
 def classify_files(
     model: OnnxModel,
     paths: Sequence[str | Path],
@@ -57,6 +69,9 @@ def classify_files(
     on_batch: Callable[[int], None] | None = None,
 ) -> list[dict]:
     """One row per image: path, label, prob_<class>..., ggs_probability.
+
+    Probabilities are temperature-scaled and the label follows the model's decision metadata
+    (:func:`classify_and_decide`).
 
     An unreadable image raises a GlomkitError naming it. ``on_batch(n)`` is called after each
     batch of ``n`` images (for progress bars).
@@ -67,10 +82,12 @@ def classify_files(
         chunk = list(paths[start : start + batch_size])
         # each image is resized as soon as it is decoded: a batch holds one full-size image at most
         size = model.info.input_size
-        probs = classify_patches(model, [resize_patch(read_rgb(p, size), size) for p in chunk], batch_size)
+        probs, labels = classify_and_decide(
+            model, [resize_patch(read_rgb(p, size), size) for p in chunk], batch_size
+        )
         ggs = scheme.ggs_probability(probs)
-        for p, pr, g in zip(chunk, probs, ggs, strict=True):
-            row = {"path": str(p), "label": scheme.names[int(np.argmax(pr))]}
+        for p, pr, g, lab in zip(chunk, probs, ggs, labels, strict=True):
+            row = {"path": str(p), "label": scheme.names[int(lab)]}
             row.update({f"prob_{name}": float(v) for name, v in zip(scheme.names, pr, strict=True)})
             row["ggs_probability"] = float(g)
             rows.append(row)

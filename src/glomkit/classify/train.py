@@ -19,7 +19,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from glomkit import GlomkitError
-from glomkit.classify.data import LabelledImage, PatchDataset, check_labels, load_items, split_by_slide
+from glomkit.classify.data import (
+    LabelledImage,
+    PatchDataset,
+    check_labels,
+    graded,
+    load_items,
+    split_by_slide,
+)
 from glomkit.classify.losses import FocalLoss, class_weights
 from glomkit.classify.model import GlomClassifier, WithSoftmax, build_classifier, load_encoder
 from glomkit.classify.schemes import get_scheme
@@ -43,6 +50,7 @@ class ClassifierConfig:
     lr: float | None = None  # default: 1e-3 (AdamW, fine-tuning) or 30 (SGD, linear probe)
     weight_decay: float = 1e-4
     focal_gamma: float = 2.5
+    aug: str = "default"  # glomkit.classify.data.AUGMENTATIONS
     seed: int = 0
     resume: bool = False
     max_minutes: float | None = None
@@ -120,7 +128,9 @@ def evaluate_model(
 ) -> dict:
     """classification_report (+ ``ggs`` block: GGS vs not among glomeruli) of ``net`` on ``items``."""
     scheme = get_scheme(config.scheme)
-    ds = PatchDataset(items, scheme.names, config.size, False, IMAGENET_MEAN, IMAGENET_STD)
+    ds = PatchDataset(
+        graded(items, scheme.names), scheme.names, config.size, False, IMAGENET_MEAN, IMAGENET_STD
+    )
     probs = predict_probs(net, ds, device=device)
     rep = classification_report(ds.labels, probs, scheme.names)
     rep["ggs"] = ggs_report(ds.labels, probs, scheme)
@@ -150,6 +160,9 @@ def fit_classifier(
 ) -> tuple[GlomClassifier, list[dict]]:
     """Train on ``train_items``; keep the epoch with the best validation balanced accuracy.
 
+    With no ``val_items`` the schedule is fixed and the last epoch is kept (what a
+    cross-validation or a final all-slides run does: nothing held out is looked at).
+
     Returns (the best model, on CPU, eval mode; history: one dict per epoch with ``epoch``,
     ``seconds``, ``train_loss``, ``val`` = classification_report, and ``test`` when
     ``config.eval_test_each_epoch`` and ``test_items`` are given). With ``checkpoint``, the
@@ -165,17 +178,31 @@ def fit_classifier(
     net, init_meta = _make_net(config, len(scheme))
     net.to(device)
     train_ds = PatchDataset(
-        train_items, scheme.names, config.size, True, IMAGENET_MEAN, IMAGENET_STD, seed=config.seed
+        train_items,
+        scheme.names,
+        config.size,
+        True,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        seed=config.seed,
+        aug=config.aug,
     )
     if init_meta.get("recovered_batchnorms"):
         recalibrate(net, init_meta["recovered_batchnorms"], train_ds)
+    val_items = graded(val_items, scheme.names)
     val_ds = PatchDataset(val_items, scheme.names, config.size, False, IMAGENET_MEAN, IMAGENET_STD)
     test_ds = (
-        PatchDataset(test_items, scheme.names, config.size, False, IMAGENET_MEAN, IMAGENET_STD)
+        PatchDataset(
+            graded(test_items, scheme.names), scheme.names, config.size, False, IMAGENET_MEAN, IMAGENET_STD
+        )
         if test_items and config.eval_test_each_epoch
         else None
     )
-    loss_fn = FocalLoss(config.focal_gamma, class_weights(train_ds.labels, len(scheme))).to(device)
+    k = len(scheme)
+    set_valued = any(lab == k for lab in train_ds.labels)  # ungraded glomeruli (ANY_GLOMERULUS)
+    weights = class_weights(train_ds.labels, k + 1 if set_valued else k)
+    group = scheme.glomerulus_indices if set_valued else ()
+    loss_fn = FocalLoss(config.focal_gamma, weights, group).to(device)
     opt = _optimizer(net, config)
     steps_per_epoch = max(1, len(train_ds) // config.batch)
     total_steps = config.epochs * steps_per_epoch
@@ -224,8 +251,10 @@ def fit_classifier(
                 opt.step()
                 total += loss.item() * len(y)
                 n += len(y)
-            val = classification_report(
-                val_ds.labels, predict_probs(net, val_ds, device=device), scheme.names
+            val = (
+                classification_report(val_ds.labels, predict_probs(net, val_ds, device=device), scheme.names)
+                if len(val_ds)
+                else None
             )
             rec = {
                 "epoch": epoch,
@@ -238,7 +267,8 @@ def fit_classifier(
                     test_ds.labels, predict_probs(net, test_ds, device=device), scheme.names
                 )
             history.append(rec)
-            score = val["balanced_accuracy"] or 0.0
+            # no validation: fixed schedule, the last epoch is kept
+            score = (val["balanced_accuracy"] or 0.0) if val is not None else float(epoch)
             if score > best_score:
                 best_score = score
                 best_state = copy.deepcopy(net.state_dict())
@@ -247,7 +277,8 @@ def fit_classifier(
             bar.update(
                 task,
                 advance=1,
-                info=f"loss {rec['train_loss']:.3f} val bal.acc {score:.3f} best {best_score:.3f}",
+                info=f"loss {rec['train_loss']:.3f}"
+                + (f" val bal.acc {score:.3f} best {best_score:.3f}" if val is not None else ""),
             )
             if config.max_minutes is not None and (time.monotonic() - t_start) / 60 > config.max_minutes:
                 print(

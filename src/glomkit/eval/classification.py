@@ -11,8 +11,10 @@ from sklearn import metrics
 from glomkit.io.atomic import atomic_path, write_text
 
 
-def classification_report(y_true: Sequence[int], probs: np.ndarray, class_names: Sequence[str]) -> dict:
-    """Metrics of predictions ``argmax(probs)`` against integer labels ``y_true``.
+def classification_report(
+    y_true: Sequence[int], probs: np.ndarray, class_names: Sequence[str], pred: Sequence[int] | None = None
+) -> dict:
+    """Metrics of predictions ``pred`` (default ``argmax(probs)``) against integer labels ``y_true``.
 
     Keys: n, balanced_accuracy, accuracy, macro_f1, per_class {name: precision, recall, f1, support,
     auc}, macro_auc (one-vs-rest over classes present; binary: the positive class's AUC), confusion
@@ -21,7 +23,7 @@ def classification_report(y_true: Sequence[int], probs: np.ndarray, class_names:
     y = np.asarray(y_true, dtype=int)
     p = np.asarray(probs, dtype=np.float64)
     k = len(class_names)
-    pred = p.argmax(axis=1)
+    pred = p.argmax(axis=1) if pred is None else np.asarray(pred, dtype=int)
     labels = list(range(k))
     prec, rec, f1, sup = metrics.precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
     present = sorted(set(y.tolist()))
@@ -54,11 +56,14 @@ def classification_report(y_true: Sequence[int], probs: np.ndarray, class_names:
     }
 
 
-def ggs_report(y_true: Sequence[int], probs: np.ndarray, scheme) -> dict | None:
+def ggs_report(
+    y_true: Sequence[int], probs: np.ndarray, scheme, threshold: float | None = None
+) -> dict | None:
     """Globally sclerosed vs not, among the items whose true class is a glomerulus.
 
-    Score = P(GGS) / P(glomerulus); predicted GGS when the score > 0.5. None when the scheme has no
-    GGS class or the items hold only one of the two groups.
+    Score = P(GGS) / P(glomerulus); predicted GGS when the score > 0.5, or >= ``threshold`` when
+    given (the model's decision threshold). None when the scheme has no GGS class or the items
+    hold only one of the two groups.
     """
     y = np.asarray(y_true, dtype=int)
     p = np.asarray(probs, dtype=np.float64)
@@ -69,7 +74,7 @@ def ggs_report(y_true: Sequence[int], probs: np.ndarray, scheme) -> dict | None:
     if truth.all() or not truth.any():
         return None
     score = scheme.ggs_probability(p[glom]) / np.maximum(scheme.glomerulus_probability(p[glom]), 1e-12)
-    pred = score > 0.5
+    pred = score > 0.5 if threshold is None else score >= threshold
     return {
         "n": int(glom.sum()),
         "n_ggs": int(truth.sum()),

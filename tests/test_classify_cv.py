@@ -1,0 +1,206 @@
+"""Slide-grouped cross-validation of the classifier, OOF threshold and temperature (tiny data)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from glomkit.classify.cv import CVConfig, cv_folds, evaluated, run_cv
+from glomkit.classify.data import ANY_GLOMERULUS, load_items
+from glomkit.classify.decision import (
+    Decision,
+    apply_temperature,
+    choose_threshold,
+    fit_temperature,
+    nll,
+)
+from glomkit.classify.schemes import get_scheme
+from glomkit.io.atomic import write_png
+
+COLOURS = {"GS": (200, 60, 120), "nonGS": (230, 180, 210), "non_glomerular": (120, 200, 120)}
+
+
+def _tiny_folder(tmp_path, n_slides=6, per_class=2):
+    """Slides of three sites, a few solid-colour images per class, plus ungraded glomeruli."""
+    rng = np.random.default_rng(0)
+    rows = []
+    sites = ["SAS", "SESCAM", "VUHSK"]
+    for s in range(n_slides):
+        slide = f"{sites[s % 3]}_{s}"
+        for label, rgb in COLOURS.items():
+            for j in range(per_class):
+                img = np.clip(np.array(rgb) + rng.normal(0, 10, (24, 24, 3)), 0, 255).astype(np.uint8)
+                name = f"{slide}_{label}_{j}.png"
+                write_png(tmp_path / name, img)
+                source = "bueno" if label != "non_glomerular" else "hubmap_tissue"
+                rows.append((name, label, slide, source))
+    for b in range(2):  # ungraded real glomeruli in their own groups
+        img = np.full((24, 24, 3), COLOURS["nonGS"], np.uint8)
+        write_png(tmp_path / f"hub{b}.png", img)
+        rows.append((f"hub{b}.png", ANY_GLOMERULUS, f"hubmap#b{b}", "hubmap_glomerulus"))
+    with open(tmp_path / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "label", "slide", "source"])
+        w.writerows(rows)
+    return tmp_path
+
+
+def test_folds_grouped_by_slide_and_site(tmp_path):
+    items = load_items(_tiny_folder(tmp_path), {"GS": "sclerosed", "nonGS": "normal"})
+    scheme = get_scheme("coarse_3")
+    ev = evaluated(items, "bueno", scheme)
+    assert ev.sum() == 6 * 2 * 2  # graded bueno glomeruli only
+    folds, names = cv_folds(items, "slide", 3, 0, ev)
+    fold_of_slide: dict[str, set[int]] = {}
+    for it, f in zip(items, folds, strict=True):
+        fold_of_slide.setdefault(it.slide, set()).add(f)
+    assert all(len(v) == 1 for v in fold_of_slide.values())  # no slide in two folds
+    assert set(folds) == {0, 1, 2} and len(names) == 3
+    folds, names = cv_folds(items, "site", 0, 0, ev)
+    assert names == ["SAS", "SESCAM", "VUHSK"]
+    for it, f in zip(items, folds, strict=True):
+        if it.source == "bueno":
+            assert names[f] == it.slide.split("_")[0]
+
+
+def test_temperature_lowers_nll_of_overconfident_probs():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 400)
+    logits = rng.normal(0, 1, (400, 3))
+    logits[np.arange(400), y] += 1.0  # informative ...
+    probs = np.exp(4 * logits) / np.exp(4 * logits).sum(1, keepdims=True)  # ... but 4x overconfident
+    t = fit_temperature(probs, y)
+    assert t > 2.0
+    assert nll(apply_temperature(probs, t), y) < nll(probs, y) - 0.1
+    assert np.allclose(apply_temperature(probs, 1.0), probs)
+
+
+def test_threshold_and_decision():
+    score = np.array([0.05, 0.1, 0.2, 0.3, 0.35, 0.6, 0.9])
+    truth = np.array([0, 0, 0, 0, 1, 1, 1], bool)
+    thr = choose_threshold(score, truth)
+    assert 0.3 < thr <= 0.35
+    scheme = get_scheme("coarse_3")  # normal, sclerosed, non_glomerular
+    d = Decision(temperature=1.0, threshold=0.3, positive="sclerosed")
+    probs = np.array([[0.6, 0.4, 0.0], [0.8, 0.2, 0.0], [0.2, 0.2, 0.6], [0.35, 0.25, 0.4]])
+    lab = d.labels(probs, scheme)
+    names = [scheme.names[i] for i in lab]
+    # 0.4 >= 0.3: sclerosed although normal is likelier; P(glom) 0.6 >= 0.5: a glomerulus
+    assert names == ["sclerosed", "normal", "non_glomerular", "sclerosed"]
+    back = Decision.from_meta(d.to_meta())
+    assert back == d
+    assert (Decision.from_meta({}).labels(probs, scheme) == probs.argmax(1)).all()
+
+
+@pytest.mark.slow
+def test_run_cv_covers_every_image_once(tmp_path):
+    from glomkit.classify.train import ClassifierConfig
+
+    data = _tiny_folder(tmp_path / "data")
+    cfg = ClassifierConfig(
+        data=str(data),
+        label_map={"GS": "sclerosed", "nonGS": "normal"},
+        size=32,
+        epochs=1,
+        batch=4,
+        threads=1,
+    )
+    out = tmp_path / "cv"
+    final = tmp_path / "final.onnx"
+    s = run_cv(cfg, CVConfig(by="slide", n_folds=3, out_dir=str(out), final_out=str(final)), progress=False)
+    with open(out / "oof.csv") as f:
+        rows = list(csv.DictReader(f))
+    items = load_items(data)
+    assert sorted(r["image"] for r in rows) == sorted(str(it.image) for it in items)  # each once
+    by_slide: dict[str, set[str]] = {}
+    for r in rows:
+        by_slide.setdefault(r["slide"], set()).add(r["fold"])
+        p = np.array([float(r[k]) for k in ("prob_normal", "prob_sclerosed", "prob_non_glomerular")])
+        assert abs(p.sum() - 1) < 1e-4
+    assert all(len(v) == 1 for v in by_slide.values())
+    assert len(s["per_fold"]) == 3 and s["n_evaluated"] == 24
+    assert s["real_glomeruli_called_non_glomerular"]["n"] == 24 + 2
+    saved = json.loads((out / "cv.json").read_text())
+    thr = saved["decision"]["decision"]["threshold"]
+    assert 0.0 <= thr <= 1.0 + 1e-5
+    assert (out / "reliability.png").stat().st_size > 0
+    from glomkit.models.runtime import read_metadata
+
+    meta = read_metadata(final)
+    assert meta["decision"]["threshold"] == pytest.approx(thr)
+    assert meta["temperature"] == pytest.approx(saved["decision"]["temperature"])
+    # resuming reuses every fold's saved predictions: same figures
+    s2 = run_cv(
+        cfg.__class__(**{**cfg.__dict__, "resume": True}),
+        CVConfig(by="slide", n_folds=3, out_dir=str(out)),
+        progress=False,
+    )
+    assert s2["folds"] == s["folds"]
+
+
+def _constant_classifier(path, probs, meta_extra):
+    """An ONNX classifier that outputs ``probs`` for every patch, with extra metadata."""
+    import torch
+
+    from glomkit.models.export import export_onnx
+
+    class Const(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.logits = torch.nn.Parameter(torch.log(torch.tensor([probs], dtype=torch.float32)))
+
+        def forward(self, x):
+            return torch.softmax(self.logits + 0.0 * x.mean(dim=(1, 2, 3))[:, None], dim=1)
+
+    meta = {
+        "task": "classifier",
+        "input_size": [16, 16],
+        "classes": get_scheme("coarse_3").to_dict(),
+        **meta_extra,
+    }
+    return export_onnx(Const().eval(), torch.zeros(1, 3, 16, 16), path, meta, ["probs"], fp16_storage=False)
+
+
+def test_classify_and_decide_obeys_model_metadata(tmp_path):
+    from glomkit.classify.predict import classify_and_decide
+    from glomkit.models.runtime import OnnxModel
+
+    patches = np.full((2, 20, 20, 3), 200, np.uint8)
+    raw = [0.6, 0.35, 0.05]
+    plain = OnnxModel(_constant_classifier(tmp_path / "plain.onnx", raw, {}))
+    probs, labels = classify_and_decide(plain, patches)
+    assert np.allclose(probs[0], raw, atol=1e-4) and list(labels) == [0, 0]  # argmax: normal
+    d = Decision(temperature=2.0, threshold=0.3, positive="sclerosed")
+    tuned = OnnxModel(_constant_classifier(tmp_path / "tuned.onnx", raw, d.to_meta()))
+    probs, labels = classify_and_decide(tuned, patches)
+    assert np.allclose(probs[0], apply_temperature(np.array([raw]), 2.0)[0], atol=1e-4)
+    assert list(labels) == [1, 1]  # P(sclerosed)/P(glomerulus) >= 0.3: sclerosed
+
+
+def test_hubmap_crops_real_negatives_away_from_outlines(tmp_path):
+    import cv2
+
+    from glomkit.classify.coarse_data import hubmap_block, hubmap_crops
+
+    rng = np.random.default_rng(0)
+    img = np.clip(rng.normal([190, 120, 180], 20, (500, 700, 3)), 0, 255).astype(np.uint8)
+    cv2.circle(img, (200, 250), 90, (150, 60, 140), -1)
+    cv2.imwrite(str(tmp_path / "train_57.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    ring = [[200 + 90 * np.cos(a), 250 + 90 * np.sin(a)] for a in np.linspace(0, 2 * np.pi, 40)]
+    feat = {
+        "type": "Feature",
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+        "properties": {"classification": {"name": "glomerulus"}},
+    }
+    (tmp_path / "train_57.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [feat]}))
+    crops = hubmap_crops(tmp_path, rng, per_tile_glomeruli=1, per_tile_tissue=3, per_tile_false_positives=1)
+    labels = [c[1] for c in crops]
+    assert labels.count(ANY_GLOMERULUS) == 1 and labels.count("non_glomerular") >= 3
+    assert all(c[2] == hubmap_block("train_57") == "hubmap#b1" for c in crops)
+    assert all(c[0].shape == (224, 224, 3) for c in crops)
+    for img_c, _label, _g, _n, source in crops:
+        if source == "hubmap_tissue":  # no part of the dark disc (the glomerulus) in a negative
+            assert (img_c[..., 1] < 90).mean() < 0.01
