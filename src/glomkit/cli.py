@@ -47,6 +47,10 @@ class LazyGroup(click.Group):
                 return _unavailable(
                     name, f"needs the 'train' extra ({missing} is missing): pip install 'glomkit[train]'"
                 )
+            # click caches a command's help option with the names of the first context that asked
+            # for it; a command invoked on its own first (as tests do) would then lack -h here
+            if getattr(cmd, "_help_option", None) is not None:
+                cmd._help_option = None
             return cmd
         return super().get_command(ctx, name)
 
