@@ -68,9 +68,11 @@ def test_train_two_steps_export_and_evaluate(tmp_path):
     assert meta["backbone"] == "resnet10t" and meta["stride"] == 4 and meta["mpp"] == 2.0
     assert len(meta["training"]["history"]) == 1
     assert 0.0 <= meta["metrics"]["validation"]["AP50"] <= 1.0
-    # flip TTA is the model's default only when it beats no TTA on validation
+    # flip TTA is the model's default only when it beats no TTA on validation by a clear margin
+    from glomkit.detect.train import TTA_MIN_GAIN
+
     m = meta["metrics"]
-    assert meta["decode"]["tta"] == (m["validation_tta"]["AP50"] > m["validation_no_tta"]["AP50"])
+    assert meta["decode"]["tta"] == (m["validation_tta"]["AP50"] > m["validation_no_tta"]["AP50"] + TTA_MIN_GAIN)
     assert (tmp_path / "det.onnx.ckpt.pt").is_file()
 
     # resume: the checkpoint carries the epoch count, a second epoch runs on top
