@@ -72,7 +72,9 @@ def test_train_two_steps_export_and_evaluate(tmp_path):
     from glomkit.detect.train import TTA_MIN_GAIN
 
     m = meta["metrics"]
-    assert meta["decode"]["tta"] == (m["validation_tta"]["AP50"] > m["validation_no_tta"]["AP50"] + TTA_MIN_GAIN)
+    assert meta["decode"]["tta"] == (
+        m["validation_tta"]["AP50"] > m["validation_no_tta"]["AP50"] + TTA_MIN_GAIN
+    )
     assert (tmp_path / "det.onnx.ckpt.pt").is_file()
 
     # resume: the checkpoint carries the epoch count, a second epoch runs on top

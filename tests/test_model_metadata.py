@@ -35,7 +35,7 @@ def test_all_bundled_detectors_validate():
 
     for name in NAMED["detector"].values():
         m = OnnxModel(WEIGHTS_DIR / name, threads=1)
-        assert m.info.mpp == 8.0
+        assert m.info.mpp in (4.0, 8.0)  # the CircleNet works at 4 µm/px, the U-Net/SegNet files at 8
 
 
 def test_unknown_extra_keys_are_allowed():

@@ -201,6 +201,9 @@ def test_train_detector_from_bundled_on_reviewed_slides(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output + repr(res.exception)
     meta = read_metadata(model)
-    assert (meta["backbone"], meta["mpp"]) == ("resnet10t", 8.0)  # the bundled model's, not the defaults
+    from glomkit.models.registry import resolve_model
+
+    bundled = read_metadata(resolve_model(None, "detector"))
+    assert (meta["backbone"], meta["mpp"]) == (bundled["backbone"], bundled["mpp"])  # the bundled model's
     assert meta["training"]["init"] == "bundled"
     assert meta["training"]["data"]["kind"] == "annotated_images"
