@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from glomkit import GlomkitError
 from glomkit.classify.predict import read_rgb, resize_patch
+from glomkit.core.stain import hed_jitter
 from glomkit.io.images import IMAGE_SUFFIXES
 
 
@@ -157,22 +158,7 @@ def split_by_slide(
 
 # ---------------------------------------------------------------- augmentation
 
-_RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=np.float32)
-_RGB_FROM_HED /= np.linalg.norm(_RGB_FROM_HED, axis=1, keepdims=True)
-_HED_FROM_RGB = np.linalg.inv(_RGB_FROM_HED).astype(np.float32)
-
-
-def hed_jitter(
-    img: np.ndarray, rng: np.random.Generator, sigma: float = 0.05, bias: float = 0.02
-) -> np.ndarray:
-    """Stain jitter in colour-deconvolution (HED) space (Tellez et al. 2018)."""
-    od = -np.log((img.astype(np.float32) + 1.0) / 256.0)
-    hed = od.reshape(-1, 3) @ _HED_FROM_RGB
-    hed = hed * rng.uniform(1 - sigma, 1 + sigma, 3).astype(np.float32) + rng.uniform(-bias, bias, 3).astype(
-        np.float32
-    )
-    rgb = np.exp(-(hed @ _RGB_FROM_HED)) * 256.0 - 1.0
-    return np.clip(rgb.reshape(img.shape), 0, 255).astype(np.uint8)
+# hed_jitter (Tellez et al. 2018) lives in glomkit.core.stain, shared with the detector trainer
 
 
 def hsv_jitter(
