@@ -33,6 +33,20 @@ def _coco(images: list[int], anns: list[dict]):
     return c
 
 
+def _coco_stats(evaluator, images: list[int], g_anns: list[dict], d_anns: list[dict], max_dets: int):
+    """COCO's 12 summary figures (``METRIC_NAMES``) of ``evaluator`` (a COCOeval class); -1 for
+    all when there is no truth object."""
+    if not g_anns:
+        return {m: -1.0 for m in METRIC_NAMES}
+    ev = evaluator(_coco(images, g_anns), _coco(images, d_anns), iouType="bbox")
+    ev.params.maxDets = [1, 10, max_dets]
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {m: float(v) for m, v in zip(METRIC_NAMES, ev.stats, strict=True)}
+
+
 def _ann(aid: int, img: int, x: float, y: float, r: float, score: float | None = None) -> dict:
     a = {
         "id": aid,
@@ -89,17 +103,7 @@ def evaluate_circles(
         for x, y, r, s in np.asarray(preds.get(k, np.zeros((0, 4))), np.float64).reshape(-1, 4):
             d_anns.append(_ann(len(d_anns) + 1, ids[k], x, y, r, s))
     out = {"n_images": float(len(keys)), "n_gt": float(len(g_anns)), "n_pred": float(len(d_anns))}
-    if not g_anns:
-        return {**out, **{m: -1.0 for m in METRIC_NAMES}}
-    cgt = _coco(list(ids.values()), g_anns)
-    cdt = _coco(list(ids.values()), d_anns)
-    ev = _circle_cocoeval_class()(cgt, cdt, iouType="bbox")
-    ev.params.maxDets = [1, 10, max_dets]
-    with contextlib.redirect_stdout(io.StringIO()):
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return {**out, **{m: float(v) for m, v in zip(METRIC_NAMES, ev.stats, strict=True)}}
+    return {**out, **_coco_stats(_circle_cocoeval_class(), list(ids.values()), g_anns, d_anns, max_dets)}
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -147,17 +151,7 @@ def evaluate_boxes(
         for b in np.asarray(preds.get(k, np.zeros((0, 5))), np.float64).reshape(-1, 5):
             d_anns.append(ann(len(d_anns) + 1, ids[k], b[:4], b[4]))
     out = {"n_images": float(len(keys)), "n_gt": float(len(g_anns)), "n_pred": float(len(d_anns))}
-    if not g_anns:
-        return {**out, **{m: -1.0 for m in METRIC_NAMES}}
-    cgt = _coco(list(ids.values()), g_anns)
-    cdt = _coco(list(ids.values()), d_anns)
-    ev = COCOeval(cgt, cdt, iouType="bbox")
-    ev.params.maxDets = [1, 10, max_dets]
-    with contextlib.redirect_stdout(io.StringIO()):
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return {**out, **{m: float(v) for m, v in zip(METRIC_NAMES, ev.stats, strict=True)}}
+    return {**out, **_coco_stats(COCOeval, list(ids.values()), g_anns, d_anns, max_dets)}
 
 
 def greedy_match(iou: np.ndarray, scores: np.ndarray, min_iou: float = 0.5) -> list[tuple[int, int]]:
