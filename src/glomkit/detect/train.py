@@ -172,9 +172,8 @@ def train_detector(config: DetectorTrainConfig | dict[str, Any]) -> Path:
     val = evaluate_model_on_fields(model, source.val_fields, threshold=True)
     val_tta = evaluate_model_on_fields(model, source.val_fields, tta=True, threshold=True)
     key = cfg.select.removeprefix("val_")
-    tta = (
-        val_tta[key] > val[key] + TTA_MIN_GAIN
-    )  # flip TTA becomes the model's default only if it helps on validation
+    # flip TTA becomes the model's default only if it clearly helps on validation
+    tta = val_tta[key] > val[key] + TTA_MIN_GAIN
     metrics = {
         "validation": {k: round(v, 4) for k, v in (val_tta if tta else val).items()},
         "validation_no_tta": {k: round(v, 4) for k, v in val.items()},
