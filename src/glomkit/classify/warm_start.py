@@ -36,7 +36,7 @@ def init_from_model(net: GlomClassifier, init: str, scheme: ClassScheme, size: i
     from glomkit.models.registry import resolve_model
     from glomkit.models.runtime import read_metadata
 
-    path = Path(resolve_model(None if init == BUNDLED else init, "classifier"))
+    path = Path(resolve_model(init, "classifier"))
     meta = read_metadata(path)
     if meta.get("task") != "classifier":
         raise GlomkitError(f"{path}: not a classifier model (task {meta.get('task')!r})")

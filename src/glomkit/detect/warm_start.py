@@ -15,15 +15,13 @@ import torch
 
 from glomkit import GlomkitError
 
-BUNDLED = "bundled"
-
 
 def detector_init_metadata(init: str) -> tuple[Path, dict[str, Any]]:
     """The model file named by ``--init`` (``bundled`` = the bundled CircleNet) and its metadata."""
     from glomkit.models.registry import resolve_model
     from glomkit.models.runtime import read_metadata
 
-    path = Path(resolve_model(None if init == BUNDLED else init, "detector"))
+    path = Path(resolve_model(init, "detector"))
     meta = read_metadata(path)
     if meta.get("task") != "detector" or meta.get("architecture") != "circlenet":
         raise GlomkitError(

@@ -36,8 +36,9 @@ def bundled_path(task: str) -> Path:
 
 
 def resolve_model(spec: str | Path | None, task: str) -> Path:
-    """A model given by path, by a bundled short name (``NAMED``) or file name, or None for the default."""
-    if spec is None or str(spec) == "default":
+    """A model given by path, by a bundled short name (``NAMED``) or file name, or None (or
+    "default", or "bundled", as ``--init bundled`` says) for the bundled default."""
+    if spec is None or str(spec) in ("default", "bundled"):
         return bundled_path(task)
     named = NAMED.get(task, {})
     if str(spec) in named:

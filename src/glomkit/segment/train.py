@@ -133,7 +133,7 @@ def _warm_start(model, cfg: SegTrainConfig, tr_x: np.ndarray, device) -> dict:
     from glomkit.models.registry import resolve_model
     from glomkit.models.runtime import read_metadata
 
-    path = resolve_model(None if cfg.init == "bundled" else cfg.init, "segmenter")
+    path = resolve_model(cfg.init, "segmenter")
     meta = read_metadata(path)
     want = (cfg.arch, cfg.encoder, [cfg.size, cfg.size])
     have = (meta.get("architecture"), meta.get("encoder"), list(meta.get("input_size") or []))
@@ -145,7 +145,7 @@ def _warm_start(model, cfg: SegTrainConfig, tr_x: np.ndarray, device) -> dict:
     batches = (_to_tensor(tr_x[i : i + 8], torch.device("cpu")) for i in range(0, min(64, len(tr_x)), 8))
     n = recalibrate_batchnorm(model, fused, batches)
     model.to(device)
-    return {"model": path.name, "sha": meta.get("created"), "recalibrated_on": n}
+    return {"model": path.name, "created": meta.get("created"), "recalibrated_on": n}
 
 
 def train_segmenter(cfg: SegTrainConfig) -> Path:
