@@ -118,3 +118,33 @@ def test_prefetch_map_keeps_order_and_bounds_memory():
         out.append(r)
     assert out == [i * i for i in range(50)]
     assert peak[0] <= 5
+
+
+def test_patch_level_is_the_coarsest_level_at_least_as_fine_as_the_target(tmp_path):
+    from glomkit.synth.slide import synthesize_slide
+
+    p = tmp_path / "pyr.tif"
+    synthesize_slide(p, 2048, 1536, mpp=0.25, seed=1, tile=256)  # levels at 1, 4, 16 (0.25, 1, 4 µm/px)
+    with Slide(p) as s:
+        assert s.level_downsamples[:3] == pytest.approx([1, 4, 16], rel=0.01)
+        assert s.level_for_mpp(0.25) == 0 and s.level_for_mpp(0.99) == 0
+        assert s.level_for_mpp(1.0) == 1 and s.level_for_mpp(3.9) == 1 and s.level_for_mpp(4.0) == 2
+        # a 700-px box to 256 px is 0.68 µm/px: the models' 1 µm/px is the coarser target -> level 1
+        assert s.patch_level(700, 256, 1.0) == 1
+        assert s.patch_level(700, 256, 0.5) == 0  # target 0.68 µm/px: no level between 0.25 and 1
+        assert s.patch_level(4200, 256, 1.0) == 2  # box resolution 4.1 µm/px is the coarser target
+        assert s.patch_level(700, 256, None) == 0  # the level-0 switch
+        a = s.read_patch(600, 500, 700, 700, 256, 256, 1.0)
+        b = s.read_patch(600, 500, 700, 700, 256, 256, None)
+        assert a.shape == b.shape == (256, 256, 3)
+        # the same pixels, read at 1 µm/px then resized: close to the level-0 read
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 8
+        with pytest.raises(GlomkitError, match="no level 9"):
+            s.read_region_scaled(0, 0, 10, 10, 5, 5, level=9)
+
+
+def test_patch_level_of_a_single_level_file_is_level_0(svs_path):
+    with Slide(svs_path) as s:
+        assert s.patch_level(2000, 256, 1.0) == 0
+        a = s.read_patch(100, 100, 700, 700, 256, 256, 1.0)
+        assert np.array_equal(a, s.read_patch(100, 100, 700, 700, 256, 256, None))

@@ -107,6 +107,11 @@ def evaluate() -> None:
     """Evaluate a model on held-out data: JSON plus a readable table."""
 
 
+@cli.group(cls=LazyGroup, lazy={"quantize": ("glomkit._cli.models", "quantize_cmd")})
+def models() -> None:
+    """Operations on model files: INT8 quantisation."""
+
+
 @cli.group(cls=LazyGroup, lazy={"simsiam": ("glomkit._cli.ssl", "pretrain_simsiam_cmd")})
 def pretrain() -> None:
     """Self-supervised pretraining on unlabelled images."""

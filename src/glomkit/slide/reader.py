@@ -224,6 +224,30 @@ class Slide:
                 best = i
         return best
 
+    def level_for_mpp(self, mpp: float) -> int:
+        """The coarsest level at least as fine as ``mpp`` µm/px (level 0 when none is coarser)."""
+        return self.best_level(mpp / self.mpp)
+
+    def patch_level(self, w: float, out_w: int, patch_mpp: float | None) -> int:
+        """The level a patch is read from: a level-0 box ``w`` px wide becomes ``out_w`` px.
+
+        The patch's target resolution is the coarser of its output resolution (``w / out_w``
+        level-0 px per px) and ``patch_mpp``, the finest resolution the models use (µm/px; the
+        bundled models see glomeruli at about 1 µm/px). The level is the coarsest one at least as
+        fine as that target. ``patch_mpp`` None: level 0 (every patch decoded at full resolution).
+        """
+        if patch_mpp is None:
+            return 0
+        target = max(w * self.mpp / max(out_w, 1), float(patch_mpp))
+        return self.level_for_mpp(target)
+
+    def read_patch(
+        self, x: float, y: float, w: float, h: float, out_w: int, out_h: int, patch_mpp: float | None
+    ) -> np.ndarray:
+        """The level-0 box (x, y, w, h) as an (out_h, out_w) patch, read from :meth:`patch_level`
+        and resized (the pipeline's glomerulus patches)."""
+        return self.read_region_scaled(x, y, w, h, out_w, out_h, level=self.patch_level(w, out_w, patch_mpp))
+
     def read_level(self, x: int, y: int, w: int, h: int, level: int = 0) -> np.ndarray:
         """RGB uint8 (h, w, 3) at ``level``; (x, y) in level-0 px; outside the image is white."""
         w, h = int(w), int(h)
@@ -244,15 +268,19 @@ class Slide:
         return out
 
     def read_region_scaled(
-        self, x: float, y: float, w: float, h: float, out_w: int, out_h: int
+        self, x: float, y: float, w: float, h: float, out_w: int, out_h: int, level: int | None = None
     ) -> np.ndarray:
-        """The level-0 box (x, y, w, h) resampled to (out_h, out_w): the best level, then resize.
+        """The level-0 box (x, y, w, h) resampled to (out_h, out_w): the best level (or ``level``),
+        then resize.
 
-        Where the best level is much finer than asked (a slide with no pyramid), the box is read
+        Where the level is much finer than asked (a slide with no pyramid), the box is read
         in strips and each strip reduced at once, so memory stays bounded.
         """
         ds = min(w / out_w, h / out_h)
-        level = self.best_level(ds)
+        if level is None:
+            level = self.best_level(ds)
+        elif not 0 <= level < self.level_count:
+            raise GlomkitError(f"{self.path}: no level {level} (the slide has {self.level_count})")
         lds = self.level_downsamples[level]
         lw, lh = max(1, int(math.ceil(w / lds))), max(1, int(math.ceil(h / lds)))
         interp = cv2.INTER_AREA if ds / lds > 1 else cv2.INTER_LINEAR

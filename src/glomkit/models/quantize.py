@@ -1,0 +1,323 @@
+"""INT8 versions of glomkit model files, made with ONNX Runtime's quantisation tools.
+
+The bundled models store their weights as float16 behind Cast nodes (see
+:mod:`glomkit.models.recover`). Quantisation wants float32 weights, so :func:`to_float32` first
+folds every ``Cast(float16 constant) -> float32`` into a float32 constant. Then:
+
+- ``static`` (default): QDQ format, int8 weights per output channel, uint8 activations whose
+  ranges come from a calibration set of training images (min-max over the set). This is the mode
+  that makes convolutions run in int8 kernels on CPUs with VNNI.
+- ``dynamic``: int8 weights, activation ranges computed at run time (no calibration set).
+
+The glomkit metadata of the source file is kept, with a ``quantization`` record added (mode,
+calibration images, the source file's SHA-256), so the quantised file is a glomkit model like any
+other: ``glomkit run --segmenter segmenter_int8.onnx``.
+
+Calibration images are prepared as the pipeline prepares its inputs: classifier and segmenter
+images are resized to the model's input size; detector images are rescaled from ``data_mpp`` to
+the model's mpp and pasted into a white tile of the model's input size (as the pipeline pads a
+partial tile), cut into several tiles when larger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from glomkit import GlomkitError
+from glomkit.models.metadata import validate_metadata
+
+META_KEY = "glomkit"
+MODES = ("static", "dynamic")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+
+
+def to_float32(model):
+    """The ONNX ``model`` with every float16 initializer read through a Cast to float32 replaced by a
+    float32 initializer (in place; returned). Other float16 initializers are converted too only when
+    every user is such a Cast."""
+    from onnx import TensorProto, numpy_helper
+
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    users: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+    drop_nodes = []
+    new_inits = []
+    for n in g.node:
+        if n.op_type != "Cast" or n.input[0] not in inits:
+            continue
+        src = inits[n.input[0]]
+        to = next((a.i for a in n.attribute if a.name == "to"), None)
+        if src.data_type != TensorProto.FLOAT16 or to != TensorProto.FLOAT:
+            continue
+        arr = numpy_helper.to_array(src).astype(np.float32)
+        new_inits.append(numpy_helper.from_array(arr, n.output[0]))
+        drop_nodes.append(n)
+    if not drop_nodes:
+        return model
+    for n in drop_nodes:
+        g.node.remove(n)
+    g.initializer.extend(new_inits)
+    still_used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    for t in list(g.initializer):
+        if t.data_type == TensorProto.FLOAT16 and t.name not in still_used:
+            g.initializer.remove(t)
+    return model
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_meta(model, path: Path) -> dict:
+    for p in model.metadata_props:
+        if p.key == META_KEY:
+            try:
+                meta = json.loads(p.value)
+            except ValueError:
+                raise GlomkitError(f"{path}: model metadata is not valid JSON") from None
+            validate_metadata(meta, path)
+            return meta
+    raise GlomkitError(f"{path}: ONNX file has no glomkit metadata (was it exported by glomkit?)")
+
+
+def list_images(root: str | Path, exclude: Sequence[str] = ()) -> list[Path]:
+    """Image files under ``root`` (recursively, sorted), skipping masks/ folders and names whose stem
+    starts with one of ``exclude`` (e.g. held-out slides or ``test_`` tiles)."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise GlomkitError(f"{root}: no such calibration folder")
+    out = []
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or p.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if "masks" in p.relative_to(root).parts:
+            continue
+        if any(p.stem.startswith(e) for e in exclude):
+            continue
+        out.append(p)
+    return out
+
+
+def calibration_images(
+    meta: dict, paths: Sequence[Path], data_mpp: float | None = None, limit: int | None = None
+) -> Iterator[np.ndarray]:
+    """uint8 RGB images at the model's input size, prepared from ``paths`` as the pipeline would."""
+    typed = validate_metadata(meta, "model")
+    ih, iw = typed.input_size
+    n = 0
+    for p in paths:
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is None:
+            continue
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        if typed.task == "detector":
+            mpp = getattr(typed, "mpp", None) or 2.0
+            if data_mpp is None:
+                raise GlomkitError("calibrating a detector needs --data-mpp (µm/px of the images)")
+            f = data_mpp / mpp
+            h, w = img.shape[:2]
+            img = cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+            for y in range(0, img.shape[0], ih):
+                for x in range(0, img.shape[1], iw):
+                    tile = np.full((ih, iw, 3), 255, np.uint8)
+                    part = img[y : y + ih, x : x + iw]
+                    tile[: part.shape[0], : part.shape[1]] = part
+                    yield tile
+                    n += 1
+                    if limit and n >= limit:
+                        return
+        else:
+            yield cv2.resize(img, (iw, ih), interpolation=cv2.INTER_AREA)
+            n += 1
+            if limit and n >= limit:
+                return
+
+
+class _Reader:
+    """ONNX Runtime's CalibrationDataReader over prepared float32 batches of one image each."""
+
+    def __init__(self, input_name: str, images: Sequence[np.ndarray], meta: dict) -> None:
+        from glomkit.models.runtime import ModelInfo, prepare_batch
+
+        info = ModelInfo(meta)
+        self._it = iter([{input_name: prepare_batch(im[None], info)} for im in images])
+
+    def get_next(self):
+        return next(self._it, None)
+
+    def rewind(self):  # pragma: no cover - not used by the min-max calibrator
+        pass
+
+
+def quantize_model(
+    src: str | Path,
+    dst: str | Path,
+    calibration: Sequence[np.ndarray] | None = None,
+    mode: str = "static",
+    calibration_note: str | None = None,
+    exclude_nodes: Sequence[str] = (),
+) -> dict:
+    """Write an INT8 copy of the glomkit model ``src`` to ``dst``; return its metadata.
+
+    ``calibration``: uint8 RGB images at the model's input size (see :func:`calibration_images`),
+    needed for ``static``. ``exclude_nodes``: node names left in float (e.g. a last layer).
+    """
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    src, dst = Path(src), Path(dst)
+    if mode not in MODES:
+        raise GlomkitError(f"unknown quantisation mode {mode!r}; known: {', '.join(MODES)}")
+    if not src.is_file():
+        raise GlomkitError(f"{src}: model file not found")
+    model = onnx.load(str(src))
+    meta = _read_meta(model, src)
+    if meta.get("quantization"):
+        raise GlomkitError(f"{src}: is already quantised")
+    to_float32(model)
+    images = list(calibration or [])
+    if mode == "static" and not images:
+        raise GlomkitError("static quantisation needs calibration images")
+    with tempfile.TemporaryDirectory(prefix="glomkit_quant_") as tmp:
+        f32 = Path(tmp) / "f32.onnx"
+        pre = Path(tmp) / "pre.onnx"
+        out = Path(tmp) / "q.onnx"
+        onnx.save(model, str(f32))
+        try:
+            quant_pre_process(str(f32), str(pre), skip_symbolic_shape=True)
+        except Exception:  # noqa: BLE001 - pre-processing is an optimisation; quantise the plain graph
+            pre = f32
+        if mode == "static":
+            input_name = model.graph.input[0].name
+            quantize_static(
+                str(pre),
+                str(out),
+                _Reader(input_name, images, meta),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                nodes_to_exclude=list(exclude_nodes),
+            )
+        else:
+            quantize_dynamic(
+                str(pre), str(out), weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude_nodes)
+            )
+        q = onnx.load(str(out))
+    record = {
+        "mode": mode,
+        "format": "QDQ" if mode == "static" else "dynamic",
+        "weights": "int8 per channel" if mode == "static" else "int8",
+        "activations": "uint8, min-max calibrated" if mode == "static" else "uint8, at run time",
+        "calibration_images": len(images) if mode == "static" else 0,
+        "source": src.name,
+        "source_sha256": _sha256(src),
+    }
+    if calibration_note:
+        record["calibration"] = calibration_note
+    if exclude_nodes:
+        record["float_nodes"] = list(exclude_nodes)
+    meta = dict(meta, quantization=record)
+    del q.metadata_props[:]
+    q.metadata_props.add(key=META_KEY, value=json.dumps(meta))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dst = dst.with_name(f".{dst.name}.partial")
+    onnx.save(q, str(tmp_dst))
+    tmp_dst.replace(dst)
+    return meta
+
+
+def held_out(meta: dict) -> tuple[set[str], set[str]]:
+    """(file names, slide names) that a model's training record lists as validation or test data,
+    so that calibration uses training data only."""
+    files: set[str] = set()
+    slides: set[str] = set()
+
+    def walk(v) -> None:
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if k in ("test_files", "val_files") and isinstance(x, list):
+                    files.update(str(s) for s in x)
+                elif k in ("test_slides", "val_slides") and isinstance(x, list):
+                    slides.update(str(s) for s in x)
+                else:
+                    walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    walk(meta.get("training", {}))
+    return files, slides
+
+
+def training_images(meta: dict, root: str | Path, limit: int | None = None) -> list[Path]:
+    """Images under ``root`` that the model's metadata does not list as held out (and no ``test*``
+    file), evenly spaced down to ``limit``."""
+    files, slides = held_out(meta)
+    paths = [
+        p
+        for p in list_images(root)
+        if p.name not in files
+        and not p.stem.startswith("test")
+        and p.stem not in slides
+        and p.stem.rsplit("-", 1)[0] not in slides
+    ]
+    if limit and len(paths) > limit:
+        idx = np.linspace(0, len(paths) - 1, limit).round().astype(int)
+        paths = [paths[i] for i in sorted(set(idx))]
+    return paths
+
+
+def quantize_file(
+    src: str | Path,
+    dst: str | Path,
+    calibration: str | Path | None,
+    mode: str = "static",
+    data_mpp: float | None = None,
+    limit: int = 100,
+) -> dict:
+    """:func:`quantize_model` with calibration images read from the folder ``calibration``
+    (training images only: what the model's metadata lists as validation or test is skipped)."""
+    import onnx
+
+    src = Path(src)
+    if not src.is_file():
+        raise GlomkitError(f"{src}: model file not found")
+    meta = _read_meta(onnx.load(str(src), load_external_data=False), src)
+    images: list[np.ndarray] = []
+    note = None
+    if mode == "static":
+        if calibration is None:
+            raise GlomkitError("static quantisation needs --calibration DIR (training images)")
+        paths = training_images(meta, calibration, limit)
+        images = list(calibration_images(meta, paths, data_mpp=data_mpp, limit=limit))
+        if not images:
+            raise GlomkitError(f"{calibration}: no readable training images to calibrate with")
+        note = f"{len(images)} inputs from {len(paths)} images of {Path(calibration).name}"
+        if data_mpp:
+            note += f" at {data_mpp:g} µm/px"
+    return quantize_model(src, dst, images, mode=mode, calibration_note=note)
