@@ -1,0 +1,106 @@
+"""INT8 quantisation of glomkit model files (glomkit.models.quantize) on a tiny hand-built model."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+
+from glomkit import GlomkitError  # noqa: E402
+from glomkit.models.quantize import held_out, quantize_model, to_float32, training_images  # noqa: E402
+from glomkit.models.runtime import META_KEY, OnnxModel  # noqa: E402
+
+
+def _tiny_segmenter(path, size=32):
+    """Conv 3->8 (fp16 weights behind a Cast, as glomkit exports them), ReLU, Conv 8->1, Sigmoid."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float16)
+    b1 = rng.standard_normal(8).astype(np.float32) * 0.1
+    w2 = (rng.standard_normal((1, 8, 1, 1)) * 0.3).astype(np.float32)
+    nodes = [
+        helper.make_node("Cast", ["w1_fp16"], ["w1"], to=TensorProto.FLOAT),
+        helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"]),
+        helper.make_node("Sigmoid", ["c2"], ["prob"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["batch", 1, size, size])],
+        [
+            numpy_helper.from_array(w1, "w1_fp16"),
+            numpy_helper.from_array(b1, "b1"),
+            numpy_helper.from_array(w2, "w2"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    meta = {
+        "format": "glomkit-model/1",
+        "task": "segmenter",
+        "input_size": [size, size],
+        "training": {"test_slides": ["S9"]},
+    }
+    model.metadata_props.add(key=META_KEY, value=json.dumps(meta))
+    onnx.save(model, str(path))
+    return path
+
+
+def test_to_float32_folds_fp16_casts(tmp_path):
+    m = onnx.load(str(_tiny_segmenter(tmp_path / "m.onnx")))
+    to_float32(m)
+    assert not [n for n in m.graph.node if n.op_type == "Cast"]
+    assert {t.name: t.data_type for t in m.graph.initializer}["w1"] == onnx.TensorProto.FLOAT
+
+
+def test_static_quantisation_keeps_metadata_and_outputs(tmp_path):
+    src = _tiny_segmenter(tmp_path / "m.onnx")
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(8)]
+    meta = quantize_model(src, tmp_path / "q.onnx", images, calibration_note="8 random images")
+    q = OnnxModel(tmp_path / "q.onnx", device="cpu", threads=1, expect_task="segmenter")
+    assert q.meta["quantization"]["mode"] == "static" and q.meta["quantization"]["calibration_images"] == 8
+    assert q.meta["training"] == meta["training"] and q.info.input_size == (32, 32)
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    f = OnnxModel(src, device="cpu", threads=1)
+    x = np.stack(images[:2])
+    assert np.abs(q.run_images(x)["prob"] - f.run_images(x)["prob"]).max() < 0.05
+    with pytest.raises(GlomkitError, match="already quantised"):
+        quantize_model(tmp_path / "q.onnx", tmp_path / "qq.onnx", images)
+    with pytest.raises(GlomkitError, match="calibration"):
+        quantize_model(src, tmp_path / "q2.onnx", [])
+
+
+def test_dynamic_quantisation_needs_no_calibration(tmp_path):
+    src = _tiny_segmenter(tmp_path / "m.onnx")
+    quantize_model(src, tmp_path / "d.onnx", mode="dynamic")
+    assert OnnxModel(tmp_path / "d.onnx", device="cpu", threads=1).meta["quantization"]["mode"] == "dynamic"
+
+
+def test_calibration_skips_held_out_data_and_cli_writes_a_model(tmp_path):
+    from click.testing import CliRunner
+
+    from glomkit.cli import cli
+
+    src = _tiny_segmenter(tmp_path / "m.onnx")
+    d = tmp_path / "cal"
+    (d / "masks").mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    for name in ("S1-1", "S1-2", "S9-1", "test_3"):
+        cv2.imwrite(str(d / f"{name}.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    cv2.imwrite(str(d / "masks" / "S1-1.png"), np.zeros((40, 40), np.uint8))
+    meta = json.loads(onnx.load(str(src)).metadata_props[0].value)
+    assert held_out(meta) == (set(), {"S9"})
+    assert [p.name for p in training_images(meta, d)] == ["S1-1.png", "S1-2.png"]
+    r = CliRunner().invoke(
+        cli, ["models", "quantize", str(src), str(tmp_path / "q.onnx"), "--calibration", str(d)]
+    )
+    assert r.exit_code == 0, r.output
+    assert "2 inputs from 2 images" in r.output
