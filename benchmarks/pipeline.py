@@ -9,6 +9,15 @@ wall time and peak RSS are those of the real command.
     python benchmarks/pipeline.py                       # 40000x30000 at 0.25 µm/px, seed 0
     python benchmarks/pipeline.py --sizes 10000x10000,40000x40000,100000x100000 --rss-only
     python benchmarks/pipeline.py --sizes 100000x100000 --tissue-fraction 0.15 --rss-only --synth-workers 2
+    python benchmarks/pipeline.py --before-after --published      # issue 15: start vs now vs published
+
+``--before-after`` runs, in the same process one after the other, the settings at the start of
+issue 15 (patches read from level 0, ``--patch-level0``, and the fp32 models of commit 423f9ae,
+taken with ``git show``) and the current ones (bundled models, patches from the pyramid level),
+each with its own limit, and prints the speed-up. ``--published`` also times the same models run
+the way the published toolkit ran them (``benchmarks/published_way.py``: PyTorch eager, batch 1,
+every tile and patch through a PNG file; ``--published-subset N`` times N tiles and N patches and
+extrapolates). The 1-minute load average is printed beside every timed figure.
 """
 
 from __future__ import annotations
@@ -42,13 +51,45 @@ def ensure_slide(
     return path
 
 
+START_REV = "423f9ae"  # the commit issue 15 started from: its bundled (fp32) models
+
+
+def start_models(workdir: Path, rev: str = START_REV) -> dict[str, str]:
+    """The bundled model files of commit ``rev`` (``git show``), written under ``workdir``."""
+    repo = Path(__file__).resolve().parents[1]
+    out = workdir / f"models_{rev}"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for task in ("detector", "classifier", "segmenter"):
+        dst = out / f"{task}.onnx"
+        if not dst.exists():
+            blob = subprocess.run(
+                ["git", "-C", str(repo), "show", f"{rev}:src/glomkit/models/weights/{task}.onnx"],
+                check=True,
+                capture_output=True,
+            ).stdout
+            dst.write_bytes(blob)
+        paths[task] = str(dst)
+    return paths
+
+
+def load() -> str:
+    return f"load avg {os.getloadavg()[0]:.2f}"
+
+
 def run_cli(
-    slide: Path, out: Path, threads: int | None, models: dict[str, str] | None = None
+    slide: Path,
+    out: Path,
+    threads: int | None,
+    models: dict[str, str] | None = None,
+    patch_level0: bool = False,
 ) -> tuple[float, float, dict]:
     """Run `glomkit run` in a child process; return (wall s, peak RSS MB, summary)."""
     cmd = [sys.executable, "-m", "glomkit.cli", "run", str(slide), "-o", str(out), "--overwrite", "--quiet"]
     if threads:
         cmd += ["--threads", str(threads)]
+    if patch_level0:
+        cmd += ["--patch-level0"]
     for task, path in (models or {}).items():
         cmd += [f"--{task}", path]
     t0 = time.perf_counter()
@@ -65,7 +106,11 @@ def run_cli(
 
 
 def measure_limit(
-    slide_path: Path, summary: dict, threads: int | None, models: dict[str, str] | None = None
+    slide_path: Path,
+    summary: dict,
+    threads: int | None,
+    models: dict[str, str] | None = None,
+    patch_level0: bool = False,
 ) -> dict[str, float]:
     """Read time of exactly the needed pixels + ORT compute time of exactly the tensors run."""
     from glomkit.io.table import read_table
@@ -75,6 +120,8 @@ def measure_limit(
     from glomkit.slide.tissue import tissue_mask
 
     cfg = PipelineConfig(threads=threads, **(models or {}))
+    if patch_level0:
+        cfg.patch_mpp = None
     models = Models(cfg)
     det = models.detector
     model_mpp = det.info.mpp or 2.0
@@ -97,7 +144,7 @@ def measure_limit(
         patches = []
         for r in rows:
             x0, y0, w, h = patch_box(float(r["x"]), float(r["y"]), float(r["radius"]), margin)
-            patches.append(slide.read_region_scaled(x0, y0, w, h, PATCH_SIZE, PATCH_SIZE))
+            patches.append(slide.read_patch(x0, y0, w, h, PATCH_SIZE, PATCH_SIZE, cfg.patch_mpp))
         read_patches = time.perf_counter() - t0
 
     def ort_time(model, batches: list[np.ndarray]) -> float:
@@ -138,6 +185,32 @@ def measure_limit(
     }
 
 
+def bench_one(
+    slide: Path, out: Path, args, models: dict[str, str], patch_level0: bool, label: str
+) -> dict[str, float]:
+    """One `glomkit run` and its limit; prints the figures, returns wall, limit, RSS."""
+    wall, rss, summary = run_cli(slide, out, args.threads, models, patch_level0)
+    print(f"\n== {label}: {slide.name}: glomkit run wall {wall:.2f} s, peak RSS {rss:.0f} MB ({load()})")
+    t = summary.get("timings", {})
+    for k, v in t.items():
+        print(f"   stage {k:<12} {v:8.2f} s")
+    det = summary.get("detection", {})
+    n_tiles = det.get("tiles", 0)
+    n_det = summary.get("n_detections", len(summary.get("counts", {})))
+    print(f"   tiles {n_tiles:.0f}  ({n_tiles / max(t.get('detect', 1e-9), 1e-9):.2f} tiles/s in detect)")
+    print(f"   detections {n_det}  ({n_det / wall:.2f} glomeruli/s over the whole run)")
+    res = {"wall_s": wall, "rss_mb": rss, "detections": float(n_det)}
+    if args.rss_only:
+        return res
+    summary["_out_dir"] = str(out / slide.stem)
+    lim = measure_limit(slide, summary, args.threads, models, patch_level0)
+    for k, v in lim.items():
+        print(f"   limit {k:<18} {v:8.2f}")
+    res["limit_s"] = lim["limit_s"]
+    print(f"   RATIO wall / limit = {wall / lim['limit_s']:.3f}  (target ≤ 1.25) ({load()})")
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="40000x30000")
@@ -149,29 +222,67 @@ def main() -> None:
     ap.add_argument("--rss-only", action="store_true", help="only wall time and peak RSS per size")
     for task in ("detector", "classifier", "segmenter"):
         ap.add_argument(f"--{task}", default=None, help=f"{task} model file (default: bundled)")
+    ap.add_argument("--patch-level0", action="store_true", help="glomkit run --patch-level0")
+    ap.add_argument(
+        "--before-after",
+        action="store_true",
+        help=f"also run the settings at the start of issue 15 (level-0 patches, models of {START_REV})",
+    )
+    ap.add_argument("--published", action="store_true", help="also time the published way (needs torch)")
+    ap.add_argument(
+        "--published-subset", type=int, default=None, help="published way: tiles and patches timed"
+    )
     args = ap.parse_args()
     models = {t: getattr(args, t) for t in ("detector", "classifier", "segmenter") if getattr(args, t)}
     args.workdir.mkdir(parents=True, exist_ok=True)
     for size in args.sizes.split(","):
         slide = ensure_slide(size, args.seed, args.workdir, args.synth_workers, args.tissue_fraction)
         out = args.workdir / "out"
-        wall, rss, summary = run_cli(slide, out, args.threads, models)
-        print(f"\n== {slide.name}: glomkit run wall {wall:.2f} s, peak RSS {rss:.0f} MB")
-        t = summary.get("timings", {})
-        for k, v in t.items():
-            print(f"   stage {k:<12} {v:8.2f} s")
-        det = summary.get("detection", {})
-        n_tiles = det.get("tiles", 0)
-        n_det = summary.get("n_detections", len(summary.get("counts", {})))
-        print(f"   tiles {n_tiles:.0f}  ({n_tiles / max(t.get('detect', 1e-9), 1e-9):.2f} tiles/s in detect)")
-        print(f"   detections {n_det}  ({n_det / wall:.2f} glomeruli/s over the whole run)")
-        if args.rss_only:
-            continue
-        summary["_out_dir"] = str(out / slide.stem)
-        lim = measure_limit(slide, summary, args.threads, models)
-        for k, v in lim.items():
-            print(f"   limit {k:<18} {v:8.2f}")
-        print(f"   RATIO wall / limit = {wall / lim['limit_s']:.3f}  (target ≤ 1.3)")
+        before = None
+        if args.before_after:
+            old = start_models(args.workdir)
+            before = bench_one(slide, args.workdir / "out_start", args, old, True, f"START ({START_REV})")
+        now = bench_one(slide, out, args, models, args.patch_level0, "NOW")
+        if before:
+            print(
+                f"\n   SPEED-UP start -> now: {before['wall_s'] / now['wall_s']:.2f}x "
+                f"(wall {before['wall_s']:.2f} -> {now['wall_s']:.2f} s; target ≥ 2x); peak RSS "
+                f"{before['rss_mb']:.0f} -> {now['rss_mb']:.0f} MB"
+            )
+            if "limit_s" in now:
+                print(
+                    f"   limit start {before['limit_s']:.2f} s -> now {now['limit_s']:.2f} s "
+                    f"({before['limit_s'] / now['limit_s']:.2f}x lower)"
+                )
+        if args.published:
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from published_way import run_published
+
+            from glomkit.io.table import read_table
+
+            # the fp32 files of the start: torch cannot rebuild a network from a quantised graph
+            fp32 = start_models(args.workdir)
+            rows = read_table(out / slide.stem / f"{slide.stem}_glomeruli.csv")
+            pub = run_published(
+                slide,
+                rows,
+                (fp32["detector"], fp32["classifier"], fp32["segmenter"]),
+                subset=args.published_subset,
+                threads=args.threads,
+            )
+            how = (
+                f"EXTRAPOLATED from {pub['tiles_timed']:.0f} of {pub['tiles']:.0f} tiles and "
+                f"{pub['patches_timed']:.0f} of {pub['patches']:.0f} patches"
+                if pub["extrapolated"]
+                else "every tile and patch run"
+            )
+            print(
+                f"\n== PUBLISHED WAY (torch eager, batch 1, PNG round trips; {how}) ({load()})\n"
+                f"   model rebuild {pub['load_s']:.2f} s, {pub['per_tile_s']:.3f} s/tile, "
+                f"{pub['per_patch_s']:.3f} s/patch: total {pub['total_s']:.1f} s\n"
+                f"   SPEED-UP of glomkit run over the published way: {pub['total_s'] / now['wall_s']:.1f}x "
+                f"(target ≥ 10x)"
+            )
 
 
 if __name__ == "__main__":

@@ -163,6 +163,11 @@ def study() -> None:
     default=None,
     help="Average detection over h/v flips of each tile (3x detection time); default: the model's.",
 )
+@click.option(
+    "--patch-level0",
+    is_flag=True,
+    help="Read glomerulus patches from level 0 (default: the coarsest level at least as fine as 1 µm/px).",
+)
 @click.option("--overwrite", is_flag=True, help="Redo slides whose outputs are complete.")
 @click.option(
     "--workers",
@@ -197,6 +202,7 @@ def run(
     score_threshold,
     nms_iou,
     tta,
+    patch_level0,
     overwrite,
     workers,
     dask_scheduler,
@@ -220,6 +226,7 @@ def run(
         score_threshold=score_threshold,
         nms_iou=nms_iou,
         tta=tta,
+        patch_mpp=None if patch_level0 else PipelineConfig.patch_mpp,
         max_pixels=max_pixels,
         xml=xml,
         quiet=quiet or silent or as_json,

@@ -56,6 +56,9 @@ class PipelineConfig:
     # the segmenter sees the patch cut down to the circle + this margin (None: the whole patch); 5 µm
     # gave the best box AP on the hubmap_pas validation block (docs/models/detector.md)
     outline_margin_um: float | None = 5.0
+    # glomerulus patches are read from the coarsest pyramid level at least as fine as this (or the
+    # patch's own resolution when coarser); None: from level 0 (slower, same results: PERFORMANCE.md)
+    patch_mpp: float | None = 1.0
     min_tissue: float = 0.01
     thumbnail_px: int = 2048
     write_images: bool = True
@@ -421,7 +424,7 @@ def _characterise(
 
         def cut(rec: GlomerulusRecord) -> np.ndarray:
             x0, y0, w, h = rec.box
-            return slide.read_region_scaled(x0, y0, w, h, PATCH_SIZE, PATCH_SIZE)
+            return slide.read_patch(x0, y0, w, h, PATCH_SIZE, PATCH_SIZE, config.patch_mpp)
 
         patches = np.stack([p for _, p in prefetch_map(cut, chunk, config.read_threads)])
     with timer.stage("classify"):
