@@ -247,7 +247,7 @@ def _record_box(rec) -> tuple[float, float, float, float]:
 
 def _characterise_in_memory(slide, models, config, circles: np.ndarray):
     """The pipeline's patches, classes and outlines for ``circles``, without writing anything."""
-    from glomkit.pipeline import PATCH_CHUNK, StageTimer, _characterise, _records_from_circles
+    from glomkit.pipeline import PATCH_CHUNK, StageTimer, _characterise, _cut_patches, _records_from_circles
     from glomkit.results import SlideResult
 
     records = _records_from_circles(circles, config.margin_um / slide.mpp)
@@ -262,5 +262,6 @@ def _characterise_in_memory(slide, models, config, circles: np.ndarray):
     )
     timer = StageTimer()
     for k in range(0, len(records), PATCH_CHUNK):
-        _characterise(records[k : k + PATCH_CHUNK], slide, models, config, timer, result, Path("."))
+        chunk = records[k : k + PATCH_CHUNK]
+        _characterise(chunk, _cut_patches(chunk, slide, config), slide, models, config, timer, result)
     return records

@@ -11,6 +11,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -369,12 +370,32 @@ def run_slide(
         clean_stale_partials(out_root, slide_path.stem)  # left by a killed run of this slide
         tmp = make_partial_dir(out_root, slide_path.stem)
         # Patches stream through classification, segmentation and writing in chunks, so memory
-        # does not grow with the number of glomeruli.
-        for k in range(0, len(records), PATCH_CHUNK):
-            chunk = records[k : k + PATCH_CHUNK]
-            _characterise(chunk, slide, models, config, timer, result, tmp)
-            if progress:
-                progress("glomeruli", k + len(chunk), len(records))
+        # does not grow with the number of glomeruli. The next chunk's patches are read, and the
+        # last chunk's images written, in background threads while the models run (at most two
+        # chunks of patches in memory).
+        chunks = [records[k : k + PATCH_CHUNK] for k in range(0, len(records), PATCH_CHUNK)]
+        with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
+            nxt = reader.submit(_cut_patches, chunks[0], slide, config) if chunks else None
+            written = None
+            done = 0
+            for i, chunk in enumerate(chunks):
+                with timer.stage("patches"):
+                    patches = nxt.result()
+                nxt = (
+                    reader.submit(_cut_patches, chunks[i + 1], slide, config) if i + 1 < len(chunks) else None
+                )
+                images = _characterise(chunk, patches, slide, models, config, timer, result)
+                with timer.stage("write"):
+                    if written is not None:
+                        written.result()
+                    if images is not None:
+                        written = writer.submit(_write_images, chunk, *images, result, tmp)
+                done += len(chunk)
+                if progress:
+                    progress("glomeruli", done, len(records))
+            with timer.stage("write"):
+                if written is not None:
+                    written.result()
         with timer.stage("write"):
             outputs = _write_annotations(result, tmp, config.xml)
         result.timings = dict(timer.times)
@@ -405,28 +426,32 @@ def _records_from_circles(circles: np.ndarray, margin_px: float) -> list[Glomeru
     return records
 
 
+def _cut_patches(chunk: list[GlomerulusRecord], slide: Slide, config: PipelineConfig) -> np.ndarray:
+    """The (N, PATCH_SIZE, PATCH_SIZE, 3) patches of a chunk of glomeruli, read in threads."""
+
+    def cut(rec: GlomerulusRecord) -> np.ndarray:
+        x0, y0, w, h = rec.box
+        return slide.read_patch(x0, y0, w, h, PATCH_SIZE, PATCH_SIZE, config.patch_mpp)
+
+    return np.stack([p for _, p in prefetch_map(cut, chunk, config.read_threads)])
+
+
 def _characterise(
     chunk: list[GlomerulusRecord],
+    patches: np.ndarray,
     slide: Slide,
     models: Models,
     config: PipelineConfig,
     timer: StageTimer,
     result: SlideResult,
-    out_dir: Path,
-) -> None:
-    """Cut, classify, segment, measure and write the images of a chunk of glomeruli."""
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Classify, segment and measure a chunk of glomeruli; returns (patches, masks) to write as
+    images (None when the run writes none)."""
     from glomkit.classify.predict import classify_and_decide
     from glomkit.segment.morphometry import glomerulus_component, mask_to_polygon, measure_mask
     from glomkit.segment.predict import segment_patches
 
     scheme = result.scheme
-    with timer.stage("patches"):
-
-        def cut(rec: GlomerulusRecord) -> np.ndarray:
-            x0, y0, w, h = rec.box
-            return slide.read_patch(x0, y0, w, h, PATCH_SIZE, PATCH_SIZE, config.patch_mpp)
-
-        patches = np.stack([p for _, p in prefetch_map(cut, chunk, config.read_threads)])
     with timer.stage("classify"):
         probs, labels = classify_and_decide(models.classifier, patches, config.batch_patches)
     with timer.stage("segment"):
@@ -455,9 +480,7 @@ def _characterise(
                 poly = np.asarray(mask_to_polygon(m), dtype=np.float64)
                 if len(poly) >= 3:
                     rec.polygon = poly / rec.patch_scale + np.array(rec.box[:2], dtype=np.float64)
-    if config.write_images:
-        with timer.stage("write"):
-            _write_images(chunk, patches, masks, result, out_dir)
+    return (patches, masks) if config.write_images else None
 
 
 def _segment_cropped(chunk, patches: np.ndarray, models: Models, margin_px: float, config) -> np.ndarray:
