@@ -140,7 +140,9 @@ def measure_limit(
     out_dir = Path(summary["_out_dir"])
     rows = read_table(out_dir / f"{slide_path.stem}_glomeruli.csv")
     with Slide(slide_path) as slide:
+        t0 = time.perf_counter()
         thumb, ds = slide.thumbnail(cfg.thumbnail_px)
+        read_thumb = time.perf_counter() - t0
         tissue = tissue_mask(thumb)
         overlap = min(int(round(cfg.overlap_um / model_mpp)), tile_px - 32)
         tiles = TileGrid(slide.bounds, slide.mpp, model_mpp, tile_px, overlap).tiles(
@@ -187,12 +189,15 @@ def measure_limit(
     return {
         "tiles": n_tiles,
         "glomeruli": n,
+        "read_thumbnail_s": read_thumb,
         "read_tiles_s": read_tiles,
         "read_patches_s": read_patches,
         "ort_detector_s": det_s,
         "ort_classifier_s": cls_s,
         "ort_segmenter_s": seg_s,
-        "limit_s": read_tiles + read_patches + det_s + cls_s + seg_s,
+        # the tissue thumbnail is pixels the pipeline needs too (counted since issue 15)
+        "limit_s": read_thumb + read_tiles + read_patches + det_s + cls_s + seg_s,
+        "limit_without_thumbnail_s": read_tiles + read_patches + det_s + cls_s + seg_s,
     }
 
 
@@ -218,7 +223,11 @@ def bench_one(
     for k, v in lim.items():
         print(f"   limit {k:<18} {v:8.2f}")
     res["limit_s"] = lim["limit_s"]
-    print(f"   RATIO wall / limit = {wall / lim['limit_s']:.3f}  (target ≤ 1.25) ({load()})")
+    print(
+        f"   RATIO wall / limit = {wall / lim['limit_s']:.3f}  (target ≤ 1.25; "
+        f"{wall / lim['limit_without_thumbnail_s']:.3f} without the thumbnail read, the limit "
+        f"before issue 15) ({load()})"
+    )
     return res
 
 

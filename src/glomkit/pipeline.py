@@ -31,7 +31,7 @@ from glomkit.slide.tile_reader import prefetch_map
 from glomkit.slide.tissue import tissue_mask
 
 PATCH_SIZE = 256
-PATCH_CHUNK = 64  # glomeruli characterised at once
+PATCH_CHUNK = 32  # glomeruli characterised at once (the next chunk is read meanwhile)
 SUMMARY = "summary.json"
 
 
