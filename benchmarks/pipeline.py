@@ -84,6 +84,19 @@ def in_child(fn, *args, **kwargs):
         return pool.submit(fn, *args, **kwargs).result()
 
 
+def start_code(workdir: Path, rev: str = START_REV) -> Path:
+    """The ``src`` folder of commit ``rev`` (``git archive``), for running its `glomkit run`."""
+    repo = Path(__file__).resolve().parents[1]
+    out = workdir / f"code_{rev}"
+    if not (out / "src" / "glomkit" / "cli.py").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        tar = subprocess.run(
+            ["git", "-C", str(repo), "archive", rev, "src"], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(out)], input=tar, check=True)
+    return out / "src"
+
+
 def load() -> str:
     return f"load avg {os.getloadavg()[0]:.2f}"
 
@@ -94,8 +107,10 @@ def run_cli(
     threads: int | None,
     models: dict[str, str] | None = None,
     patch_level0: bool = False,
+    code: Path | None = None,
 ) -> tuple[float, float, dict]:
-    """Run `glomkit run` in a child process; return (wall s, peak RSS MB, summary)."""
+    """Run `glomkit run` in a child process; return (wall s, peak RSS MB, summary). ``code``: a
+    ``src`` folder whose glomkit runs instead of this one."""
     cmd = [sys.executable, "-m", "glomkit.cli", "run", str(slide), "-o", str(out), "--overwrite", "--quiet"]
     if threads:
         cmd += ["--threads", str(threads)]
@@ -103,8 +118,11 @@ def run_cli(
         cmd += ["--patch-level0"]
     for task, path in (models or {}).items():
         cmd += [f"--{task}", path]
+    env = None
+    if code is not None:
+        env = dict(os.environ, PYTHONPATH=str(code))
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd)
+    proc = subprocess.Popen(cmd, env=env)
     # this child's own rusage (RUSAGE_CHILDREN would also hold the slide generator's workers)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
@@ -248,6 +266,11 @@ def main() -> None:
         action="store_true",
         help=f"also run the settings at the start of issue 15 (level-0 patches, models of {START_REV})",
     )
+    ap.add_argument(
+        "--start-code",
+        action="store_true",
+        help=f"with --before-after: also run the code of {START_REV} itself (git archive), its own models",
+    )
     ap.add_argument("--published", action="store_true", help="also time the published way (needs torch)")
     ap.add_argument(
         "--published-subset", type=int, default=None, help="published way: tiles and patches timed"
@@ -258,10 +281,22 @@ def main() -> None:
     for size in args.sizes.split(","):
         slide = ensure_slide(size, args.seed, args.workdir, args.synth_workers, args.tissue_fraction)
         out = args.workdir / "out"
+        with open(slide, "rb") as f:  # into the page cache, so the first timed run is not the only cold one
+            while f.read(1 << 24):
+                pass
         before = None
         if args.before_after:
             old = start_models(args.workdir)
             before = bench_one(slide, args.workdir / "out_start", args, old, True, f"START ({START_REV})")
+        code_wall = None
+        if args.before_after and args.start_code:
+            src = start_code(args.workdir)
+            code_wall, code_rss, _ = run_cli(slide, args.workdir / "out_code", args.threads, None, False, src)
+            print(
+                f"\n== START CODE ({START_REV} itself: its code, models and settings): glomkit run wall "
+                f"{code_wall:.2f} s, peak RSS {code_rss:.0f} MB; ratio to the START limit "
+                f"{code_wall / before.get('limit_s', float('nan')):.3f} ({load()})"
+            )
         now = bench_one(slide, out, args, models, args.patch_level0, "NOW")
         if before:
             print(
@@ -269,6 +304,11 @@ def main() -> None:
                 f"(wall {before['wall_s']:.2f} -> {now['wall_s']:.2f} s; target ≥ 2x); peak RSS "
                 f"{before['rss_mb']:.0f} -> {now['rss_mb']:.0f} MB"
             )
+            if code_wall is not None:
+                print(
+                    f"   SPEED-UP {START_REV} code -> now: {code_wall / now['wall_s']:.2f}x "
+                    f"(wall {code_wall:.2f} -> {now['wall_s']:.2f} s)"
+                )
             if "limit_s" in now:
                 print(
                     f"   limit start {before['limit_s']:.2f} s -> now {now['limit_s']:.2f} s "
