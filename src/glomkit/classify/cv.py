@@ -39,7 +39,8 @@ from glomkit.classify.data import (
     group_folds,
     load_items,
 )
-from glomkit.classify.decision import (
+from glomkit.core.schemes import get_scheme
+from glomkit.infer.decision import (
     Decision,
     apply_temperature,
     choose_threshold,
@@ -47,7 +48,6 @@ from glomkit.classify.decision import (
     ggs_score,
     nll,
 )
-from glomkit.classify.schemes import get_scheme
 from glomkit.io.atomic import atomic_path, write_text
 
 

@@ -29,8 +29,8 @@ from glomkit.classify.data import (
 )
 from glomkit.classify.losses import FocalLoss, class_weights
 from glomkit.classify.model import GlomClassifier, WithSoftmax, build_classifier, load_encoder
-from glomkit.classify.schemes import get_scheme
 from glomkit.classify.warm_start import init_from_model, is_model_init, recalibrate
+from glomkit.core.schemes import get_scheme
 from glomkit.eval.classification import classification_report, ggs_report
 from glomkit.models.runtime import IMAGENET_MEAN, IMAGENET_STD
 

@@ -86,7 +86,7 @@ def predict_fields(
     """Run a torch CircleNet on uint8 RGB images (same size) and decode: list of (K,4) x, y, r, score."""
     import torch
 
-    from glomkit.detect.decode import decode_circlenet, flip_tta
+    from glomkit.infer.kinds.circlenet import detect_batches
 
     dev = next(model.parameters()).device
     model.eval()
@@ -98,15 +98,10 @@ def predict_fields(
         names = ("heatmap", "radius", "offset")
         return {k: t.float().cpu().numpy() for k, t in zip(names, model(xt), strict=True)}
 
-    out: list[np.ndarray] = []
     with torch.no_grad():
-        for i in range(0, len(images), batch):
-            x = np.stack(images[i : i + batch])
-            o = flip_tta(run, x) if tta else run(x)
-            for j in range(len(x)):
-                hm, rad, off = o["heatmap"][j], o["radius"][j], o["offset"][j]
-                out.append(decode_circlenet(hm, rad, off, 4, score_threshold, top_k))
-    return out
+        return detect_batches(
+            run, images, stride=4, score_threshold=score_threshold, top_k=top_k, tta=tta, batch=batch
+        )
 
 
 def evaluate_model_on_fields(model, fields_, tta: bool = False, threshold: bool = False) -> dict[str, float]:
@@ -123,6 +118,24 @@ def evaluate_model_on_fields(model, fields_, tta: bool = False, threshold: bool 
         best = f1_best_threshold(gt, dict(enumerate(preds)))
         out.update({f"at_threshold_{k}": v for k, v in best.items()})
     return out
+
+
+def train_from_request(req) -> Path:
+    """``glomkit train detector --arch circlenet`` (a ``glomkit.infer.kinds.TrainRequest``)."""
+    return train_detector(
+        DetectorTrainConfig(
+            data=req.sources[0] if len(req.sources) == 1 else req.sources,
+            data_weights=req.weights,
+            backbone=req.backbone or "resnet18",
+            data_mpp=req.data_mpp,
+            scale_jitter=req.scale_jitter,
+            hard_fraction=req.hard_fraction,
+            val_block=req.val_block,
+            select=f"val_{req.select}",
+            init=req.init,
+            **req.options,
+        )
+    )
 
 
 def train_detector(config: DetectorTrainConfig | dict[str, Any]) -> Path:
