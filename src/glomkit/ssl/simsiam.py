@@ -231,6 +231,7 @@ def pretrain_simsiam(
         epochs=config.epochs,
         steps_per_epoch=steps_per_epoch,
         max_minutes=config.max_minutes or None,
+        budget_schedule=False,  # the cosine is planned over the epochs; the budget only stops
         max_steps=config.max_steps or None,
         checkpoint=ckpt,
         resume=ckpt if config.resume and ckpt.is_file() else None,

@@ -7,7 +7,7 @@ included) and a :class:`LoopConfig`. The loop owns what every trainer shares:
 * epochs of ``steps_per_epoch`` updates, optional gradient clipping;
 * the learning-rate schedule: warmup then cosine, ``timm.scheduler.CosineLRScheduler`` stepped once
   per update. Its position is the larger of the update count and the spent share of the wall-clock
-  budget (``max_minutes``), so a time-limited run still anneals;
+  budget (``max_minutes``), so a time-limited run still anneals (unless ``budget_schedule`` is off);
 * a time budget and an update budget (``max_steps``), checked after every update; an epoch cut
   short is still validated and checkpointed;
 * the best epoch (the maximum of the record field ``select``; none: the last epoch), its weights
@@ -67,6 +67,7 @@ class LoopConfig:
     schedule: Schedule = field(default_factory=Schedule)
     select: str | None = None  # record field (dots reach into dicts) to maximise; None: the last epoch
     max_minutes: float | None = None  # wall-clock budget of the whole run (resumed runs included)
+    budget_schedule: bool = True  # the spent share of ``max_minutes`` moves the schedule on too
     max_steps: int | None = None  # stop after this many updates; the schedule keeps its length
     grad_clip: float | None = None  # max gradient norm
     checkpoint: str | Path | None = None  # written after every epoch
@@ -292,7 +293,7 @@ def train_loop(task: Task, cfg: LoopConfig, clock_start: float | None = None) ->
         return before + time.monotonic() - t0
 
     def position() -> int:  # where the schedule is: updates done, or the spent share of the budget
-        if budget is None:
+        if budget is None or not cfg.budget_schedule:
             return updates
         return max(updates, int(total * elapsed() / max(budget, 1e-9)))
 
