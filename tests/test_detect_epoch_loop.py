@@ -41,10 +41,11 @@ def test_lr_warms_up_then_follows_the_cosine_to_two_percent():
     assert lr(total) == pytest.approx(LR_FLOOR)
 
 
-def _train(cfg, seen: list | None = None, interrupt_at: int | None = None):
+def _train(cfg, seen: list | None = None, interrupt_at: int | None = None, source=None):
     """A linear model fit to y = 2x by the loop; validation score 1 / (1 + MSE) on fixed points.
 
-    ``interrupt_at``: the step call that raises (a run killed part way).
+    ``interrupt_at``: the step call that raises (a run killed part way). ``source``: its
+    ``train.hard_negatives`` gets one point per epoch, as hard-negative mining would add.
     """
     _, t_start = start_run(cfg)
     model = torch.nn.Linear(1, 1)
@@ -62,10 +63,12 @@ def _train(cfg, seen: list | None = None, interrupt_at: int | None = None):
         return torch.nn.functional.mse_loss(model(x), 2 * x), "lin"
 
     def validate(m, epoch):
+        if source is not None:
+            source.train.hard_negatives.append((epoch, float(m.weight), float(m.bias)))
         with torch.no_grad():
             return {"val_score": 1.0 / (1.0 + float(torch.nn.functional.mse_loss(m(xv), 2 * xv)))}
 
-    out = fit_detector(cfg, model, step, validate, "val_score", t_start, keep_step_losses=True)
+    out = fit_detector(cfg, model, step, validate, "val_score", t_start, keep_step_losses=True, source=source)
     return out, model, checkpoint_path(cfg)
 
 
@@ -113,3 +116,22 @@ def test_missing_checkpoint_is_an_error_and_a_finished_run_resumes_to_its_best(t
     resumed = loop_config(out=str(tmp_path / "n.onnx"), epochs=2, resume=str(tmp_path / "m.onnx.ckpt.pt"))
     (again, again_best), model, _ = _train(resumed)  # nothing left to run: the stored best comes back
     assert again == history and again_best == best_epoch and not model.training
+
+
+def test_mined_hard_negatives_survive_a_resume(tmp_path):
+    from types import SimpleNamespace
+
+    def source():
+        return SimpleNamespace(train=SimpleNamespace(hard_negatives=[]))
+
+    full = source()
+    _train(loop_config(out=str(tmp_path / "a.onnx")), source=full)
+    assert [k for k, _, _ in full.train.hard_negatives] == [0, 1, 2]
+    first = loop_config(out=str(tmp_path / "b.onnx"))
+    with pytest.raises(KeyboardInterrupt):
+        _train(first, interrupt_at=4, source=source())
+    again = source()
+    _train(
+        replace(first, out=str(tmp_path / "c.onnx"), resume=str(tmp_path / "b.onnx.ckpt.pt")), source=again
+    )
+    assert again.train.hard_negatives == full.train.hard_negatives
