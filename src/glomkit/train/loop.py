@@ -90,7 +90,8 @@ class EpochStats:
 
     @property
     def loss(self) -> float:
-        return float(np.mean(self.losses)) if self.losses else float("nan")
+        """The epoch's mean loss (0 when no batch came)."""
+        return float(np.mean(self.losses)) if self.losses else 0.0
 
 
 @dataclass
