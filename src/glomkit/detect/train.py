@@ -213,7 +213,7 @@ def fit_detector(
         model,
         opt,
         batches,
-        lambda rng: step(rng),
+        step,
         record,
         get_state=lambda: {"hard_negatives": [list(map(list, p)) for p in pools]},
         set_state=set_state,
