@@ -328,8 +328,8 @@ def test_evaluate_command_reports_ap_and_miou_for_a_segdetector(tiny_models, bue
 
 
 @pytest.mark.slow
-def test_resume_from_a_checkpoint_written_before_the_shared_loop(tiny_models, tmp_path):
-    """Checkpoints that stored the best value as ``best_miou`` (no ``best_metric``) still resume."""
+def test_the_checkpoint_keeps_the_best_value_and_resumes_to_it(tiny_models, tmp_path):
+    """The checkpoint names its selection (mIoU), keeps per-step losses, and resumes."""
     torch = pytest.importorskip("torch")
     from dataclasses import replace
 
@@ -340,12 +340,9 @@ def test_resume_from_a_checkpoint_written_before_the_shared_loop(tiny_models, tm
     ck = torch.load(path.parent / "unet.onnx.ckpt.pt", weights_only=True)
     assert ck["best_metric"] == "val_mIoU" and ck["best_value"] == ck["history"][0]["val_mIoU"]
     assert ck["history"][0]["steps"] == len(ck["history"][0]["losses"]) == 2  # per-step losses kept
-    ck["best_miou"] = ck.pop("best_value")
-    del ck["best_metric"]
-    legacy = tmp_path / "legacy.ckpt.pt"
-    torch.save(ck, legacy)
     out = tmp_path / "u3.onnx"
-    train_segdetector(replace(cfg, out=str(out), epochs=2, resume=str(legacy)), source=DiscSource())
+    resume = str(path.parent / "unet.onnx.ckpt.pt")
+    train_segdetector(replace(cfg, out=str(out), epochs=2, resume=resume), source=DiscSource())
     hist = read_metadata(out)["training"]["history"]
     assert [h["epoch"] for h in hist] == [0, 1] and hist[0]["val_mIoU"] == ck["history"][0]["val_mIoU"]
     assert torch.load(tmp_path / "u3.onnx.ckpt.pt", weights_only=True)["best_metric"] == "val_mIoU"

@@ -12,7 +12,7 @@ of the pasted glomerulus masks as target. The model file is a detector (task ``d
 whose metadata says how to decode it: ``decode.method = "components"``. The inference part of
 this module (decoding, scoring, ONNX Runtime probability maps) imports no torch; model files are
 evaluated by ``glomkit.detect.evaluate.evaluate_detector_file``, which dispatches on that method.
-The epoch loop is ``glomkit.detect.epoch_loop`` (shared with the CircleNet trainer).
+It trains on the shared loop through ``glomkit.detect.train.fit_detector``, as the CircleNet trainer does.
 
 >>> train_segdetector(SegDetectorTrainConfig(data="../shared/data/bueno_pas", out="unet.onnx"))  # doctest: +SKIP
 """
@@ -145,7 +145,7 @@ def train_segdetector(config: SegDetectorTrainConfig | dict[str, Any], source: A
     """
     import torch
 
-    from glomkit.detect.epoch_loop import TrainingRun
+    from glomkit.detect.train import fit_detector, start_run
     from glomkit.segment.registry import create_segmenter
     from glomkit.segment.train import dice_bce_loss
 
@@ -156,9 +156,9 @@ def train_segdetector(config: SegDetectorTrainConfig | dict[str, Any], source: A
         )
     if cfg.field_size % 32 or cfg.val_size % 32:
         raise GlomkitError(f"{cfg.out}: field sizes must be multiples of 32")
-    run = TrainingRun.start(cfg)
+    device, t_start = start_run(cfg)
     source = source if source is not None else _source(cfg)
-    model = create_segmenter(cfg.arch, cfg.encoder).to(run.device)
+    model = create_segmenter(cfg.arch, cfg.encoder).to(device)
     base_decode = {
         "threshold": cfg.threshold,
         "min_diameter_px": cfg.min_diameter_um / cfg.mpp,
@@ -168,11 +168,11 @@ def train_segdetector(config: SegDetectorTrainConfig | dict[str, Any], source: A
 
     def step(rng: np.random.Generator):
         fs = [source.sample(rng) for _ in range(cfg.batch)]
-        x = torch.from_numpy(_normalise(np.stack([f.image for f in fs]))).to(run.device)
-        y = torch.from_numpy(np.stack([f.mask for f in fs]).astype(np.float32)[:, None]).to(run.device)
+        x = torch.from_numpy(_normalise(np.stack([f.image for f in fs]))).to(device)
+        y = torch.from_numpy(np.stack([f.mask for f in fs]).astype(np.float32)[:, None]).to(device)
         return dice_bce_loss(model(x), y), ""
 
-    def validate(m) -> dict[str, float]:
+    def validate(m, epoch: int) -> dict[str, float]:
         probs = predict_probability_torch(m, [f.image for f in source.val_fields])
         val = score_fields(probs, source.val_fields, base_decode)
         return {
@@ -183,7 +183,7 @@ def train_segdetector(config: SegDetectorTrainConfig | dict[str, Any], source: A
             "val_AP50": val["AP50"],
         }
 
-    history, best_epoch = run.train_epochs(model, step, validate, select="val_mIoU", keep_step_losses=True)
+    history, best_epoch = fit_detector(cfg, model, step, validate, "val_mIoU", t_start, keep_step_losses=True)
     probs = predict_probability_torch(model, [f.image for f in source.val_fields])
     decode, trials = choose_decode(probs, source.val_fields, base_decode)
     val = score_fields(probs, source.val_fields, decode)
