@@ -35,7 +35,7 @@ def bueno_crops(root: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def hubmap_crops(tiles: Path, mpp: float = 0.8) -> np.ndarray:
-    from glomkit.pipeline import PATCH_SIZE, patch_box
+    from glomkit.infer.patches import PATCH_SIZE, patch_box
 
     out = []
     margin = 12.5 / mpp
@@ -64,9 +64,9 @@ def main() -> None:
 
     from sklearn.metrics import roc_auc_score
 
-    from glomkit.classify.predict import classify_and_decide
+    from glomkit.infer.classify import classify_and_decide
+    from glomkit.infer.segment import segment_patches
     from glomkit.models.runtime import OnnxModel
-    from glomkit.segment.predict import segment_patches
 
     sets = {
         "bueno_pas": bueno_crops(a.data / "bueno_pas"),

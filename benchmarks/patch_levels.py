@@ -53,8 +53,8 @@ def truth_masks(slide: Path) -> tuple[list[dict[str, str]], dict[int, np.ndarray
 
 
 def compare(slide: Path, out: Path) -> dict[str, float]:
-    from glomkit.detect.geometry import circle_iou
-    from glomkit.pipeline import PATCH_SIZE
+    from glomkit.core.geometry import circle_iou
+    from glomkit.infer.patches import PATCH_SIZE
 
     a = run(slide, out / "level", False)
     b = run(slide, out / "level0", True)

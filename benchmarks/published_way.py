@@ -85,7 +85,7 @@ def run_published(
     """
     import torch
 
-    from glomkit.pipeline import PATCH_SIZE, patch_box
+    from glomkit.infer.patches import PATCH_SIZE, patch_box
     from glomkit.slide.grid import TileGrid
     from glomkit.slide.reader import Slide
     from glomkit.slide.tissue import tissue_mask
