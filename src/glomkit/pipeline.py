@@ -255,7 +255,8 @@ def analyse_slide(
         records = result.glomeruli
         # Patches stream through classification and segmentation in chunks; only their PNGs are
         # kept, so memory grows slowly with the number of glomeruli. The next chunk's patches are
-        # read, and the last chunk's PNGs encoded, in background threads while the models run.
+        # read, and the last chunk measured and its PNGs encoded, in background threads while the
+        # models run.
         chunks = [records[k : k + PATCH_CHUNK] for k in range(0, len(records), PATCH_CHUNK)]
         with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as encoder:
             nxt = reader.submit(_read_chunk, chunks[0], sl, config) if chunks else None
@@ -266,12 +267,11 @@ def analyse_slide(
                     patches = nxt.result()
                 if i + 1 < len(chunks):
                     nxt = reader.submit(_read_chunk, chunks[i + 1], sl, config)
-                masks = _characterise(chunk, sl, models, config, timer, result, patches)
+                masks = _characterise(chunk, sl, models, config, timer, result, patches, measure=False)
                 with timer.stage("encode"):
                     if encoded is not None:
                         encoded.result()
-                    if config.write_images:
-                        encoded = encoder.submit(_encode_images, chunk, patches, masks, result)
+                    encoded = encoder.submit(_finish_chunk, chunk, patches, masks, result, sl.mpp, config)
                 done += len(chunk)
                 if progress:
                     progress("glomeruli", done, len(records))
@@ -342,9 +342,10 @@ def _characterise(
     timer: StageTimer,
     result: SlideResult,
     patches: np.ndarray | None = None,
+    measure: bool = True,
 ) -> np.ndarray:
-    """Cut (unless ``patches`` are given), classify, segment and measure a chunk of glomeruli;
-    returns their masks (:func:`_encode_images` keeps the images' PNGs)."""
+    """Cut (unless ``patches`` are given), classify, segment and (``measure``) measure a chunk of
+    glomeruli; returns their masks (:func:`_encode_images` keeps the images' PNGs)."""
     from glomkit.infer.characterise import classify_records, measure_records, outline_masks
 
     if patches is None:
@@ -355,9 +356,26 @@ def _characterise(
     with timer.stage("segment"):
         margin = None if config.outline_margin_um is None else config.outline_margin_um / slide.mpp
         masks = outline_masks(models.segmenter, chunk, patches, margin, config.batch_patches)
-    with timer.stage("measure"):
-        measure_records(chunk, masks, slide.mpp)
+    if measure:
+        with timer.stage("measure"):
+            measure_records(chunk, masks, slide.mpp)
     return masks
+
+
+def _finish_chunk(
+    chunk: list[GlomerulusRecord],
+    patches: np.ndarray,
+    masks: np.ndarray,
+    result: SlideResult,
+    mpp: float,
+    config: PipelineConfig,
+) -> None:
+    """Measure a chunk of glomeruli and keep their PNGs (run in a background thread)."""
+    from glomkit.infer.characterise import measure_records
+
+    measure_records(chunk, masks, mpp)
+    if config.write_images:
+        _encode_images(chunk, patches, masks, result)
 
 
 def _read_chunk(chunk: list[GlomerulusRecord], slide: Slide, config: PipelineConfig) -> np.ndarray:
