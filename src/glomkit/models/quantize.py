@@ -74,6 +74,58 @@ def to_float32(model):
     return model
 
 
+def sort_like(model, order: Sequence[str]):
+    """Reorder ``model``'s nodes (in place; returned) so that the nodes named in ``order`` keep
+    that relative order, and each added node (quantise / dequantise) comes just before its first
+    consumer: a topological order, by Kahn's algorithm with those ranks as priorities.
+
+    ONNX Runtime's quantiser re-sorts the graph; :mod:`glomkit.models.recover` pairs a file's Conv
+    / Gemm nodes with a torch network's layers by their order, so an INT8 file keeps the order of
+    the graph it came from.
+    """
+    import heapq
+
+    g = model.graph
+    nodes = list(g.node)
+    rank_of = {name: float(i) for i, name in enumerate(order)}
+    producer = {o: k for k, n in enumerate(nodes) for o in n.output if o}
+    consumers: dict[int, list[int]] = {k: [] for k in range(len(nodes))}
+    deps = [set() for _ in nodes]
+    for k, n in enumerate(nodes):
+        for i in n.input:
+            if i in producer and producer[i] != k:
+                deps[k].add(producer[i])
+                consumers[producer[i]].append(k)
+    rank = [rank_of.get(n.name) for n in nodes]
+
+    def resolve(k: int, seen: set[int]) -> float:
+        if rank[k] is not None:
+            return rank[k]
+        seen.add(k)
+        later = [resolve(c, seen) for c in consumers[k] if c not in seen]
+        rank[k] = (min(later) if later else float(len(order))) - 0.5
+        return rank[k]
+
+    for k in range(len(nodes)):
+        resolve(k, set())
+    waiting = [len(d) for d in deps]
+    ready = [(rank[k], k) for k in range(len(nodes)) if waiting[k] == 0]
+    heapq.heapify(ready)
+    out = []
+    while ready:
+        _, k = heapq.heappop(ready)
+        out.append(nodes[k])
+        for c in consumers[k]:
+            waiting[c] -= 1
+            if waiting[c] == 0:
+                heapq.heappush(ready, (rank[c], c))
+    if len(out) != len(nodes):
+        raise GlomkitError("the quantised graph has a cycle")
+    del g.node[:]
+    g.node.extend(out)
+    return model
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -198,6 +250,7 @@ def quantize_model(
     if meta.get("quantization"):
         raise GlomkitError(f"{src}: is already quantised")
     to_float32(model)
+    order = [n.name for n in model.graph.node]
     images = list(calibration or [])
     if mode == "static" and not images:
         raise GlomkitError("static quantisation needs calibration images")
@@ -227,7 +280,7 @@ def quantize_model(
             quantize_dynamic(
                 str(pre), str(out), weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude_nodes)
             )
-        q = onnx.load(str(out))
+        q = sort_like(onnx.load(str(out)), order)
     record = {
         "mode": mode,
         "format": "QDQ" if mode == "static" else "dynamic",

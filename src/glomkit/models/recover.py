@@ -8,7 +8,9 @@ its weights back like this:
 1. Run the torch network once with hooks. This gives its Conv / ConvTranspose / Linear modules in
    execution order, and the BatchNorm that directly follows each convolution.
 2. Take the graph's Conv / ConvTranspose / Gemm nodes in order, with their weights and biases. A
-   weight may sit behind a Cast (float16 storage).
+   weight may sit behind a Cast (float16 storage) or a DequantizeLinear (an INT8 file from
+   ``glomkit models quantize``: the recovered weights are then the dequantized int8 ones, and the
+   check of step 4 runs the file with its activations left in float).
 3. Pair them one to one and check every shape. A convolution followed by a BatchNorm gets the fused
    weight. Its BatchNorm becomes the identity plus the fused bias: weight 1, running mean 0,
    running variance 1 - eps.
@@ -45,12 +47,16 @@ def _onnx_layers(path: Path) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
     g = model.graph
     inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
     consts = {n.output[0]: n for n in g.node if n.op_type in ("Cast", "Identity") and n.input[0] in inits}
+    # an INT8 file (glomkit models quantize, QDQ): weights and biases behind a DequantizeLinear
+    dq = {n.output[0]: n for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] in inits}
 
     def value(name: str) -> np.ndarray:
         if name in inits:
             return inits[name].astype(np.float32)
         if name in consts:
             return inits[consts[name].input[0]].astype(np.float32)
+        if name in dq:
+            return _dequantize(dq[name], inits)
         raise GlomkitError(f"{path}: weight {name!r} is not a constant of the graph")
 
     out = []
@@ -65,6 +71,48 @@ def _onnx_layers(path: Path) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
                 w = w.T
         out.append((n.op_type, w, b))
     return out
+
+
+def _dequantize(node, inits: dict[str, np.ndarray]) -> np.ndarray:
+    """The float32 value of a DequantizeLinear of constants: (q - zero_point) * scale, per axis."""
+    q = inits[node.input[0]].astype(np.float64)
+    scale = inits[node.input[1]].astype(np.float64)
+    zp = inits[node.input[2]].astype(np.float64) if len(node.input) > 2 and node.input[2] else 0.0
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+    if np.ndim(scale) == 1 and q.ndim > 1:
+        shape = [1] * q.ndim
+        shape[axis] = -1
+        scale = scale.reshape(shape)
+        zp = np.reshape(zp, shape) if np.ndim(zp) == 1 else zp
+    return ((q - zp) * scale).astype(np.float32)
+
+
+def _float_session(path: Path):
+    """An ONNX Runtime session of the model at ``path``; an INT8 (QDQ) file is run with its
+    activations left in float (each activation QuantizeLinear -> DequantizeLinear pair made an
+    identity, or a Relu where the uint8 zero point is 0: the quantiser drops a Relu whose range
+    the quantisation clips), so that it computes what a float network with the dequantized
+    weights computes."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper
+
+    model = onnx.load(str(path))
+    g = model.graph
+    if not any(n.op_type == "QuantizeLinear" for n in g.node):
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    from onnx import numpy_helper
+
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    producers = {o: n for n in g.node for o in n.output}
+    for k, n in enumerate(list(g.node)):
+        src = producers.get(n.input[0]) if n.op_type == "DequantizeLinear" else None
+        if src is not None and src.op_type == "QuantizeLinear":
+            zp = inits.get(src.input[2]) if len(src.input) > 2 else None
+            clips = zp is not None and zp.dtype == np.uint8 and not np.any(zp)
+            op = "Relu" if clips else "Identity"
+            g.node[k].CopyFrom(helper.make_node(op, [src.input[0]], [n.output[0]], name=n.name))
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
 def _execution_order(
@@ -152,9 +200,7 @@ def load_onnx_weights(
 
 
 def _check_outputs(net, path: Path, example: torch.Tensor, outputs, atol: float) -> None:
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = _float_session(path)
     ref = sess.run(None, {sess.get_inputs()[0].name: example.numpy().astype(np.float32)})
     with torch.no_grad():
         got = [t.detach().cpu().numpy() for t in outputs(net.eval(), example)]
