@@ -17,7 +17,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from glomkit import GlomkitError
-from glomkit.io.annotations import MAX_COORD, Annotation
+from glomkit.io.annotation_types import MAX_COORD, Annotation
 from glomkit.io.atomic import write_text
 from glomkit.io.shapes import (
     ellipse_area,
