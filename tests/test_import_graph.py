@@ -17,6 +17,7 @@ This test is only about cycles; rules about which layer may import which belong 
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,9 +70,18 @@ def _imports(
             yield from _imports(child, deferred, in_function)
 
 
+@functools.lru_cache(maxsize=8)
+def _parsed(root: Path) -> dict[str, tuple[ast.Module, bool]]:
+    """Module -> (its syntax tree, is a package), parsed once per root."""
+    return {
+        mod: (ast.parse(path.read_text(encoding="utf-8"), filename=str(path)), is_pkg)
+        for mod, (path, is_pkg) in module_paths(root).items()
+    }
+
+
 def import_graph(root: Path, deferred: bool) -> dict[str, set[str]]:
     """Module -> the package's modules it imports (see the module docstring)."""
-    modules = module_paths(root)
+    modules = _parsed(root)
     top = root.name
 
     def resolve(name: str) -> str | None:
@@ -80,8 +90,7 @@ def import_graph(root: Path, deferred: bool) -> dict[str, set[str]]:
         return name or None
 
     graph: dict[str, set[str]] = {m: set() for m in modules}
-    for mod, (path, is_pkg) in modules.items():
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for mod, (tree, is_pkg) in modules.items():
         for node in _imports(tree, deferred):
             targets: list[str] = []
             if isinstance(node, ast.Import):
