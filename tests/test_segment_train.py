@@ -118,6 +118,7 @@ def test_train_exports_a_model_with_metadata_and_test_metrics(trained: Path) -> 
     assert len(hist) == 1 and hist[0]["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_checkpoint(trained: Path, data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "seg.onnx"
     for name in ("seg.ckpt.pt", "seg.history.json"):
@@ -138,6 +139,7 @@ def test_resume_continues_from_the_checkpoint(trained: Path, data_dir: Path, tmp
     assert read_metadata(out)["training"]["epochs_run"] == 2
 
 
+@pytest.mark.slow
 def test_onnx_matches_torch(tmp_path: Path) -> None:
     torch.manual_seed(0)
     for arch in ("deeplabv3", "unet"):
@@ -209,6 +211,7 @@ def test_evaluate_command_scores_the_test_slides(trained: Path, data_dir: Path, 
     assert rep["dice_mean"] == pytest.approx(meta["metrics"]["test"]["dice_mean"])
 
 
+@pytest.mark.slow
 def test_init_from_a_model_file_and_extra_training_pairs(
     trained: Path, data_dir: Path, tmp_path: Path
 ) -> None:
