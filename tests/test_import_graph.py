@@ -53,21 +53,19 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def _imports(
-    node: ast.AST, deferred: bool, in_function: bool = False
-) -> Iterator[ast.Import | ast.ImportFrom]:
+def _imports(node: ast.AST, deferred: bool) -> Iterator[ast.Import | ast.ImportFrom]:
     """Import statements under ``node``; those inside functions only when ``deferred``."""
     for child in ast.iter_child_nodes(node):
         if isinstance(child, (ast.Import, ast.ImportFrom)):
             yield child
         elif isinstance(child, ast.If) and _is_type_checking(child.test):
             for stmt in child.orelse:
-                yield from _imports(ast.Module(body=[stmt], type_ignores=[]), deferred, in_function)
-        elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                yield from _imports(ast.Module(body=[stmt], type_ignores=[]), deferred)
+        elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
             if deferred:
-                yield from _imports(child, deferred, True)
+                yield from _imports(child, deferred)
         else:
-            yield from _imports(child, deferred, in_function)
+            yield from _imports(child, deferred)
 
 
 @functools.lru_cache(maxsize=8)
