@@ -16,7 +16,7 @@ $(STAMP_BASE): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(STAMP_DEV): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[train,dev,cohort,review]"
+	$(BIN)/python -m pip install -q -e ".[train,dev,cohort,review,pandas]"
 	touch $@ $(STAMP_BASE)
 
 demo: $(STAMP_BASE)

@@ -35,7 +35,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from glomkit.cli import demo_slide
-    from glomkit.detect.geometry import circle_iou
+    from glomkit.core.geometry import circle_iou
 
     slide, _ = demo_slide(Path(a.workdir), 12000, 9000, 0)
     truth = read_table(slide.with_name(f"{slide.stem}_truth.csv"))

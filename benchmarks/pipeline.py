@@ -68,8 +68,10 @@ def measure_limit(
     slide_path: Path, summary: dict, threads: int | None, models: dict[str, str] | None = None
 ) -> dict[str, float]:
     """Read time of exactly the needed pixels + ORT compute time of exactly the tensors run."""
+    from glomkit.infer.detect import detection_tta
+    from glomkit.infer.patches import PATCH_SIZE, patch_box
     from glomkit.io.table import read_table
-    from glomkit.pipeline import PATCH_SIZE, Models, PipelineConfig, detection_tta, patch_box
+    from glomkit.pipeline import Models, PipelineConfig
     from glomkit.slide.grid import TileGrid
     from glomkit.slide.reader import Slide
     from glomkit.slide.tissue import tissue_mask
@@ -114,7 +116,7 @@ def measure_limit(
     for k in range(0, n_tiles, cfg.batch_tiles):
         b = min(cfg.batch_tiles, n_tiles - k)
         det_batches.append(rng.standard_normal((b, 3, tile_px, tile_px)).astype(np.float32))
-    runs_per_batch = 3 if detection_tta(cfg, det.meta) else 1  # flip TTA: unflipped, h, v
+    runs_per_batch = 3 if detection_tta(cfg.tta, det.info.typed) else 1  # flip TTA: unflipped, h, v
     det_s = ort_time(det, det_batches * runs_per_batch)
     n = len(patches)
     cls_s = seg_s = 0.0

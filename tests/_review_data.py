@@ -8,13 +8,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from glomkit.classify.schemes import COARSE
+from glomkit.core.records import GlomerulusRecord, SlideRecord
+from glomkit.core.schemes import COARSE
 from glomkit.io.geojson import write_geojson
 from glomkit.io.imagescope import write_imagescope_xml
 from glomkit.io.report import write_report_html, write_summary
 from glomkit.io.shapes import circle_polygon
 from glomkit.io.table import write_table
-from glomkit.results import GlomerulusRecord, SlideResult
 
 MPP = 0.5
 SIZE = (1600, 1200)  # w, h
@@ -78,7 +78,7 @@ def make_output(root: Path, stem: str = "slide") -> Path:
     patch.parent.mkdir(parents=True)
     cv2.imwrite(str(patch), np.full((32, 32, 3), 128, np.uint8))
     recs[0].patch = f"patches/normal/{stem}_1.png"
-    result = SlideResult(
+    result = SlideRecord(
         stem=stem,
         source=str(slide),
         mpp=MPP,

@@ -316,12 +316,12 @@ def test_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
         f"glomkit: error: {tmp_path / 'o' / 'p.csv'}: No space left on device (the disk is full)"
     ]
 
-    import glomkit.pipeline as pipeline
+    from glomkit.results import SlideResult
 
     def full_xml(result, d, xml="both"):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(d / f"{result.stem}.xml"))
 
-    monkeypatch.setattr(pipeline, "_write_annotations", full_xml)
+    monkeypatch.setattr(SlideResult, "_write_annotations", full_xml)
     out = tmp_path / "OUT"
     code, _, err = glomkit(monkeypatch, capsys, "run", _slide(tmp_path), "-o", out, "--mpp", "0.5", "--quiet")
     assert code == 1 and "Traceback" not in err

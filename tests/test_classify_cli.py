@@ -109,6 +109,6 @@ def test_predict_and_classify_command_do_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, glomkit.classify.predict, glomkit._cli.classify; print('torch' in sys.modules)"
+    code = "import sys, glomkit.infer.classify, glomkit._cli.classify; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

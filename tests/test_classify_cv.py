@@ -10,14 +10,14 @@ import pytest
 
 from glomkit.classify.cv import CVConfig, cv_folds, evaluated, run_cv
 from glomkit.classify.data import ANY_GLOMERULUS, load_items
-from glomkit.classify.decision import (
+from glomkit.core.schemes import get_scheme
+from glomkit.infer.decision import (
     Decision,
     apply_temperature,
     choose_threshold,
     fit_temperature,
     nll,
 )
-from glomkit.classify.schemes import get_scheme
 from glomkit.io.atomic import write_png
 
 COLOURS = {"GS": (200, 60, 120), "nonGS": (230, 180, 210), "non_glomerular": (120, 200, 120)}
@@ -165,7 +165,7 @@ def _constant_classifier(path, probs, meta_extra):
 
 
 def test_classify_and_decide_obeys_model_metadata(tmp_path):
-    from glomkit.classify.predict import classify_and_decide
+    from glomkit.infer.classify import classify_and_decide
     from glomkit.models.runtime import OnnxModel
 
     patches = np.full((2, 20, 20, 3), 200, np.uint8)

@@ -17,8 +17,8 @@ from glomkit.classify.data import (
     split_by_slide,
 )
 from glomkit.classify.model import build_classifier
-from glomkit.classify.predict import classify_patches
 from glomkit.classify.train import ClassifierConfig, export_classifier, fit_classifier, train_classifier
+from glomkit.infer.classify import classify_patches
 from glomkit.models.runtime import IMAGENET_MEAN, IMAGENET_STD, OnnxModel, read_metadata
 
 COLOURS = {"nonGS": (200, 120, 190), "GS": (230, 140, 160), "non_glomerular": (240, 230, 235)}

@@ -116,7 +116,7 @@ def test_study_label_fraction_passes_options_to_config(monkeypatch, tmp_path):
 
     args = f"--data {tmp_path} --encoder {tmp_path}/enc.pt -o {tmp_path}/lf --fractions 5,50 --external --batch 16"
     cfg = _config_passed(
-        monkeypatch, "glomkit.eval.studies", "run_label_fraction", study_label_fraction_cmd, args
+        monkeypatch, "glomkit.studies.label_fraction", "run_label_fraction", study_label_fraction_cmd, args
     )
     assert cfg.fractions == (5.0, 50.0) and cfg.arms == ("scratch", "probe", "finetune")
     assert (cfg.epochs, cfg.batch, cfg.folds, cfg.external, cfg.threads) == (5, 16, 5, True, 1)

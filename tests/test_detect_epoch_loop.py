@@ -1,15 +1,15 @@
-"""The epoch loop shared by the detector trainers: schedule, seeding, records, checkpoints, resume."""
+"""The detector trainers on the shared loop (``detect.train.fit_detector``): schedule, seeding,
+records, checkpoints, resume."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from glomkit import GlomkitError
-from glomkit.detect.epoch_loop import LEGACY_BEST_KEYS, WARMUP_STEPS, TrainingRun, best_value, lr_at
+from glomkit.detect.train import LR_FLOOR, WARMUP_STEPS, checkpoint_path, fit_detector, start_run
 
 torch = pytest.importorskip("torch")
 
@@ -23,36 +23,31 @@ def loop_config(out: str, **kw):
 
 
 def test_lr_warms_up_then_follows_the_cosine_to_two_percent():
+    from glomkit.train.loop import Schedule, make_scheduler
+
     total = 1000
-    assert lr_at(0, total, 1.0) == pytest.approx(1 / WARMUP_STEPS, rel=1e-3)
-    assert lr_at(WARMUP_STEPS - 1, total, 1.0) == pytest.approx(
-        0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * 0.049))
-    )
-    lrs = [lr_at(s, total, 1.0) for s in range(WARMUP_STEPS, total)]
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = make_scheduler(opt, Schedule(WARMUP_STEPS, 1 / WARMUP_STEPS, floor=LR_FLOOR), total)
+
+    def lr(t):
+        sched.step_update(t)
+        return opt.param_groups[0]["lr"]
+
+    assert lr(0) == pytest.approx(1 / WARMUP_STEPS)
+    assert lr(WARMUP_STEPS - 1) == pytest.approx(1 - (1 - 1 / WARMUP_STEPS) / WARMUP_STEPS)
+    lrs = [lr(s) for s in range(WARMUP_STEPS, total)]
+    assert lrs[0] == pytest.approx(1.0, abs=0.01)
     assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))  # monotone after warmup
-    assert lr_at(total, total, 2.0) == pytest.approx(0.04)
-    # a wall-clock budget moves the schedule on when time runs ahead of the steps
-    assert lr_at(100, total, 1.0, budget_fraction=1.0) == pytest.approx(0.02)
-    assert lr_at(500, total, 1.0, budget_fraction=0.1) == lr_at(500, total, 1.0)
+    assert lr(total) == pytest.approx(LR_FLOOR)
 
 
-def test_best_value_reads_current_and_legacy_checkpoints(tmp_path):
-    p = tmp_path / "c.pt"
-    assert best_value({"best_metric": "val_mIoU", "best_value": 0.5}, "val_mIoU", p) == 0.5
-    assert best_value({"best_ap50": 0.25}, "val_AP50", p) == 0.25
-    assert best_value({"best_miou": 0.75}, "val_mIoU", p) == 0.75
-    with pytest.raises(GlomkitError, match="val_AP50"):
-        best_value({"best_metric": "val_AP50", "best_value": 0.5}, "val_mIoU", p)
-    with pytest.raises(GlomkitError, match="c.pt"):
-        best_value({"best_ap50": 0.25}, "val_mIoU", p)
-
-
-def _train(cfg, seen: list | None = None, interrupt_at: int | None = None):
+def _train(cfg, seen: list | None = None, interrupt_at: int | None = None, source=None):
     """A linear model fit to y = 2x by the loop; validation score 1 / (1 + MSE) on fixed points.
 
-    ``interrupt_at``: the step call that raises (a run killed part way).
+    ``interrupt_at``: the step call that raises (a run killed part way). ``source``: its
+    ``train.hard_negatives`` gets one point per epoch, as hard-negative mining would add.
     """
-    run = TrainingRun.start(cfg)
+    _, t_start = start_run(cfg)
     model = torch.nn.Linear(1, 1)
     xv = torch.linspace(-1, 1, 5)[:, None]
 
@@ -67,25 +62,28 @@ def _train(cfg, seen: list | None = None, interrupt_at: int | None = None):
             seen.append(float(x[0, 0]))
         return torch.nn.functional.mse_loss(model(x), 2 * x), "lin"
 
-    def validate(m):
+    def validate(m, epoch):
+        if source is not None:
+            source.train.hard_negatives.append((epoch, float(m.weight), float(m.bias)))
         with torch.no_grad():
             return {"val_score": 1.0 / (1.0 + float(torch.nn.functional.mse_loss(m(xv), 2 * xv)))}
 
-    return run.train_epochs(model, step, validate, select="val_score", keep_step_losses=True), model, run
+    out = fit_detector(cfg, model, step, validate, "val_score", t_start, keep_step_losses=True, source=source)
+    return out, model, checkpoint_path(cfg)
 
 
 def test_loop_records_checkpoints_and_returns_the_best_epoch(tmp_path):
     cfg = loop_config(out=str(tmp_path / "m.onnx"))
     seen: list[float] = []
-    (history, best_epoch), model, run = _train(cfg, seen)
+    (history, best_epoch), model, ckpt = _train(cfg, seen)
     assert [list(r) for r in history] == [["epoch", "steps", "loss", "losses", "val_score", "elapsed_s"]] * 3
     assert [r["steps"] for r in history] == [2, 2, 2] and all(len(r["losses"]) == 2 for r in history)
     assert best_epoch == max(history, key=lambda r: r["val_score"])["epoch"]
     # each epoch's batches come from default_rng([seed, epoch])
     assert seen[0] == pytest.approx(np.random.default_rng([7, 0]).uniform(-1, 1), abs=1e-6)
     assert seen[2] == pytest.approx(np.random.default_rng([7, 1]).uniform(-1, 1), abs=1e-6)
-    ck = torch.load(run.checkpoint, weights_only=True)
-    assert run.checkpoint == tmp_path / "m.onnx.ckpt.pt"
+    ck = torch.load(ckpt, weights_only=True)
+    assert ckpt == tmp_path / "m.onnx.ckpt.pt"
     assert ck["epoch"] == 2 and ck["best_metric"] == "val_score"
     assert ck["best_value"] == max(r["val_score"] for r in history)
     # the model holds the best epoch's weights, on the CPU, in eval mode
@@ -95,7 +93,7 @@ def test_loop_records_checkpoints_and_returns_the_best_epoch(tmp_path):
     assert not list(tmp_path.glob("*.part*"))  # atomic save leaves no temporaries
 
 
-def test_a_seeded_run_repeats_and_resuming_equals_running_through(tmp_path, monkeypatch):
+def test_a_seeded_run_repeats_and_resuming_equals_running_through(tmp_path):
     full, _, _ = _train(loop_config(out=str(tmp_path / "a.onnx")))
     again, _, _ = _train(loop_config(out=str(tmp_path / "b.onnx")))
     strip = [{k: v for k, v in r.items() if k != "elapsed_s"} for r in full[0]]
@@ -104,14 +102,8 @@ def test_a_seeded_run_repeats_and_resuming_equals_running_through(tmp_path, monk
     first = loop_config(out=str(tmp_path / "c.onnx"))
     with pytest.raises(KeyboardInterrupt):
         _train(first, interrupt_at=4)  # killed in epoch 1: the checkpoint holds epoch 0
-    # rename the best value to a pre-shared-loop key: old checkpoints resume too
     ck_path = tmp_path / "c.onnx.ckpt.pt"
-    ck = torch.load(ck_path, weights_only=True)
-    assert ck["epoch"] == 0
-    monkeypatch.setitem(LEGACY_BEST_KEYS, "val_score", "best_score")
-    ck["best_score"] = ck.pop("best_value")
-    del ck["best_metric"]
-    torch.save(ck, ck_path)
+    assert torch.load(ck_path, weights_only=True)["epoch"] == 0
     (history, _), _, _ = _train(replace(first, out=str(tmp_path / "d.onnx"), resume=str(ck_path)))
     # same seeds per epoch, same LR schedule, restored optimizer: the resumed run is the same run
     assert [{k: v for k, v in r.items() if k != "elapsed_s"} for r in history] == strip
@@ -124,3 +116,22 @@ def test_missing_checkpoint_is_an_error_and_a_finished_run_resumes_to_its_best(t
     resumed = loop_config(out=str(tmp_path / "n.onnx"), epochs=2, resume=str(tmp_path / "m.onnx.ckpt.pt"))
     (again, again_best), model, _ = _train(resumed)  # nothing left to run: the stored best comes back
     assert again == history and again_best == best_epoch and not model.training
+
+
+def test_mined_hard_negatives_survive_a_resume(tmp_path):
+    from types import SimpleNamespace
+
+    def source():
+        return SimpleNamespace(train=SimpleNamespace(hard_negatives=[]))
+
+    full = source()
+    _train(loop_config(out=str(tmp_path / "a.onnx")), source=full)
+    assert [k for k, _, _ in full.train.hard_negatives] == [0, 1, 2]
+    first = loop_config(out=str(tmp_path / "b.onnx"))
+    with pytest.raises(KeyboardInterrupt):
+        _train(first, interrupt_at=4, source=source())
+    again = source()
+    _train(
+        replace(first, out=str(tmp_path / "c.onnx"), resume=str(tmp_path / "b.onnx.ckpt.pt")), source=again
+    )
+    assert again.train.hard_negatives == full.train.hard_negatives

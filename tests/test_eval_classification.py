@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from glomkit.classify.schemes import COARSE
+from glomkit.core.schemes import COARSE
 from glomkit.eval.classification import classification_report, ggs_report, report_table, write_confusion
 
 

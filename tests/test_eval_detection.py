@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from shapely.geometry import Point
 
-from glomkit.detect.geometry import circle_iou
+from glomkit.core.geometry import circle_iou
 from glomkit.eval.detection import evaluate_circles
 
 

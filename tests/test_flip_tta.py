@@ -1,11 +1,11 @@
-"""Flip test-time augmentation of a batch of model outputs (glomkit.detect.decode.flip_tta)."""
+"""Flip test-time augmentation of a batch of model outputs (glomkit.infer.tta.flip_tta)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from glomkit.detect.decode import flip_tta
+from glomkit.infer.tta import flip_tta
 
 
 def _images(n: int = 2, h: int = 8, w: int = 12) -> np.ndarray:
@@ -46,9 +46,11 @@ def test_unflipped_only_output_needs_the_unflipped_run():
 
 
 def test_run_setting_overrides_the_model_metadata():
-    from glomkit.pipeline import PipelineConfig, detection_tta
+    from glomkit.infer.detect import detection_tta
+    from glomkit.models.metadata import DetectorMetadata
 
-    on, off = {"decode": {"tta": True}}, {"decode": {}}
-    assert detection_tta(PipelineConfig(), on) and not detection_tta(PipelineConfig(), off)
-    assert not detection_tta(PipelineConfig(tta=False), on)
-    assert detection_tta(PipelineConfig(tta=True), off)
+    on = DetectorMetadata(path="m.onnx", task="detector", input_size=(64, 64), tta=True)
+    off = DetectorMetadata(path="m.onnx", task="detector", input_size=(64, 64))
+    assert detection_tta(None, on) and not detection_tta(None, off)
+    assert not detection_tta(False, on)
+    assert detection_tta(True, off)

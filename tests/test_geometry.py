@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from glomkit.detect.geometry import circle_intersection_area, circle_iou, circle_nms
+from glomkit.core.geometry import circle_intersection_area, circle_iou, circle_nms
 
 
 def test_disjoint_circles_have_zero_iou():

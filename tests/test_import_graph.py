@@ -25,15 +25,6 @@ import glomkit
 
 PACKAGE_ROOT = Path(glomkit.__file__).resolve().parent
 
-# Circles that exist only through imports inside functions, waiting for the restructure of issue 16
-# that moves inference out of pipeline.py. Delete an entry once its circle is gone (the test says
-# when); never add one.
-KNOWN_DEFERRED_CYCLES: list[frozenset[str]] = [
-    frozenset(
-        {"glomkit.data.reviewed", "glomkit.detect.data", "glomkit.detect.segdetect", "glomkit.pipeline"}
-    ),
-]
-
 
 def module_paths(root: Path) -> dict[str, tuple[Path, bool]]:
     """Dotted module name -> (file, is a package) for every ``.py`` file under package ``root``."""
@@ -180,13 +171,10 @@ def test_no_import_cycles_when_modules_are_imported() -> None:
 
 def test_no_import_cycles_counting_imports_inside_functions() -> None:
     graph = import_graph(PACKAGE_ROOT, deferred=True)
-    found = {frozenset(c) for c in cycles(graph)}
-    new = [sorted(c) for c in found if c not in KNOWN_DEFERRED_CYCLES]
-    gone = [sorted(c) for c in KNOWN_DEFERRED_CYCLES if c not in found]
-    assert not new, "import circles (counting imports inside functions):\n  " + "\n  ".join(
-        _describe(graph, c) for c in new
+    found = cycles(graph)
+    assert not found, "import circles (counting imports inside functions):\n  " + "\n  ".join(
+        _describe(graph, c) for c in found
     )
-    assert not gone, f"these circles are gone: delete them from KNOWN_DEFERRED_CYCLES: {gone}"
 
 
 def _write(root: Path, files: dict[str, str]) -> None:

@@ -12,15 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from glomkit import GlomkitError
-from glomkit.classify.schemes import COARSE, FIVE_CLASS, ClassScheme, GlomClass
+from glomkit.core.records import GlomerulusRecord, SlideRecord
+from glomkit.core.schemes import COARSE, FIVE_CLASS, ClassScheme, GlomClass
 from glomkit.io.annotations import Annotation, read_annotations
 from glomkit.io.geojson import read_geojson, write_geojson
 from glomkit.io.imagescope import imagescope_color, read_imagescope_xml, write_imagescope_xml
 from glomkit.io.shapes import enclosing_circle, polygon_area
-from glomkit.results import GlomerulusRecord, SlideResult
 
 
-def make_result(circles, labels, scheme=FIVE_CLASS, mpp=0.5, polygons=None) -> SlideResult:
+def make_result(circles, labels, scheme=FIVE_CLASS, mpp=0.5, polygons=None) -> SlideRecord:
     records = []
     for i, ((x, y, r), label) in enumerate(zip(circles, labels, strict=True), start=1):
         records.append(
@@ -36,10 +36,10 @@ def make_result(circles, labels, scheme=FIVE_CLASS, mpp=0.5, polygons=None) -> S
                 polygon=None if polygons is None else polygons[i - 1],
             )
         )
-    return SlideResult("slide", "slide.svs", mpp, 200_000, 100_000, scheme, records)
+    return SlideRecord("slide", "slide.svs", mpp, 200_000, 100_000, scheme, records)
 
 
-def layer_order(result: SlideResult) -> list[GlomerulusRecord]:
+def layer_order(result: SlideRecord) -> list[GlomerulusRecord]:
     """The records in the order the XML holds them: by layer (scheme order), then by record order."""
     names = result.scheme.names
     return sorted(result.glomeruli, key=lambda g: names.index(g.label))

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from glomkit import GlomkitError
-from glomkit.classify.schemes import COARSE, FIVE_CLASS, ClassScheme
+from glomkit.core.records import GlomerulusRecord, SlideRecord, table_columns
+from glomkit.core.schemes import COARSE, FIVE_CLASS, ClassScheme
 from glomkit.io.atomic import write_png
 from glomkit.io.report import (
     render_thumbnail_overlay,
@@ -24,10 +25,9 @@ from glomkit.io.report import (
     write_summary,
 )
 from glomkit.io.table import read_table, write_table
-from glomkit.results import GlomerulusRecord, SlideResult, table_columns
 
 
-def make_result(labels: list[str], scheme: ClassScheme = FIVE_CLASS, mpp: float = 0.5) -> SlideResult:
+def make_result(labels: list[str], scheme: ClassScheme = FIVE_CLASS, mpp: float = 0.5) -> SlideRecord:
     """Detections on a 4000 x 3000 px slide, one per label, with probabilities that favour the label."""
     records = []
     for i, label in enumerate(labels, start=1):
@@ -50,7 +50,7 @@ def make_result(labels: list[str], scheme: ClassScheme = FIVE_CLASS, mpp: float 
             )
         )
     thumb = np.full((300, 400, 3), 235, np.uint8)
-    return SlideResult(
+    return SlideRecord(
         "slide-7",
         "/data/slide-7.svs",
         mpp,

@@ -113,7 +113,7 @@ def tiny_classifier(path, non_glomerular_bias: float) -> None:
     """A 3-class coarse classifier whose output is set by its bias: P(non_glomerular) high or low."""
     import torch
 
-    from glomkit.classify.schemes import COARSE
+    from glomkit.core.schemes import COARSE
     from glomkit.models.export import export_onnx
 
     torch.manual_seed(0)

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glomkit.detect.geometry import circle_iou
+from glomkit.core.geometry import circle_iou
 from glomkit.models.registry import WEIGHTS_DIR
-from glomkit.pipeline import PipelineConfig, outputs_complete, run_slide
+from glomkit.pipeline import PipelineConfig, outputs_complete, process_slide
 
 needs_models = pytest.mark.skipif(
     not all((WEIGHTS_DIR / f"{t}.onnx").is_file() for t in ("detector", "classifier", "segmenter")),
@@ -40,7 +40,7 @@ def synth_slide(tmp_path_factory) -> tuple[Path, object]:
 def synth_run(synth_slide, tmp_path_factory):
     path, truth = synth_slide
     out = tmp_path_factory.mktemp("out")
-    summary = run_slide(path, out, PipelineConfig(threads=1, read_threads=1))
+    summary = process_slide(path, out, PipelineConfig(threads=1, read_threads=1))
     return out / path.stem, summary, truth
 
 
@@ -163,7 +163,8 @@ def test_image_without_scale_asks_for_mpp(tmp_path):
 @needs_models
 def test_flip_tta_detection_matches_truth(synth_slide):
     """``glomkit run --tta``: detection averaged over flips still finds the slide's glomeruli."""
-    from glomkit.pipeline import Models, detect_circles
+    from glomkit.infer.detect import detect_circles
+    from glomkit.pipeline import Models
     from glomkit.slide.reader import Slide
     from glomkit.slide.tissue import tissue_mask
 
@@ -171,7 +172,7 @@ def test_flip_tta_detection_matches_truth(synth_slide):
     config = PipelineConfig(threads=1, read_threads=1, tta=True)
     slide = Slide(path)
     thumb, ds = slide.thumbnail(config.thumbnail_px)
-    pred = detect_circles(slide, Models(config), config, tissue_mask(thumb), ds)
+    pred = detect_circles(slide, Models(config).detector, config.detect_options(), tissue_mask(thumb), ds)
     gt = np.array([[g.x, g.y, g.radius] for g in truth.glomeruli if g.is_glomerulus]).reshape(-1, 3)
     recall = float((circle_iou(gt, pred[:, :3]).max(axis=1) >= 0.5).mean()) if len(pred) else 0.0
     assert recall >= 0.75, f"recall with flip TTA {recall:.2f}"

@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from glomkit import GlomkitError
-from glomkit.classify.schemes import COARSE, FIVE_CLASS
+from glomkit.core.records import GlomerulusRecord, SlideRecord
+from glomkit.core.schemes import COARSE, FIVE_CLASS
 from glomkit.io.annotations import read_annotations
 from glomkit.io.geojson import read_geojson_features
 from glomkit.io.imagescope import write_imagescope_xml
-from glomkit.results import GlomerulusRecord, SlideResult
 from glomkit.review.recount import recount
 from glomkit.review.session import ReviewInputError, ReviewSession, review_scheme
 
@@ -203,7 +203,7 @@ def test_recount_of_an_imagescope_xml(out: Path, tmp_path: Path) -> None:
         GlomerulusRecord(id=i + 1, x=100 + 200 * i, y=300, radius=40, score=0.9, label=lab)
         for i, lab in enumerate(labels)
     ]
-    res = SlideResult("slide", "", 0.5, 1600, 1200, review_scheme(COARSE), recs)
+    res = SlideRecord("slide", "", 0.5, 1600, 1200, review_scheme(COARSE), recs)
     write_imagescope_xml(tmp_path / "edited.xml", res)
     summary = recount(out, annotations=tmp_path / "edited.xml")
     assert (summary["n_glomeruli"], summary["n_sclerosed"]) == (4, 3)

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch", reason="needs the 'train' extra")
 from click.testing import CliRunner  # noqa: E402
 
 from glomkit import GlomkitError  # noqa: E402
-from glomkit.classify.schemes import COARSE, FIVE_CLASS  # noqa: E402
+from glomkit.core.schemes import COARSE, FIVE_CLASS  # noqa: E402
 from glomkit.review.session import ReviewSession  # noqa: E402
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from glomkit.classify.schemes import COARSE, FIVE_CLASS, ClassScheme, get_scheme
+from glomkit.core.schemes import COARSE, FIVE_CLASS, ClassScheme, get_scheme
 
 
 def test_round_trip_through_dict():

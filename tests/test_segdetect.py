@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 
 from glomkit import GlomkitError
 from glomkit.detect.fields import Field
-from glomkit.detect.segdetect import decode_components, segmentation_counts, segmentation_metrics
+from glomkit.infer.kinds.components import decode_components, segmentation_counts, segmentation_metrics
 
 
 def _discs(size: int, discs: list[tuple[int, int, int]]) -> np.ndarray:
@@ -212,8 +211,8 @@ def _darkness_detector(path, mpp: float):
 
 
 def test_detect_circles_dispatches_on_decode_method_and_keeps_each_disc_once(tmp_path):
+    from glomkit.infer.detect import DetectOptions, detect_circles
     from glomkit.models.runtime import OnnxModel
-    from glomkit.pipeline import PipelineConfig, detect_circles
     from glomkit.slide.reader import Slide
 
     mpp = 8.0
@@ -225,8 +224,8 @@ def test_detect_circles_dispatches_on_decode_method_and_keeps_each_disc_once(tmp
         cv2.circle(img, (x, y), r, (60, 30, 70), -1)
     cv2.imwrite(str(tmp_path / "slide.png"), img[..., ::-1])
     slide = Slide(tmp_path / "slide.png", mpp=mpp)
-    cfg = PipelineConfig(tile_px=128, overlap_um=48 * mpp, threads=1, read_threads=1, batch_tiles=3)
-    found = detect_circles(slide, SimpleNamespace(detector=det), cfg, None, 1.0)
+    opts = DetectOptions(tile_px=128, overlap_um=48 * mpp, read_threads=1, batch_tiles=3)
+    found = detect_circles(slide, det, opts, None, 1.0)
     assert len(found) == len(truth)
     for x, y, r in truth:
         d = np.hypot(found[:, 0] - (x + 0.5), found[:, 1] - (y + 0.5))
@@ -236,9 +235,9 @@ def test_detect_circles_dispatches_on_decode_method_and_keeps_each_disc_once(tmp
 
 def test_detect_circles_rejects_an_unknown_decode_method(tmp_path):
     torch = pytest.importorskip("torch")
+    from glomkit.infer.detect import DetectOptions, detect_circles
     from glomkit.models.export import export_onnx
     from glomkit.models.runtime import OnnxModel
-    from glomkit.pipeline import PipelineConfig, detect_circles
     from glomkit.slide.reader import Slide
 
     meta = {"task": "detector", "mpp": 8.0, "input_size": [64, 64], "decode": {"method": "tea-leaves"}}
@@ -247,8 +246,8 @@ def test_detect_circles_rejects_an_unknown_decode_method(tmp_path):
     with pytest.raises(GlomkitError, match="tea-leaves"):
         detect_circles(
             Slide(tmp_path / "s.png", mpp=8.0),
-            SimpleNamespace(detector=OnnxModel(path, threads=1)),
-            PipelineConfig(tile_px=64, threads=1),
+            OnnxModel(path, threads=1),
+            DetectOptions(tile_px=64),
             None,
             1.0,
         )
@@ -257,7 +256,7 @@ def test_detect_circles_rejects_an_unknown_decode_method(tmp_path):
 @pytest.mark.slow
 def test_run_slide_with_a_tiny_trained_segdetector(tiny_models, tmp_path):
     from glomkit.models.registry import WEIGHTS_DIR
-    from glomkit.pipeline import PipelineConfig, run_slide
+    from glomkit.pipeline import PipelineConfig, process_slide
     from glomkit.synth.slide import synthesize_slide
 
     if not all((WEIGHTS_DIR / f"{t}.onnx").is_file() for t in ("classifier", "segmenter")):
@@ -266,7 +265,7 @@ def test_run_slide_with_a_tiny_trained_segdetector(tiny_models, tmp_path):
     synthesize_slide(path, 2048, 1536, mpp=2.0, seed=1)
     det, _ = tiny_models["unet"]
     cfg = PipelineConfig(detector=str(det), threads=1, read_threads=1, tile_px=128, quiet=True)
-    summary = run_slide(path, tmp_path / "out", cfg)
+    summary = process_slide(path, tmp_path / "out", cfg)
     d = tmp_path / "out" / "tiny"
     data = json.loads((d / "summary.json").read_text())
     assert data["n_glomeruli"] == summary["n_glomeruli"]
@@ -330,8 +329,8 @@ def test_evaluate_command_reports_ap_and_miou_for_a_segdetector(tiny_models, bue
 
 
 @pytest.mark.slow
-def test_resume_from_a_checkpoint_written_before_the_shared_loop(tiny_models, tmp_path):
-    """Checkpoints that stored the best value as ``best_miou`` (no ``best_metric``) still resume."""
+def test_the_checkpoint_keeps_the_best_value_and_resumes_to_it(tiny_models, tmp_path):
+    """The checkpoint names its selection (mIoU), keeps per-step losses, and resumes."""
     torch = pytest.importorskip("torch")
     from dataclasses import replace
 
@@ -342,12 +341,9 @@ def test_resume_from_a_checkpoint_written_before_the_shared_loop(tiny_models, tm
     ck = torch.load(path.parent / "unet.onnx.ckpt.pt", weights_only=True)
     assert ck["best_metric"] == "val_mIoU" and ck["best_value"] == ck["history"][0]["val_mIoU"]
     assert ck["history"][0]["steps"] == len(ck["history"][0]["losses"]) == 2  # per-step losses kept
-    ck["best_miou"] = ck.pop("best_value")
-    del ck["best_metric"]
-    legacy = tmp_path / "legacy.ckpt.pt"
-    torch.save(ck, legacy)
     out = tmp_path / "u3.onnx"
-    train_segdetector(replace(cfg, out=str(out), epochs=2, resume=str(legacy)), source=DiscSource())
+    resume = str(path.parent / "unet.onnx.ckpt.pt")
+    train_segdetector(replace(cfg, out=str(out), epochs=2, resume=resume), source=DiscSource())
     hist = read_metadata(out)["training"]["history"]
     assert [h["epoch"] for h in hist] == [0, 1] and hist[0]["val_mIoU"] == ck["history"][0]["val_mIoU"]
     assert torch.load(tmp_path / "u3.onnx.ckpt.pt", weights_only=True)["best_metric"] == "val_mIoU"
@@ -386,18 +382,24 @@ def _disc_csv(folder, n: int = 2, size: int = 128):
 
 
 def test_evaluation_picks_its_evaluator_from_the_decode_method(tmp_path, monkeypatch):
+    from dataclasses import replace
+
     from glomkit.detect import evaluate
+    from glomkit.infer.kinds import kinds
 
     chosen = []
 
-    def recording(name):
+    def recording(kind):
         def score(model, items, preds):
-            chosen.append((name, [k for k, _ in items], preds))
+            chosen.append((kind.name, [k for k, _ in items], preds))
             return {"metrics": {"n": float(len(items))}}
 
-        return evaluate.FieldEvaluator(lambda model, images, tta: [name] * len(images), score)
+        return replace(
+            kind, predict=lambda model, images, tta: [kind.name] * len(images), score=score, needs_masks=False
+        )
 
-    monkeypatch.setattr(evaluate, "FIELD_EVALUATORS", {m: recording(m) for m in ("circlenet", "components")})
+    fake = {name: recording(kind) for name, kind in kinds().items()}
+    monkeypatch.setattr("glomkit.infer.kinds.kinds", lambda: fake)
     data = _disc_csv(tmp_path)
     models = {
         "components": _darkness_detector(tmp_path / "seg.onnx", 1.0),

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from shapely.geometry import Polygon
 
-from glomkit.segment.morphometry import largest_component, mask_to_polygon, measure_mask
+from glomkit.infer.morphometry import largest_component, mask_to_polygon, measure_mask
 
 
 def disk(r: int, size: int = 400, center: tuple[int, int] = (200, 200)) -> np.ndarray:

@@ -105,3 +105,29 @@ def test_unknown_backbone(bad):
 
     with pytest.raises(GlomkitError):
         make_backbone(bad)
+
+
+def test_resume_continues_the_run(tmp_path):
+    from glomkit.ssl.simsiam import SimSiamConfig, load_encoder, pretrain_simsiam
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "a").mkdir()
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "a" / f"{i}.png")
+    cfg = dict(
+        images=[str(tmp_path / "a")], backbone="resnet10t", size=32, batch_size=4, proj_dim=32, pred_hidden=8
+    )
+    full = pretrain_simsiam(SimSiamConfig(out=str(tmp_path / "full.pt"), epochs=2, **cfg))
+    steps: list[int] = []
+    # stopped after its first epoch by max_steps, then resumed without the limit
+    half = pretrain_simsiam(SimSiamConfig(out=str(tmp_path / "r.pt"), epochs=2, max_steps=2, **cfg))
+    assert load_encoder(half)[1]["epochs_done"] == 1
+    resumed = pretrain_simsiam(
+        SimSiamConfig(out=str(tmp_path / "r.pt"), epochs=2, resume=True, **cfg),
+        lambda s, t, loss: steps.append(s),
+    )
+    assert steps == [3, 4]  # only the second epoch ran
+    a, b = load_encoder(full), load_encoder(resumed)
+    assert [h["loss"] for h in a[1]["history"]] == [h["loss"] for h in b[1]["history"]]
+    for k, v in a[0].state_dict().items():
+        assert torch.equal(v, b[0].state_dict()[k]), k

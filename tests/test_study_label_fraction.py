@@ -57,7 +57,7 @@ def tiny_encoder(tmp_path):
 
 
 def test_subsample_stratified_at_least_one_per_class():
-    from glomkit.eval.studies import subsample
+    from glomkit.studies.label_fraction import subsample
 
     labels = ["GS"] * 3 + ["nonGS"] * 97
     idx = subsample(labels, 1, seed=0)
@@ -68,7 +68,7 @@ def test_subsample_stratified_at_least_one_per_class():
 
 def test_splits_grouped_by_slide(tmp_path):
     from glomkit.data.bueno import load_bueno
-    from glomkit.eval.studies import LabelFractionConfig, _tasks
+    from glomkit.studies.label_fraction import LabelFractionConfig, _tasks
 
     data = make_bueno_like(tmp_path / "d")
     samples = load_bueno(data)
@@ -80,7 +80,7 @@ def test_splits_grouped_by_slide(tmp_path):
 
 @pytest.mark.slow
 def test_label_fraction_runner_writes_table(tmp_path, tiny_encoder):
-    from glomkit.eval.studies import LabelFractionConfig, run_label_fraction
+    from glomkit.studies.label_fraction import LabelFractionConfig, run_label_fraction
 
     data = make_bueno_like(tmp_path / "d")
     cfg = LabelFractionConfig(
@@ -104,7 +104,7 @@ def test_label_fraction_runner_writes_table(tmp_path, tiny_encoder):
 
 
 def test_small_fractions_get_enough_steps() -> None:
-    from glomkit.eval.studies import epochs_for
+    from glomkit.studies.label_fraction import epochs_for
 
     assert epochs_for(400, 32, 10, 0) == 10  # large set: the epochs asked for
     assert epochs_for(400, 32, 10, 150) == 13  # 12 steps per epoch -> 13 epochs for 150 steps

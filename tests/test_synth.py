@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from glomkit.classify.schemes import FIVE_CLASS
+from glomkit.core.schemes import FIVE_CLASS
 from glomkit.synth.glomerulus import render_glomerulus
 from glomkit.synth.patches import make_patch_dataset
 from glomkit.synth.slide import make_scene, pyramid_downsamples, synthesize_slide, truth_of, write_truth

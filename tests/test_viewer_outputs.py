@@ -10,10 +10,10 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from glomkit.classify.schemes import COARSE
+from glomkit.core.records import GlomerulusRecord, SlideRecord
+from glomkit.core.schemes import COARSE
 from glomkit.io.geojson import feature_id, read_geojson, write_geojson
 from glomkit.io.imagescope import read_imagescope_xml, write_imagescope_xml
-from glomkit.results import GlomerulusRecord, SlideResult
 from glomkit.slide.reader import slide_bounds
 
 # OpenSlide properties of a real MRXS (CMU-1.mrxs): its non-empty region starts at (x, y).
@@ -26,7 +26,7 @@ MRXS_PROPS = {
 }
 
 
-def _result(origin=(0.0, 0.0), stem="s") -> SlideResult:
+def _result(origin=(0.0, 0.0), stem="s") -> SlideRecord:
     recs = []
     for i, (x, y, r, label) in enumerate(
         [(20_000.0, 60_000.0, 40.0, "normal"), (30_000.5, 70_000.25, 55.0, "sclerosed")], 1
@@ -37,7 +37,7 @@ def _result(origin=(0.0, 0.0), stem="s") -> SlideResult:
                 id=i, x=x, y=y, radius=r, score=0.9, label=label, probs={label: 1.0}, polygon=poly
             )
         )
-    return SlideResult(stem, f"{stem}.mrxs", 0.25, 100_000, 200_000, COARSE, recs, origin=origin)
+    return SlideRecord(stem, f"{stem}.mrxs", 0.25, 100_000, 200_000, COARSE, recs, origin=origin)
 
 
 def test_geojson_is_in_qupaths_frame_for_a_slide_with_bounds(tmp_path):

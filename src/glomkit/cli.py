@@ -24,7 +24,7 @@ from glomkit._cli.options import (
     seed_option,
     threads_option,
 )
-from glomkit.slide import MPP_RANGE
+from glomkit.core.units import MPP_RANGE
 
 
 class LazyGroup(click.Group):
@@ -177,6 +177,13 @@ def study() -> None:
     show_default=True,
     help="ImageScope layers: detection circles, segmentation outlines, or both (each layer is marked).",
 )
+@click.option(
+    "--roi",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Analyse only inside the shapes of this QuPath GeoJSON / ImageScope XML file (e.g. cortex), "
+    "or of <slide-stem>.geojson/.xml in this folder.",
+)
 @max_pixels_option()
 @quiet_options()
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
@@ -196,6 +203,7 @@ def run(
     workers,
     dask_scheduler,
     xml,
+    roi,
     max_pixels,
     quiet,
     silent,
@@ -217,6 +225,7 @@ def run(
         tta=tta,
         max_pixels=max_pixels,
         xml=xml,
+        roi=str(roi) if roi else None,
         quiet=quiet or silent or as_json,
     )
     rows = run_inputs(

@@ -1,6 +1,6 @@
 """Run a cohort of slides: in this process, in local worker processes, or on a dask cluster.
 
-Each slide is one unit of work, processed by :func:`glomkit.pipeline.run_slide`, which writes
+Each slide is one unit of work, processed by :func:`glomkit.pipeline.process_slide`, which writes
 ``OUT/<stem>/`` completely (summary.json last) before it returns. So a slide is either finished
 on disk or not at all: a rerun skips the finished ones (resume), and a worker that dies loses only
 the slide it was running, which is given to another worker.
@@ -39,7 +39,7 @@ from typing import Any
 from glomkit import GlomkitError
 
 SlideRunner = Callable[[Path, Path, Any], dict[str, Any]]  # (slide, out_root, config) -> summary
-StageHook = Callable[[str, int, int], None]  # (stage, done, total), as run_slide's progress
+StageHook = Callable[[str, int, int], None]  # (stage, done, total), as process_slide's progress
 COHORT_CSV = "cohort_summary.csv"
 COHORT_HTML = "cohort_report.html"
 TASK_PREFIX = "glomkit-slide"
@@ -132,9 +132,9 @@ def _cached_models(config: Any) -> Any:
 def _default_runner(
     slide: Path, out_root: Path, config: Any, hook: StageHook | None = None
 ) -> dict[str, Any]:
-    from glomkit.pipeline import run_slide
+    from glomkit.pipeline import process_slide
 
-    return run_slide(slide, out_root, config, models=_cached_models(config), progress=hook)
+    return process_slide(slide, out_root, config, models=_cached_models(config), progress=hook)
 
 
 def _worker_name() -> str:
@@ -371,7 +371,7 @@ def run_cohort(
     object (e.g. ``LocalCluster``, ``SLURMCluster``); otherwise ``workers`` local processes run
     the slides (1 = in this process). Slides whose outputs are complete are skipped unless
     ``overwrite``. ``retries`` re-runs a slide whose worker crashed with an unexpected exception
-    or died. ``runner`` replaces :func:`glomkit.pipeline.run_slide` (``(slide, out_root, config)
+    or died. ``runner`` replaces :func:`glomkit.pipeline.process_slide` (``(slide, out_root, config)
     -> summary``; it must be importable by the workers).
     """
     if workers < 1:

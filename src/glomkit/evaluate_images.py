@@ -1,6 +1,6 @@
 """Held-out figures on annotated real images: the detector alone, and the whole pipeline after it.
 
-The images are run the way ``glomkit run`` runs a slide (``glomkit.pipeline.detect_circles``:
+The images are run the way ``glomkit run`` runs a slide (``glomkit.infer.detect.detect_circles``:
 tissue mask, tiles at the detector's mpp, decoding, slide-wide NMS), at a low score threshold so
 that AP sees the whole score range. Then, for the pipeline figures, every circle is cut, classified
 and segmented as in a run, and circles the classifier calls non-glomerular are dropped.
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import cv2
@@ -80,14 +79,14 @@ def outline_dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _detect_image(path: Path, mpp: float | None, detector, config) -> tuple[Any, np.ndarray, float]:
-    from glomkit.pipeline import detect_circles
+    from glomkit.infer.detect import detect_circles
     from glomkit.slide.reader import Slide
     from glomkit.slide.tissue import tissue_mask
 
     slide = Slide(path, mpp=mpp)
     t0 = time.perf_counter()
     thumb, ds = slide.thumbnail(config.thumbnail_px)
-    circles = detect_circles(slide, SimpleNamespace(detector=detector), config, tissue_mask(thumb), ds)
+    circles = detect_circles(slide, detector, config.detect_options(), tissue_mask(thumb), ds)
     return slide, circles, time.perf_counter() - t0
 
 
@@ -137,7 +136,8 @@ def evaluate_images(
     """
     from glomkit.models.registry import resolve_model
     from glomkit.models.runtime import OnnxModel
-    from glomkit.pipeline import Models, PipelineConfig
+    from glomkit.pipeline import Models, PipelineConfig, analyse_slide
+    from glomkit.slide.reader import Slide
 
     config = PipelineConfig(
         detector=detector,
@@ -158,7 +158,7 @@ def evaluate_images(
         det = OnnxModel(resolve_model(detector, "detector"), expect_task="detector", threads=threads)
         models = None
     images = select_images(data, split, data_mpp, val_block, det.info.mpp)
-    default_thr = float(det.meta.get("decode", {}).get("score_threshold", 0.3))
+    default_thr = det.info.typed.score_threshold
     truth: dict[str, AnnotatedImage] = {}
     raw: dict[str, np.ndarray] = {}
     kept: dict[str, np.ndarray] = {}
@@ -170,14 +170,17 @@ def evaluate_images(
     for im in images:
         key = im.path.name
         truth[key] = im
-        slide, circles, secs = _detect_image(im.path, im.mpp, det, config)
-        det_seconds += secs
-        raw[key] = circles
         if models is None:
+            slide, circles, secs = _detect_image(im.path, im.mpp, det, config)
             slide.close()
+            det_seconds += secs
+            raw[key] = circles
             continue
-        records = _characterise_in_memory(slide, models, config, circles)
-        slide.close()
+        with Slide(im.path, mpp=im.mpp) as slide:
+            res = analyse_slide(slide, config, models)
+        det_seconds += res.timings["tissue"] + res.timings["detect"]
+        records = res.glomeruli
+        raw[key] = np.array([[r.x, r.y, r.radius, r.score] for r in records], np.float64).reshape(-1, 4)
         keep = np.array([r.is_glomerulus for r in records], bool)
         arr = np.array([[r.x, r.y, r.radius, r.score] for r in records], np.float64).reshape(-1, 4)
         kept[key] = arr[keep]
@@ -243,24 +246,3 @@ def _record_box(rec) -> tuple[float, float, float, float]:
         lo, hi = rec.polygon.min(axis=0), rec.polygon.max(axis=0)
         return (float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1]))
     return (rec.x - rec.radius, rec.y - rec.radius, 2 * rec.radius, 2 * rec.radius)
-
-
-def _characterise_in_memory(slide, models, config, circles: np.ndarray):
-    """The pipeline's patches, classes and outlines for ``circles``, without writing anything."""
-    from glomkit.pipeline import PATCH_CHUNK, StageTimer, _characterise, _records_from_circles
-    from glomkit.results import SlideResult
-
-    records = _records_from_circles(circles, config.margin_um / slide.mpp)
-    result = SlideResult(
-        stem=slide.path.stem,
-        source=str(slide.path),
-        mpp=slide.mpp,
-        width=slide.width,
-        height=slide.height,
-        scheme=models.classifier.info.scheme,
-        glomeruli=records,
-    )
-    timer = StageTimer()
-    for k in range(0, len(records), PATCH_CHUNK):
-        _characterise(records[k : k + PATCH_CHUNK], slide, models, config, timer, result, Path("."))
-    return records

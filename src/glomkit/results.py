@@ -1,87 +1,152 @@
-"""The records that flow from the pipeline to the writers: one per glomerulus, one per slide.
+"""A slide's result in memory, and how it is saved: what ``glomkit.run_slide`` returns.
 
-Coordinates are level-0 pixels; physical sizes are in µm (the unit is in the name).
+:class:`SlideResult` is the slide's record (circles, classes, outlines, measurements; see
+``glomkit.core.records``) plus the PNG-encoded patch, mask and overlay of each glomerulus. It is
+computed without touching the disk; :meth:`SlideResult.save` writes ``OUT/<stem>/`` in a hidden
+folder beside it and renames it into place, so the folder is either complete or absent.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
-from glomkit.classify.schemes import ClassScheme
+from glomkit.core.records import GlomerulusRecord, SlideRecord
 
-TABLE_COLUMNS_HEAD = ["id", "x", "y", "radius", "radius_um", "score", "label"]
-TABLE_COLUMNS_TAIL = ["ggs_probability", "is_glomerulus", "area_um2", "diameter_um", "patch", "mask"]
-
-
-def table_columns(scheme: ClassScheme) -> list[str]:
-    """Columns of ``<stem>_glomeruli.csv`` (and of a synthetic slide's truth CSV)."""
-    return TABLE_COLUMNS_HEAD + [f"prob_{n}" for n in scheme.names] + TABLE_COLUMNS_TAIL
+SUMMARY = "summary.json"
+REPORT = "report.html"
+IMAGE_KINDS = ("patches", "masks", "overlays")
 
 
 @dataclass
-class GlomerulusRecord:
-    """One detection: its circle, its class, its outline and measurements."""
+class PatchImages:
+    """One glomerulus's images, PNG-encoded (memory stays small for slides with many glomeruli)."""
 
-    id: int
-    x: float  # centre, level-0 px
-    y: float
-    radius: float  # level-0 px
-    score: float  # detection score
-    label: str = ""
-    probs: dict[str, float] = field(default_factory=dict)
-    ggs_probability: float = float("nan")
-    is_glomerulus: bool = True
-    area_um2: float = float("nan")
-    diameter_um: float = float("nan")  # equivalent diameter of the segmented area
-    perimeter_um: float = float("nan")
-    polygon: np.ndarray | None = None  # (K, 2) outline in level-0 px, from the segmentation
-    box: tuple[int, int, int, int] | None = None  # patch box (x0, y0, w, h), level-0 px
-    patch_scale: float = float("nan")  # patch px per level-0 px
-    patch: str = ""  # path of the patch PNG, relative to the slide's output folder
-    mask: str = ""
+    patch: bytes
+    mask: bytes
+    overlay: bytes
 
-    def circle(self) -> tuple[float, float, float]:
-        return (self.x, self.y, self.radius)
+
+def patch_images(rec: GlomerulusRecord, patch: np.ndarray, mask: np.ndarray, color) -> PatchImages:
+    """The patch, its 0/255 mask and the patch with the mask's contour in the class colour."""
+    from glomkit.io.atomic import encode_png
+
+    m = mask.astype(np.uint8) * 255
+    overlay = patch.copy()
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(overlay, contours, -1, color, 2)
+    return PatchImages(encode_png(patch), encode_png(m), encode_png(overlay))
+
+
+def _decode_png(data: bytes, grey: bool = False) -> np.ndarray:
+    buf = np.frombuffer(data, np.uint8)
+    if grey:
+        return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 @dataclass
-class SlideResult:
-    """Everything the writers need for one slide."""
+class SlideResult(SlideRecord):
+    """One analysed slide: its glomeruli, counts, GGS % and images, in memory until saved."""
 
-    stem: str
-    source: str
-    mpp: float  # level-0 µm per pixel
-    width: int  # level-0 size
-    height: int
-    scheme: ClassScheme
-    glomeruli: list[GlomerulusRecord] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
-    models: dict[str, Any] = field(default_factory=dict)  # task -> {file, version, sha256...}
-    thumbnail: np.ndarray | None = None  # RGB uint8
-    thumbnail_downsample: float = 1.0  # level-0 px per thumbnail px
-    # level-0 (x, y) of the slide's bounds: the thumbnail's (0, 0), and QuPath's image origin
-    # (QuPath crops OpenSlide images to their bounds; MRXS and SCN have an offset)
-    origin: tuple[float, float] = (0.0, 0.0)
-    extra: dict[str, Any] = field(default_factory=dict)
+    images: dict[int, PatchImages] = field(default_factory=dict)  # glomerulus id -> images
 
-    def counts(self) -> dict[str, int]:
-        """Count per class, over all detections (non-glomerular included)."""
-        out = {n: 0 for n in self.scheme.names}
-        for g in self.glomeruli:
-            out[g.label] = out.get(g.label, 0) + 1
-        return out
+    def annotation_files(self) -> list[str]:
+        return [f"{self.stem}.xml", f"{self.stem}.geojson", f"{self.stem}_glomeruli.csv"]
 
-    def n_glomeruli(self) -> int:
-        return sum(1 for g in self.glomeruli if g.is_glomerulus)
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The figures of ``summary.json``: counts, ``ggs_percent``, sizes, timings, models..."""
+        from glomkit.io.report import summary_of
 
-    def n_sclerosed(self) -> int:
-        ggs = {c.name for c in self.scheme.classes if c.is_ggs}
-        return sum(1 for g in self.glomeruli if g.is_glomerulus and g.label in ggs)
+        return summary_of(self, {"outputs": self.annotation_files() + [REPORT]})
 
-    def ggs_percent(self) -> float | None:
-        """Global glomerulosclerosis %: sclerosed glomeruli / all glomeruli x 100 (None if none)."""
-        n = self.n_glomeruli()
-        return None if n == 0 else 100.0 * self.n_sclerosed() / n
+    def patch(self, glomerulus_id: int) -> np.ndarray:
+        """The RGB patch of glomerulus ``glomerulus_id`` (KeyError when images were not kept)."""
+        return _decode_png(self.images[glomerulus_id].patch)
+
+    def mask(self, glomerulus_id: int) -> np.ndarray:
+        """The bool mask of glomerulus ``glomerulus_id`` in its patch's frame."""
+        return _decode_png(self.images[glomerulus_id].mask, grey=True) > 127
+
+    def to_dataframe(self):
+        """One row per glomerulus, the columns of ``<stem>_glomeruli.csv`` (needs pandas)."""
+        from glomkit.core.frames import to_dataframe
+        from glomkit.core.records import table_columns
+        from glomkit.io.table import table_row
+
+        return to_dataframe((table_row(g, self) for g in self.glomeruli), table_columns(self.scheme))
+
+    def save(self, out_root: str | Path, xml: str = "both") -> Path:
+        """Write ``out_root/<stem>/`` atomically and return it (see docs/OUTPUTS.md).
+
+        ``xml``: the ImageScope layers (both, circles or outlines). An existing folder of the
+        same slide is replaced only once the new one is complete.
+        """
+        from glomkit.io.partial import clean_stale_partials, make_partial_dir, release_partial_dir
+        from glomkit.io.paths import path_under
+
+        t0 = time.perf_counter()
+        out_root = Path(out_root)
+        final = path_under(out_root, self.stem)
+        out_root.mkdir(parents=True, exist_ok=True)
+        clean_stale_partials(out_root, self.stem)  # left by a killed run of this slide
+        tmp = make_partial_dir(out_root, self.stem)
+        try:
+            self._write_images(tmp)
+            outputs = self._write_annotations(tmp, xml)
+            dt = time.perf_counter() - t0
+            self.timings["write"] = self.timings.get("write", 0.0) + dt
+            if "total" in self.timings:
+                self.timings["total"] += dt
+            self._write_summary_and_report(tmp, outputs)
+            release_partial_dir(tmp)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return final
+
+    def _write_images(self, d: Path) -> None:
+        from glomkit.io.atomic import write_bytes
+        from glomkit.io.paths import path_under
+
+        for rec in self.glomeruli:
+            imgs = self.images.get(rec.id)
+            if imgs is None:
+                continue
+            # class names are checked when the model loads; path_under asserts it again
+            name = f"{self.stem}_{rec.id}.png"
+            for kind, data in zip(IMAGE_KINDS, (imgs.patch, imgs.mask, imgs.overlay), strict=True):
+                write_bytes(path_under(d, kind, rec.label, name), data)
+
+    def _write_annotations(self, d: Path, xml: str) -> list[str]:
+        from functools import partial
+
+        from glomkit.io.geojson import write_geojson
+        from glomkit.io.imagescope import write_imagescope_xml
+        from glomkit.io.table import write_table
+
+        writers = (partial(write_imagescope_xml, contents=xml), write_geojson, write_table)
+        names = self.annotation_files()
+        for name, writer in zip(names, writers, strict=True):
+            writer(d / name, self)
+        return names
+
+    def _write_summary_and_report(self, d: Path, outputs: list[str]) -> dict[str, Any]:
+        from glomkit.io.report import write_report_html, write_summary
+
+        # summary.json is written last: its presence marks the folder complete.
+        summary = write_summary(d / ".summary.json", self, {"outputs": outputs + [REPORT]})
+        write_report_html(d / REPORT, self, summary)
+        os.replace(d / ".summary.json", d / SUMMARY)
+        return summary

@@ -142,7 +142,7 @@ def evaluate_cmd(model, data, label_map, out, split) -> None:
     rows = _classify_with_progress(onnx, [it.image for it in items])
     import numpy as np
 
-    from glomkit.classify.decision import Decision
+    from glomkit.infer.decision import Decision
 
     probs = np.array([[r[f"prob_{n}"] for n in scheme.names] for r in rows])
     pred = [scheme.index(r["label"]) for r in rows]  # the model's decision (threshold), not argmax
@@ -221,7 +221,7 @@ def _command_line(prefix: str) -> str:
 def _classify_with_progress(onnx, paths, disable: bool = False) -> list[dict]:
     from rich.progress import Progress
 
-    from glomkit.classify.predict import classify_files
+    from glomkit.infer.classify import classify_files
 
     with Progress(transient=True, disable=disable) as progress:
         task = progress.add_task("classifying", total=len(paths))

@@ -20,6 +20,7 @@ from glomkit._cli.options import (
     threads_option,
 )
 from glomkit._cli.tables import result_table
+from glomkit.infer.kinds import architectures
 
 
 @click.command("detector")
@@ -42,7 +43,7 @@ from glomkit._cli.tables import result_table
 @out_option(MODEL_OUT_HELP)
 @click.option(
     "--arch",
-    type=click.Choice(["circlenet", "unet", "segnet"]),
+    type=click.Choice(architectures()),
     default="circlenet",
     show_default=True,
     help="circlenet (centre heatmap), or a tile segmenter decoded by connected components.",
@@ -136,35 +137,23 @@ def train_cmd(
         backbone = backbone or meta.get("backbone")
         if ctx.get_parameter_source("mpp") == click.core.ParameterSource.DEFAULT:
             params["mpp"] = float(meta.get("mpp", params["mpp"]))
-    sources = [str(d) for d in data]
-    common = dict(out=str(out), resume=str(resume) if resume else None, **params)
-    if arch == "circlenet":
-        from glomkit.detect.train import DetectorTrainConfig, train_detector
+    from glomkit.infer.kinds import TrainRequest, kind_for_arch
 
-        path = train_detector(
-            DetectorTrainConfig(
-                data=sources[0] if len(sources) == 1 else sources,
-                data_weights=list(weights) or None,
-                backbone=backbone or "resnet18",
-                data_mpp=data_mpp,
-                scale_jitter=scale_jitter,
-                hard_fraction=hard_fraction,
-                val_block=val_block,
-                select=f"val_{select}",
-                init=init,
-                **common,
-            )
+    path = kind_for_arch(arch).train(
+        TrainRequest(
+            arch=arch,
+            sources=[str(d) for d in data],
+            weights=list(weights) or None,
+            backbone=backbone,
+            data_mpp=data_mpp,
+            options=dict(out=str(out), resume=str(resume) if resume else None, **params),
+            scale_jitter=scale_jitter,
+            hard_fraction=hard_fraction,
+            val_block=val_block,
+            select=select,
+            init=init,
         )
-    else:
-        from glomkit.detect.segdetect import SegDetectorTrainConfig, train_segdetector
-
-        if len(sources) > 1:
-            raise GlomkitError(f"--arch {arch}: one --data source only")
-        path = train_segdetector(
-            SegDetectorTrainConfig(
-                arch=arch, encoder=backbone or "resnet10t", data=sources[0], data_mpp=data_mpp, **common
-            )
-        )
+    )
     val = read_metadata(path)["metrics"]["validation"]
     extra = f"  mIoU {val['mIoU']:.3f}" if "mIoU" in val else ""
     Console().print(f"wrote {path}  validation AP50 {val['AP50']:.3f}  AP {val['AP']:.3f}{extra}")

@@ -138,12 +138,12 @@ def segment_cmd(inputs, out, model, device, max_pixels, quiet) -> None:
     from rich.progress import Progress
 
     from glomkit import GlomkitError
+    from glomkit.infer.segment import segment_patches
     from glomkit.io.atomic import write_png
     from glomkit.io.paths import path_under, prepare_out_dir
     from glomkit.models.registry import resolve_model
     from glomkit.models.runtime import OnnxModel
     from glomkit.segment.dataset import read_rgb
-    from glomkit.segment.predict import segment_patches
 
     files = collect_images(list(inputs))
     seen: dict[str, Path] = {}

@@ -50,7 +50,7 @@ def _floats(text: str) -> tuple[float, ...]:
 @threads_option(1, None)
 def study_label_fraction_cmd(data, encoder, out, fractions, arms, **params) -> None:
     """Label-fraction study: scratch vs linear probe vs fine-tuned SimSiam, slide-grouped CV."""
-    from glomkit.eval.studies import LabelFractionConfig, run_label_fraction
+    from glomkit.studies.label_fraction import LabelFractionConfig, run_label_fraction
 
     console = Console()
     cfg = LabelFractionConfig(

@@ -26,8 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from glomkit.classify.predict import read_rgb
 from glomkit.data.bueno import default_root, load_bueno
+from glomkit.infer.classify import read_rgb
 from glomkit.io.atomic import write_png, write_text
 
 OUT_SIZE = 224
@@ -149,7 +149,7 @@ def _square(img: np.ndarray, cx: float, cy: float, half: float) -> np.ndarray | 
 
 def _detector_circles(detector, img: np.ndarray, mpp: float) -> np.ndarray:
     """(K, 4) x, y, r, score in tile px: the bundled detector run on the tile at its own mpp."""
-    from glomkit.detect.evaluate import detect_images
+    from glomkit.infer.kinds.circlenet import detect_images
 
     f = mpp / float(detector.info.mpp or 8.0)
     h, w = img.shape[:2]

@@ -39,7 +39,8 @@ from glomkit.classify.data import (
     group_folds,
     load_items,
 )
-from glomkit.classify.decision import (
+from glomkit.core.schemes import get_scheme
+from glomkit.infer.decision import (
     Decision,
     apply_temperature,
     choose_threshold,
@@ -47,7 +48,6 @@ from glomkit.classify.decision import (
     ggs_score,
     nll,
 )
-from glomkit.classify.schemes import get_scheme
 from glomkit.io.atomic import atomic_path, write_text
 
 
@@ -326,8 +326,9 @@ def run_cv(train_config, cv: CVConfig, progress: bool = True) -> dict:
     """Train and predict every fold (resumable per fold), summarise, optionally train the final model."""
     import torch
 
-    from glomkit.classify.train import _plain, export_classifier, fit_classifier, predict_probs
+    from glomkit.classify.train import export_classifier, fit_classifier, predict_probs
     from glomkit.models.runtime import IMAGENET_MEAN, IMAGENET_STD
+    from glomkit.train.loop import plain
 
     out = Path(cv.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -378,7 +379,7 @@ def run_cv(train_config, cv: CVConfig, progress: bool = True) -> dict:
         raise GlomkitError("internal: out-of-fold predictions do not cover every image")
     _write_oof(out / "oof.csv", items, folds, fold_names, oof, scheme)
     summary = summarise(items, folds, fold_names, oof, scheme, cv.eval_source)
-    summary["config"] = {"train": _plain(asdict(train_config)), "cv": asdict(cv)}
+    summary["config"] = {"train": plain(asdict(train_config)), "cv": asdict(cv)}
     summary["minutes_trained"] = [round(m, 2) for m in minutes]
     decision = Decision.from_meta(summary["decision"])
     cal = np.zeros_like(oof)
@@ -388,7 +389,7 @@ def run_cv(train_config, cv: CVConfig, progress: bool = True) -> dict:
     ggs_names = {scheme.names[i] for i in scheme.ggs_indices}
     truth = np.array([it.label in ggs_names for it in items])
     reliability_diagram(out / "reliability.png", oof[ev], cal[ev], truth[ev], scheme)
-    write_text(out / "cv.json", json.dumps(_plain(summary), indent=1))
+    write_text(out / "cv.json", json.dumps(plain(summary), indent=1))
     if cv.final_out:
         net, hist = fit_classifier(
             items, [], train_config, checkpoint=Path(cv.final_out + ".ckpt.pt"), progress=progress
@@ -399,12 +400,12 @@ def run_cv(train_config, cv: CVConfig, progress: bool = True) -> dict:
                 "command": train_config.command,
                 "seed": train_config.seed,
                 "data": str(train_config.data),
-                "config": _plain({k: v for k, v in asdict(train_config).items() if k != "command"}),
+                "config": plain({k: v for k, v in asdict(train_config).items() if k != "command"}),
                 "splits": {"by": "none: trained on every slide; figures from cross-validation"},
                 "epochs_run": len(hist),
                 "epoch_seconds": [round(h["seconds"], 1) for h in hist],
             },
-            "cross_validation": _plain(
+            "cross_validation": plain(
                 {
                     k: summary[k]
                     for k in (
@@ -420,7 +421,7 @@ def run_cv(train_config, cv: CVConfig, progress: bool = True) -> dict:
         }
         export_classifier(net, cv.final_out, train_config, meta)
         summary["final_model"] = cv.final_out
-        write_text(out / "cv.json", json.dumps(_plain(summary), indent=1))
+        write_text(out / "cv.json", json.dumps(plain(summary), indent=1))
     summary["minutes"] = round((time.monotonic() - t0) / 60, 2)
     return summary
 

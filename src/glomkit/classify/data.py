@@ -19,8 +19,8 @@ import torch
 from torch.utils.data import Dataset
 
 from glomkit import GlomkitError
-from glomkit.classify.predict import read_rgb, resize_patch
 from glomkit.core.stain import hed_jitter
+from glomkit.infer.classify import read_rgb, resize_patch
 from glomkit.io.images import IMAGE_SUFFIXES
 
 

@@ -7,8 +7,6 @@ they return the per-epoch time and validation (and optionally test) metrics.
 
 from __future__ import annotations
 
-import copy
-import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,10 +27,14 @@ from glomkit.classify.data import (
 )
 from glomkit.classify.losses import FocalLoss, class_weights
 from glomkit.classify.model import GlomClassifier, WithSoftmax, build_classifier, load_encoder
-from glomkit.classify.schemes import get_scheme
 from glomkit.classify.warm_start import init_from_model, is_model_init, recalibrate
+from glomkit.core.schemes import get_scheme
 from glomkit.eval.classification import classification_report, ggs_report
 from glomkit.models.runtime import IMAGENET_MEAN, IMAGENET_STD
+from glomkit.train.loop import LoopConfig, Schedule, Task, pick_device, plain, seed_everything, train_loop
+
+# the schedule: warmup over the first 5 % of updates from 10 % of lr, then cosine down to 1 % of lr
+WARMUP_FRACTION = 0.05
 
 
 @dataclass
@@ -69,18 +71,6 @@ class ClassifierConfig:
         if self.lr is not None:
             return float(self.lr)
         return 30.0 if self.linear_probe else 1e-3
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 def _make_net(config: ClassifierConfig, num_classes: int) -> tuple[GlomClassifier, dict]:
@@ -135,15 +125,6 @@ def evaluate_model(
     rep = classification_report(ds.labels, probs, scheme.names)
     rep["ggs"] = ggs_report(ds.labels, probs, scheme)
     return rep
-
-
-def lr_at(base: float, done: float, warmup: float = 0.05) -> float:
-    """Learning rate at training fraction ``done``: linear warm-up, then cosine to 1 % of ``base``."""
-    done = min(max(done, 0.0), 1.0)
-    if done < warmup:
-        return float(base * (0.1 + 0.9 * done / warmup))
-    t = (done - warmup) / (1 - warmup)
-    return float(base * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * t))))
 
 
 def _checkpoint_path(out: Path) -> Path:
@@ -205,117 +186,63 @@ def fit_classifier(
     loss_fn = FocalLoss(config.focal_gamma, weights, group).to(device)
     opt = _optimizer(net, config)
     steps_per_epoch = max(1, len(train_ds) // config.batch)
-    total_steps = config.epochs * steps_per_epoch
-    budget_s = None if config.max_minutes is None else 60.0 * config.max_minutes
-    history: list[dict] = []
-    best_state = copy.deepcopy(net.state_dict())
-    best_score, start_epoch = -1.0, 0
-    if checkpoint is not None and config.resume and checkpoint.is_file():
-        from glomkit.models.checkpoint import load_torch_file
 
-        keys = ("model", "optimizer", "best_state", "best_score", "history", "epoch", "torch_rng")
-        ck = load_torch_file(checkpoint, device, "training checkpoint", keys)
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        best_state, best_score = ck["best_state"], float(ck["best_score"])
-        history, start_epoch = list(ck["history"]), int(ck["epoch"]) + 1
-        torch.set_rng_state(ck["torch_rng"])
-    t_start = time.monotonic() - sum(h["seconds"] for h in history)
-    from glomkit.progress import job_progress
+    def train_mode() -> None:
+        net.train()
+        if config.linear_probe:
+            net.backbone.eval()  # frozen: keep its BatchNorm statistics
 
-    with job_progress(disable=not progress) as bar:
-        task = bar.add_task("train classifier", total=config.epochs, completed=start_epoch, info="")
-        for epoch in range(start_epoch, config.epochs):
-            t0 = time.monotonic()
-            net.train()
-            if config.linear_probe:
-                net.backbone.eval()  # frozen: keep its BatchNorm statistics
-            train_ds.set_epoch(epoch)
-            gen = torch.Generator().manual_seed(config.seed * 1000 + epoch)
-            loader = DataLoader(
-                train_ds, batch_size=config.batch, shuffle=True, drop_last=True, generator=gen, num_workers=0
+    def batches(epoch: int):
+        train_ds.set_epoch(epoch)
+        gen = torch.Generator().manual_seed(config.seed * 1000 + epoch)
+        yield from DataLoader(
+            train_ds, batch_size=config.batch, shuffle=True, drop_last=True, generator=gen, num_workers=0
+        )
+
+    def loss(batch):
+        x, y = batch
+        return loss_fn(net(x.to(device)), y.to(device))
+
+    def record(stats) -> dict:
+        val = (
+            classification_report(val_ds.labels, predict_probs(net, val_ds, device=device), scheme.names)
+            if len(val_ds)
+            else None
+        )
+        rec = {"epoch": stats.epoch, "seconds": 0.0, "train_loss": stats.loss, "val": val}
+        if test_ds is not None:
+            rec["test"] = classification_report(
+                test_ds.labels, predict_probs(net, test_ds, device=device), scheme.names
             )
-            total, n = 0.0, 0
-            for step, (x, y) in enumerate(loader):
-                if step >= steps_per_epoch:
-                    break
-                x, y = x.to(device), y.to(device)
-                loss = loss_fn(net(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                done = (epoch * steps_per_epoch + step) / total_steps
-                if budget_s is not None:
-                    done = max(done, (time.monotonic() - t_start) / max(budget_s, 1e-9))
-                for g in opt.param_groups:
-                    g["lr"] = lr_at(config.learning_rate, done)
-                opt.step()
-                total += loss.item() * len(y)
-                n += len(y)
-            val = (
-                classification_report(val_ds.labels, predict_probs(net, val_ds, device=device), scheme.names)
-                if len(val_ds)
-                else None
+        rec["seconds"] = time.monotonic() - stats.started
+        if stats.stopped == "max_minutes":
+            print(
+                f"stopping: --max-minutes {config.max_minutes} passed in epoch {stats.epoch}",
+                file=sys.stderr,
             )
-            rec = {
-                "epoch": epoch,
-                "seconds": time.monotonic() - t0,
-                "train_loss": total / max(n, 1),
-                "val": val,
-            }
-            if test_ds is not None:
-                rec["test"] = classification_report(
-                    test_ds.labels, predict_probs(net, test_ds, device=device), scheme.names
-                )
-            history.append(rec)
-            # no validation: fixed schedule, the last epoch is kept
-            score = (val["balanced_accuracy"] or 0.0) if val is not None else float(epoch)
-            if score > best_score:
-                best_score = score
-                best_state = copy.deepcopy(net.state_dict())
-            if checkpoint is not None:
-                _save_checkpoint(checkpoint, net, opt, best_state, best_score, history, epoch, config)
-            bar.update(
-                task,
-                advance=1,
-                info=f"loss {rec['train_loss']:.3f}"
-                + (f" val bal.acc {score:.3f} best {best_score:.3f}" if val is not None else ""),
-            )
-            if config.max_minutes is not None and (time.monotonic() - t_start) / 60 > config.max_minutes:
-                print(
-                    f"stopping: --max-minutes {config.max_minutes} passed after epoch {epoch}",
-                    file=sys.stderr,
-                )
-                break
-    net.load_state_dict(best_state)
+        return rec
+
+    def summary(rec: dict) -> str:
+        val = rec["val"]
+        bacc = "" if val is None else f", val balanced accuracy {val['balanced_accuracy'] or 0.0:.3f}"
+        return f"train loss {rec['train_loss']:.3f}{bacc}"
+
+    total = config.epochs * steps_per_epoch
+    loop = LoopConfig(
+        epochs=config.epochs,
+        steps_per_epoch=steps_per_epoch,
+        schedule=Schedule(warmup=int(WARMUP_FRACTION * total), warmup_start=0.1, prefix=True, floor=0.01),
+        # no validation: fixed schedule, the last epoch is kept
+        select="val.balanced_accuracy" if len(val_ds) else None,
+        max_minutes=config.max_minutes,
+        checkpoint=checkpoint,
+        resume=checkpoint if checkpoint is not None and config.resume and checkpoint.is_file() else None,
+        description="train classifier",
+        progress=progress,
+    )
+    task = Task(net, opt, batches, loss, record, train_mode=train_mode, summary=summary)
+    history = train_loop(task, loop).history
     return net.cpu().eval(), history
-
-
-def _save_checkpoint(path, net, opt, best_state, best_score, history, epoch, config) -> None:
-    from glomkit.io.atomic import atomic_path
-
-    state = {
-        "model": net.state_dict(),
-        "optimizer": opt.state_dict(),
-        "best_state": best_state,
-        "best_score": best_score,
-        "history": _plain(history),
-        "epoch": epoch,
-        "config": _plain(asdict(config)),
-        "torch_rng": torch.get_rng_state(),
-    }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def _plain(obj):
-    """JSON-like copy (dicts, lists, floats, ints, str, None) so weights_only loading accepts it."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    return obj
 
 
 def export_classifier(
@@ -362,7 +289,7 @@ def train_classifier(config: ClassifierConfig, progress: bool = True) -> Path:
             "command": config.command,
             "seed": config.seed,
             "data": str(config.data),
-            "config": _plain({k: v for k, v in asdict(config).items() if k not in ("command",)}),
+            "config": plain({k: v for k, v in asdict(config).items() if k not in ("command",)}),
             "splits": {
                 "by": "slide",
                 "test_fold": config.test_fold,
@@ -377,6 +304,6 @@ def train_classifier(config: ClassifierConfig, progress: bool = True) -> Path:
             "minutes": round((time.monotonic() - t0) / 60, 2),
             "epoch_seconds": [round(h["seconds"], 1) for h in history],
         },
-        "metrics": _plain({"validation": val, "test": test}),
+        "metrics": plain({"validation": val, "test": test}),
     }
     return export_classifier(net, out, config, meta)

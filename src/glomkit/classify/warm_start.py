@@ -16,7 +16,7 @@ import torch
 
 from glomkit import GlomkitError
 from glomkit.classify.model import GlomClassifier, build_classifier
-from glomkit.classify.schemes import ClassScheme
+from glomkit.core.schemes import ClassScheme
 
 BUNDLED = "bundled"
 

@@ -75,7 +75,7 @@ def find_reviewed(folder: str | Path) -> list[ReviewedSlide]:
 
 def reviewed_glomeruli(rs: ReviewedSlide):
     """The review items of a slide that carry a reviewer's decision (all, for a file without review data)."""
-    from glomkit.classify.schemes import COARSE
+    from glomkit.core.schemes import COARSE
     from glomkit.io.geojson import read_geojson_features
     from glomkit.review.session import items_from_annotations, review_scheme
 
@@ -93,10 +93,10 @@ def write_reviewed_patches(
 
     Returns (``dest``, count per label). Raises :class:`GlomkitError` when nothing is reviewed.
     """
+    from glomkit.infer.patches import patch_box
     from glomkit.io.atomic import write_png, write_text
     from glomkit.io.paths import path_under
     from glomkit.models.metadata import is_safe_class_name
-    from glomkit.pipeline import patch_box
     from glomkit.slide.reader import Slide
 
     slides = find_reviewed(folder)

@@ -103,7 +103,7 @@ class ComposedSource:
 
 def is_non_glomerular(label: str) -> bool:
     """True for a label that a known class scheme marks as not a glomerulus (``non_glomerular``)."""
-    from glomkit.classify.schemes import SCHEMES
+    from glomkit.core.schemes import SCHEMES
 
     low = label.strip().lower()
     return any(c.name.lower() == low and not c.is_glomerulus for s in SCHEMES.values() for c in s.classes)

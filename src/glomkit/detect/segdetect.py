@@ -12,193 +12,27 @@ of the pasted glomerulus masks as target. The model file is a detector (task ``d
 whose metadata says how to decode it: ``decode.method = "components"``. The inference part of
 this module (decoding, scoring, ONNX Runtime probability maps) imports no torch; model files are
 evaluated by ``glomkit.detect.evaluate.evaluate_detector_file``, which dispatches on that method.
-The epoch loop is ``glomkit.detect.epoch_loop`` (shared with the CircleNet trainer).
+It trains on the shared loop through ``glomkit.detect.train.fit_detector``, as the CircleNet trainer does.
 
 >>> train_segdetector(SegDetectorTrainConfig(data="../shared/data/bueno_pas", out="unet.onnx"))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import math
 import shlex
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from glomkit import GlomkitError
-from glomkit.detect.decode import flip_tta
+from glomkit.infer.kinds.components import KIND, score_fields
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
-SEG_ARCHS = ("unet", "segnet")
 CIRCLE_KINDS = ("enclosing", "area")
-EVAL_SCORE_THRESHOLD = 0.05
-
-
-# -- decoding (numpy + OpenCV: used by the inference pipeline) ------------------------------
-def _split_touching(comp: np.ndarray, min_sep_px: float) -> np.ndarray:
-    """Labels of a 0/1 mask split where round objects touch (seeded geodesic growth).
-
-    Seeds are maxima of the distance transform over a window of ``2 * min_sep_px`` lying at least
-    ``min_sep_px / 2`` inside the mask; a component without such a seed keeps its own label. The
-    seeds grow inside the mask one pixel per step (a cheap stand-in for a distance-transform
-    watershed), so each pixel joins the seed geodesically nearest to it.
-    """
-    n_cc, cc = cv2.connectedComponents(comp, connectivity=8)
-    dist = cv2.distanceTransform(comp, cv2.DIST_L2, 5)
-    k = max(int(2 * min_sep_px) | 1, 3)
-    peak = cv2.dilate(dist, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    seeds = ((dist >= peak) & (dist >= 0.5 * min_sep_px)).astype(np.uint8)
-    n, markers = cv2.connectedComponents(seeds, connectivity=8)
-    if n <= 2:  # one seed (or none): nothing to split
-        return cc
-    labels = markers.astype(np.float32)
-    seeded = np.zeros(n_cc, bool)
-    seeded[np.unique(cc[seeds > 0])] = True
-    for lab in np.nonzero(~seeded[1:])[0] + 1:  # unseeded components are their own seed
-        labels[cc == lab] = n
-        n += 1
-    inside = comp > 0
-    cross = np.ones((3, 3), np.uint8)
-    while True:
-        todo = inside & (labels == 0)
-        if not todo.any():
-            break
-        grown = cv2.dilate(labels, cross)
-        take = todo & (grown > 0)
-        if not take.any():
-            break
-        labels[take] = grown[take]
-    return labels.astype(np.int32)
-
-
-def decode_components(
-    prob: np.ndarray,
-    threshold: float = 0.5,
-    min_diameter_px: float = 5.0,
-    circle: str = "enclosing",
-    split_touching: bool = False,
-    score_threshold: float = 0.0,
-    drop_edges: tuple[bool, bool, bool, bool] = (False, False, False, False),
-) -> np.ndarray:
-    """Circles (K,4) = x, y, r, score in input pixels for ONE probability map, best score first.
-
-    ``prob`` (H,W) or (1,H,W) in [0,1]. Components are 8-connected regions of ``prob >=
-    threshold`` with an equal-area diameter of at least ``min_diameter_px``. ``circle``:
-    'enclosing' (minimum enclosing circle of the component's pixels, the ground-truth
-    definition) or 'area' (centroid and equal-area radius). ``split_touching`` separates touching
-    glomeruli by a watershed on the distance transform. ``drop_edges`` (left, top, right, bottom)
-    drops components touching those image edges (cut by a tile edge). Coordinates are
-    continuous: pixel (i, j) covers [j, j+1) x [i, i+1).
-    """
-    p = np.asarray(prob, np.float32).reshape(np.shape(prob)[-2:])
-    fg = (p >= threshold).astype(np.uint8)
-    if not fg.any():
-        return np.zeros((0, 4))
-    if split_touching:
-        labels = _split_touching(fg, max(min_diameter_px, 2.0))
-    else:
-        labels = cv2.connectedComponents(fg, connectivity=8)[1]
-    h, w = p.shape
-    out = []
-    min_area = math.pi * (min_diameter_px / 2.0) ** 2
-    flat = labels.ravel()
-    order = np.argsort(flat, kind="stable")
-    bounds = np.searchsorted(flat[order], np.arange(1, int(labels.max()) + 2))
-    for lab in range(1, int(labels.max()) + 1):
-        idx = order[bounds[lab - 1] : bounds[lab]]
-        if len(idx) == 0 or len(idx) < min_area:
-            continue
-        ys, xs = np.divmod(idx, w)
-        left, top, right, bottom = drop_edges
-        if (
-            (left and xs.min() == 0)
-            or (top and ys.min() == 0)
-            or (right and xs.max() == w - 1)
-            or (bottom and ys.max() == h - 1)
-        ):
-            continue
-        score = float(p.ravel()[idx].mean())
-        if score < score_threshold:
-            continue
-        if circle == "area":
-            cx, cy, r = xs.mean() + 0.5, ys.mean() + 0.5, math.sqrt(len(idx) / math.pi)
-        else:
-            pts = np.stack([xs, ys], axis=1).astype(np.float32)
-            (ex, ey), er = cv2.minEnclosingCircle(cv2.convexHull(pts))
-            cx, cy, r = ex + 0.5, ey + 0.5, er + 0.5
-        out.append((cx, cy, r, score))
-    if not out:
-        return np.zeros((0, 4))
-    arr = np.asarray(out, np.float64)
-    return arr[np.argsort(-arr[:, 3], kind="stable")]
-
-
-def decode_settings(meta: dict[str, Any]) -> dict[str, Any]:
-    """Keyword arguments of :func:`decode_components` from a model's metadata (px at its mpp)."""
-    dec = meta.get("decode", {})
-    mpp = float(meta.get("mpp") or 1.0)
-    return {
-        "threshold": float(dec.get("threshold", 0.5)),
-        "min_diameter_px": float(dec.get("min_diameter_um", 40.0)) / mpp,
-        "circle": str(dec.get("circle", "enclosing")),
-        "split_touching": bool(dec.get("split_touching", False)),
-    }
-
-
-def segmentation_counts(prob: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Pixel counts (tp, fp, fn, tn) of the thresholded ``prob`` against a 0/1 ``mask``."""
-    pred = np.asarray(prob).reshape(mask.shape) >= threshold
-    gt = mask.astype(bool)
-    tp = int((pred & gt).sum())
-    fp = int((pred & ~gt).sum())
-    fn = int((~pred & gt).sum())
-    return np.array([tp, fp, fn, pred.size - tp - fp - fn], np.int64)
-
-
-def segmentation_metrics(counts: np.ndarray) -> dict[str, float]:
-    """Mean IoU (glomerulus and background, pixels pooled over all fields), the glomerulus IoU and
-    pixel accuracy from summed (tp, fp, fn, tn) counts."""
-    tp, fp, fn, tn = (float(v) for v in counts)
-    iou_fg = tp / max(tp + fp + fn, 1.0)
-    iou_bg = tn / max(tn + fp + fn, 1.0)
-    return {
-        "mIoU": (iou_fg + iou_bg) / 2.0,
-        "IoU_glomerulus": iou_fg,
-        "IoU_background": iou_bg,
-        "pixel_accuracy": (tp + tn) / max(tp + fp + fn + tn, 1.0),
-    }
-
-
-def score_fields(probs: list[np.ndarray], fields_, decode: dict[str, Any]) -> dict[str, float]:
-    """Circle AP (COCO, circle IoU) and segmentation metrics of probability maps on fields with masks."""
-    from glomkit.eval.detection import evaluate_circles
-
-    counts = np.zeros(4, np.int64)
-    preds = {}
-    for i, (p, f) in enumerate(zip(probs, fields_, strict=True)):
-        if f.mask is None:
-            raise GlomkitError("segmentation metrics need fields with masks")
-        counts += segmentation_counts(p, f.mask, decode.get("threshold", 0.5))
-        preds[i] = decode_components(p, score_threshold=EVAL_SCORE_THRESHOLD, **decode)
-    out = evaluate_circles({i: f.circles for i, f in enumerate(fields_)}, preds)
-    out.update(segmentation_metrics(counts))
-    return out
-
-
-def predict_probability_onnx(model, images: list[np.ndarray], batch: int = 8, tta: bool = False):
-    """Probability maps (H,W) of an ``OnnxModel`` segmentation detector on same-size uint8 RGB images."""
-    out = []
-    name = model.output_names[0]
-    for i in range(0, len(images), batch):
-        x = np.stack(images[i : i + batch])
-        o = flip_tta(model.run_images, x) if tta else model.run_images(x)
-        out.extend(o[name][:, 0])
-    return out
 
 
 # -- training (torch) ------------------------------------------------------------------------
@@ -287,6 +121,21 @@ def _source(cfg: SegDetectorTrainConfig):
     return load_detection_source(cfg)  # composed bueno fields, or annotated images (outlines as masks)
 
 
+def train_from_request(req) -> Path:
+    """``glomkit train detector --arch unet|segnet`` (a ``glomkit.infer.kinds.TrainRequest``)."""
+    if len(req.sources) > 1:
+        raise GlomkitError(f"--arch {req.arch}: one --data source only")
+    return train_segdetector(
+        SegDetectorTrainConfig(
+            arch=req.arch,
+            encoder=req.backbone or "resnet10t",
+            data=req.sources[0],
+            data_mpp=req.data_mpp,
+            **req.options,
+        )
+    )
+
+
 def train_segdetector(config: SegDetectorTrainConfig | dict[str, Any], source: Any = None) -> Path:
     """Train, pick the best epoch by validation mIoU, choose the decode on validation AP, export ONNX.
 
@@ -296,20 +145,20 @@ def train_segdetector(config: SegDetectorTrainConfig | dict[str, Any], source: A
     """
     import torch
 
-    from glomkit.detect.epoch_loop import TrainingRun
+    from glomkit.detect.train import fit_detector, start_run
     from glomkit.segment.registry import create_segmenter
     from glomkit.segment.train import dice_bce_loss
 
     cfg = config if isinstance(config, SegDetectorTrainConfig) else SegDetectorTrainConfig(**config)
-    if cfg.arch not in SEG_ARCHS:
+    if cfg.arch not in KIND.architectures:
         raise GlomkitError(
-            f"{cfg.out}: --arch {cfg.arch!r} is not a segmentation detector ({', '.join(SEG_ARCHS)})"
+            f"{cfg.out}: --arch {cfg.arch!r} is not a segmentation detector ({', '.join(KIND.architectures)})"
         )
     if cfg.field_size % 32 or cfg.val_size % 32:
         raise GlomkitError(f"{cfg.out}: field sizes must be multiples of 32")
-    run = TrainingRun.start(cfg)
+    device, t_start = start_run(cfg)
     source = source if source is not None else _source(cfg)
-    model = create_segmenter(cfg.arch, cfg.encoder).to(run.device)
+    model = create_segmenter(cfg.arch, cfg.encoder).to(device)
     base_decode = {
         "threshold": cfg.threshold,
         "min_diameter_px": cfg.min_diameter_um / cfg.mpp,
@@ -319,11 +168,11 @@ def train_segdetector(config: SegDetectorTrainConfig | dict[str, Any], source: A
 
     def step(rng: np.random.Generator):
         fs = [source.sample(rng) for _ in range(cfg.batch)]
-        x = torch.from_numpy(_normalise(np.stack([f.image for f in fs]))).to(run.device)
-        y = torch.from_numpy(np.stack([f.mask for f in fs]).astype(np.float32)[:, None]).to(run.device)
+        x = torch.from_numpy(_normalise(np.stack([f.image for f in fs]))).to(device)
+        y = torch.from_numpy(np.stack([f.mask for f in fs]).astype(np.float32)[:, None]).to(device)
         return dice_bce_loss(model(x), y), ""
 
-    def validate(m) -> dict[str, float]:
+    def validate(m, epoch: int) -> dict[str, float]:
         probs = predict_probability_torch(m, [f.image for f in source.val_fields])
         val = score_fields(probs, source.val_fields, base_decode)
         return {
@@ -334,7 +183,7 @@ def train_segdetector(config: SegDetectorTrainConfig | dict[str, Any], source: A
             "val_AP50": val["AP50"],
         }
 
-    history, best_epoch = run.train_epochs(model, step, validate, select="val_mIoU", keep_step_losses=True)
+    history, best_epoch = fit_detector(cfg, model, step, validate, "val_mIoU", t_start, keep_step_losses=True)
     probs = predict_probability_torch(model, [f.image for f in source.val_fields])
     decode, trials = choose_decode(probs, source.val_fields, base_decode)
     val = score_fields(probs, source.val_fields, decode)

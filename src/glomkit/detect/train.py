@@ -1,8 +1,9 @@
 """Train a CircleNet detector and write it as a glomkit ONNX model file.
 
 Seeded, resumable (a checkpoint of state dicts after every epoch, loaded with
-``weights_only=True``), time-budgeted (``max_minutes``), best epoch chosen on validation AP50;
-the epoch loop is ``glomkit.detect.epoch_loop`` (shared with ``glomkit.detect.segdetect``).
+``weights_only=True``), time-budgeted (``max_minutes``), best epoch chosen on validation AP50.
+:func:`fit_detector` runs both detector kinds (this one and ``glomkit.detect.segdetect``) on the
+shared training loop, ``glomkit.train.loop``.
 
 >>> train_detector(DetectorTrainConfig(data="../shared/data/bueno_pas", out="detector.onnx"))  # doctest: +SKIP
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,10 @@ from glomkit import GlomkitError
 TTA_MIN_GAIN = 0.01  # flip TTA triples detection time: on by default only for a clear validation gain
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
+# the detectors' schedule: AdamW, 50 warmup updates from lr/50, cosine down to 2 % of lr
+WARMUP_STEPS = 50
+LR_FLOOR = 0.02
+GRAD_CLIP_NORM = 10.0
 
 
 @dataclass
@@ -86,7 +93,7 @@ def predict_fields(
     """Run a torch CircleNet on uint8 RGB images (same size) and decode: list of (K,4) x, y, r, score."""
     import torch
 
-    from glomkit.detect.decode import decode_circlenet, flip_tta
+    from glomkit.infer.kinds.circlenet import detect_batches
 
     dev = next(model.parameters()).device
     model.eval()
@@ -98,15 +105,10 @@ def predict_fields(
         names = ("heatmap", "radius", "offset")
         return {k: t.float().cpu().numpy() for k, t in zip(names, model(xt), strict=True)}
 
-    out: list[np.ndarray] = []
     with torch.no_grad():
-        for i in range(0, len(images), batch):
-            x = np.stack(images[i : i + batch])
-            o = flip_tta(run, x) if tta else run(x)
-            for j in range(len(x)):
-                hm, rad, off = o["heatmap"][j], o["radius"][j], o["offset"][j]
-                out.append(decode_circlenet(hm, rad, off, 4, score_threshold, top_k))
-    return out
+        return detect_batches(
+            run, images, stride=4, score_threshold=score_threshold, top_k=top_k, tta=tta, batch=batch
+        )
 
 
 def evaluate_model_on_fields(model, fields_, tta: bool = False, threshold: bool = False) -> dict[str, float]:
@@ -125,17 +127,140 @@ def evaluate_model_on_fields(model, fields_, tta: bool = False, threshold: bool 
     return out
 
 
+def train_from_request(req) -> Path:
+    """``glomkit train detector --arch circlenet`` (a ``glomkit.infer.kinds.TrainRequest``)."""
+    return train_detector(
+        DetectorTrainConfig(
+            data=req.sources[0] if len(req.sources) == 1 else req.sources,
+            data_weights=req.weights,
+            backbone=req.backbone or "resnet18",
+            data_mpp=req.data_mpp,
+            scale_jitter=req.scale_jitter,
+            hard_fraction=req.hard_fraction,
+            val_block=req.val_block,
+            select=f"val_{req.select}",
+            init=req.init,
+            **req.options,
+        )
+    )
+
+
+def checkpoint_path(cfg: Any) -> Path:
+    """``cfg.checkpoint``, default ``<out>.ckpt.pt``."""
+    out = Path(cfg.out)
+    return Path(cfg.checkpoint) if cfg.checkpoint else out.with_name(out.name + ".ckpt.pt")
+
+
+def start_run(cfg: Any) -> tuple[Any, float]:
+    """(device, clock start): set torch threads and seed, pick the device (CUDA when present)."""
+    import torch
+
+    from glomkit.train.loop import pick_device
+
+    t_start = time.monotonic()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    return pick_device("auto"), t_start
+
+
+def _hard_pools(source: Any) -> list[list]:
+    """The hard-negative lists of a detection source's training samplers (kept in the checkpoint)."""
+    pools = []
+    for part in getattr(source, "parts", [source]):
+        pool = getattr(getattr(part, "train", None), "hard_negatives", None)
+        if isinstance(pool, list):
+            pools.append(pool)
+    return pools
+
+
+def fit_detector(
+    cfg: Any,
+    model: Any,
+    step: Callable[[np.random.Generator], tuple[Any, str]],
+    validate: Callable[[Any, int], dict[str, float]],
+    select: str,
+    clock_start: float | None = None,
+    keep_step_losses: bool = False,
+    source: Any = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """Train a detector on the shared loop; returns (history, best epoch).
+
+    ``step(rng)`` samples one batch with the epoch's rng (``default_rng([seed, epoch])``) and
+    returns (loss tensor, extra progress text). ``validate(model, epoch)`` returns the ``val_*``
+    fields of the epoch's record; ``select`` names the one whose maximum picks the best epoch.
+    A record is ``epoch``, (``steps``), ``loss``, (``losses``: per step, when
+    ``keep_step_losses``), the validation fields, ``elapsed_s``. The checkpoint
+    (``checkpoint_path(cfg)``) keeps the hard negatives mined so far in ``source``. On return the
+    model holds the best epoch's weights, on the CPU, in eval mode.
+    """
+    import torch
+
+    from glomkit.train.loop import LoopConfig, Schedule, Task, train_loop
+
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    pools = _hard_pools(source) if source is not None else []
+
+    def batches(epoch: int):
+        rng = np.random.default_rng([cfg.seed, epoch])
+        while True:
+            yield rng
+
+    def record(stats) -> dict[str, Any]:
+        rec: dict[str, Any] = {"epoch": stats.epoch}
+        if keep_step_losses:
+            rec["steps"] = len(stats.losses)
+        rec["loss"] = stats.loss
+        if keep_step_losses:
+            rec["losses"] = [round(v, 5) for v in stats.losses]
+        t = time.monotonic()
+        rec.update(validate(model, stats.epoch))
+        rec["elapsed_s"] = stats.elapsed_s + time.monotonic() - t
+        return rec
+
+    def set_state(state: dict[str, Any]) -> None:
+        for pool, saved in zip(pools, state.get("hard_negatives", []), strict=False):
+            pool[:] = [(int(k), float(x), float(y)) for k, x, y in saved]
+
+    task = Task(
+        model,
+        opt,
+        batches,
+        step,
+        record,
+        get_state=lambda: {"hard_negatives": [list(map(list, p)) for p in pools]},
+        set_state=set_state,
+    )
+    loop = LoopConfig(
+        epochs=cfg.epochs,
+        steps_per_epoch=max(cfg.fields // cfg.batch, 1),
+        schedule=Schedule(warmup=WARMUP_STEPS, warmup_start=1.0 / WARMUP_STEPS, floor=LR_FLOOR),
+        select=select,
+        max_minutes=cfg.max_minutes or None,
+        grad_clip=GRAD_CLIP_NORM,
+        checkpoint=checkpoint_path(cfg),
+        resume=cfg.resume,
+        description=f"train {Path(cfg.out).name}",
+    )
+    res = train_loop(task, loop, clock_start)
+    if not res.history:
+        raise GlomkitError(f"{cfg.out}: no epoch finished (resumed past the last epoch?)")
+    model.cpu().eval()
+    return res.history, res.best_epoch
+
+
 def train_detector(config: DetectorTrainConfig | dict[str, Any]) -> Path:
     """Train, pick the best epoch by validation AP50, export ONNX with metadata; returns the model path."""
     from glomkit.detect.data import load_detection_source
-    from glomkit.detect.epoch_loop import TrainingRun
     from glomkit.detect.losses import circlenet_loss
     from glomkit.detect.model import build_circlenet
 
     cfg = config if isinstance(config, DetectorTrainConfig) else DetectorTrainConfig(**config)
     if cfg.field_size % 32 or cfg.val_size % 32:
         raise GlomkitError(f"{cfg.out}: field sizes must be multiples of 32")
-    run = TrainingRun.start(cfg)
+    if cfg.select not in ("val_AP50", "val_AP", "val_AP75"):
+        raise GlomkitError(f"{cfg.out}: select must be val_AP50, val_AP or val_AP75, not {cfg.select!r}")
+    device, t_start = start_run(cfg)
     source = load_detection_source(cfg)
     model = build_circlenet({"backbone": cfg.backbone})
     if cfg.init:
@@ -147,28 +272,23 @@ def train_detector(config: DetectorTrainConfig | dict[str, Any]) -> Path:
             cfg.init,
             (_to_batch([source.sample(rng0) for _ in range(cfg.batch)])["image"] for _ in range(4)),
         )
-    model = model.to(run.device)
+    model = model.to(device)
 
     def step(rng: np.random.Generator):
         b = _to_batch([source.sample(rng) for _ in range(cfg.batch)])
-        b = {k: v.to(run.device) for k, v in b.items()}
+        b = {k: v.to(device) for k, v in b.items()}
         loss, parts = circlenet_loss(model(b["image"]), b)
         return loss, f"hm {parts['heatmap']:.3f} r {parts['radius']:.2f} off {parts['offset']:.3f}"
 
-    epoch_count = [0]
-
-    def validate(m) -> dict[str, float]:
+    def validate(m, epoch: int) -> dict[str, float]:
         val = evaluate_model_on_fields(m, source.val_fields)
         out = {"val_AP50": val["AP50"], "val_AP": val["AP"], "val_AP75": val["AP75"]}
         if cfg.hard_mining and hasattr(source, "mine_hard_negatives"):
-            rng = np.random.default_rng([cfg.seed, 7, epoch_count[0]])
+            rng = np.random.default_rng([cfg.seed, 7, epoch])
             out["hard_negatives"] = source.mine_hard_negatives(lambda imgs: predict_fields(m, imgs), rng)
-        epoch_count[0] += 1
         return out
 
-    if cfg.select not in ("val_AP50", "val_AP", "val_AP75"):
-        raise GlomkitError(f"{cfg.out}: select must be val_AP50, val_AP or val_AP75, not {cfg.select!r}")
-    history, best_epoch = run.train_epochs(model, step, validate, select=cfg.select)
+    history, best_epoch = fit_detector(cfg, model, step, validate, cfg.select, t_start, source=source)
     val = evaluate_model_on_fields(model, source.val_fields, threshold=True)
     val_tta = evaluate_model_on_fields(model, source.val_fields, tta=True, threshold=True)
     key = cfg.select.removeprefix("val_")

@@ -1,1 +1,1 @@
-"""glomkit.eval."""
+"""Metrics: circle and box AP (COCOeval), classification and segmentation figures."""

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from glomkit.detect.geometry import circle_iou
+from glomkit.core.geometry import circle_iou
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AR1", "AR10", "AR", "AR_S", "AR_M", "AR_L")
 

@@ -40,8 +40,8 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     return Path(path)
 
 
-def write_png(path: str | Path, image) -> Path:
-    """Write an RGB (H,W,3) or grey (H,W) uint8 array as PNG, atomically."""
+def encode_png(image) -> bytes:
+    """An RGB (H,W,3) or grey (H,W) uint8 array as PNG bytes."""
     import cv2
     import numpy as np
 
@@ -50,5 +50,10 @@ def write_png(path: str | Path, image) -> Path:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
     ok, buf = cv2.imencode(".png", img)
     if not ok:
-        raise OSError(f"{path}: PNG encoding failed")
-    return write_bytes(path, buf.tobytes())
+        raise OSError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def write_png(path: str | Path, image) -> Path:
+    """Write an RGB (H,W,3) or grey (H,W) uint8 array as PNG, atomically."""
+    return write_bytes(path, encode_png(image))

@@ -3,7 +3,7 @@
 One Feature per detection. Its geometry is the segmentation outline when there is one, else the
 detection circle as a 64-point polygon; rings are closed. Coordinates are level-0 px in QuPath's
 frame: QuPath crops OpenSlide images to their bounds, so the geometry is level-0 minus the bounds
-origin (``SlideResult.origin``; zero for most formats, not for MRXS or SCN). Each Feature has a
+origin (``SlideRecord.origin``; zero for most formats, not for MRXS or SCN). Each Feature has a
 stable ``id`` (a UUID derived from the slide and the detection), so that a file re-imported after
 editing updates objects instead of duplicating them. Properties follow QuPath 0.4+: ``objectType``,
 ``name``, ``classification {name, color [r, g, b]}``, ``isLocked``, ``measurements`` (a name ->
@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from glomkit import GlomkitError
+from glomkit.core.records import GlomerulusRecord, SlideRecord
 from glomkit.io.annotation_types import MAX_COORD, Annotation
 from glomkit.io.atomic import write_text
 from glomkit.io.shapes import circle_polygon, closed_ring, enclosing_circle, open_ring, polygon_area
-from glomkit.results import GlomerulusRecord, SlideResult
 
 CIRCLE_POINTS = 64
 # uuid5 namespace of glomkit detections: id = uuid5(NS, "<stem>/<detection id>/<x>/<y>/<r>")
@@ -57,7 +57,7 @@ def _valid_ring(poly: np.ndarray) -> np.ndarray | None:
     return open_ring(np.asarray(fixed.exterior.coords))
 
 
-def _measurements(g: GlomerulusRecord, result: SlideResult) -> dict[str, float]:
+def _measurements(g: GlomerulusRecord, result: SlideRecord) -> dict[str, float]:
     m: dict[str, Any] = {"score": float(g.score)}
     for name in result.scheme.names:
         m[f"prob_{name}"] = g.probs.get(name, float("nan"))
@@ -80,7 +80,7 @@ def feature_id(stem: str, g: GlomerulusRecord) -> str:
     return str(uuid.uuid5(FEATURE_NAMESPACE, key))
 
 
-def feature_of(g: GlomerulusRecord, result: SlideResult) -> dict[str, Any]:
+def feature_of(g: GlomerulusRecord, result: SlideRecord) -> dict[str, Any]:
     """The GeoJSON Feature of one detection, in QuPath's frame (level-0 minus ``result.origin``)."""
     scheme = result.scheme
     color = scheme.get(g.label).color if g.label in scheme.names else UNKNOWN_COLOR
@@ -140,12 +140,12 @@ def _own_circle(props: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def geojson_of(result: SlideResult) -> dict[str, Any]:
+def geojson_of(result: SlideRecord) -> dict[str, Any]:
     """The FeatureCollection of a slide's detections."""
     return {"type": "FeatureCollection", "features": [feature_of(g, result) for g in result.glomeruli]}
 
 
-def write_geojson(path: str | Path, result: SlideResult) -> Path:
+def write_geojson(path: str | Path, result: SlideRecord) -> Path:
     """Write ``result`` as a QuPath-importable GeoJSON FeatureCollection, atomically."""
     text = json.dumps(geojson_of(result), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     return write_text(path, text + "\n")

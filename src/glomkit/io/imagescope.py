@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from glomkit import GlomkitError
+from glomkit.core.records import GlomerulusRecord, SlideRecord
+from glomkit.core.units import MPP_RANGE
 from glomkit.io.annotation_types import MAX_COORD, Annotation
 from glomkit.io.atomic import write_text
 from glomkit.io.shapes import (
@@ -27,8 +29,6 @@ from glomkit.io.shapes import (
     polygon_area,
     polygon_perimeter,
 )
-from glomkit.results import GlomerulusRecord, SlideResult
-from glomkit.slide import MPP_RANGE
 
 REGION_POLYGON, REGION_RECTANGLE, REGION_ELLIPSE, REGION_ARROW, REGION_RULER, REGION_POINT = range(6)
 OUTLINE_SUFFIX = " outline"
@@ -125,7 +125,7 @@ def _region(
         ET.SubElement(verts, "Vertex", X=f"{x:.3f}", Y=f"{y:.3f}", Z="0")
 
 
-def _layers_of(result: SlideResult) -> list[tuple[str, tuple[int, int, int]]]:
+def _layers_of(result: SlideRecord) -> list[tuple[str, tuple[int, int, int]]]:
     """The scheme's classes in order, then any label a record carries that the scheme lacks."""
     layers = [(c.name, tuple(c.color)) for c in result.scheme.classes]
     known = {n for n, _ in layers}
@@ -141,7 +141,7 @@ def _score_text(score: float) -> str:
     return f"{score:.3f}" if math.isfinite(score) else ""
 
 
-def imagescope_xml(result: SlideResult, contents: str = "both") -> str:
+def imagescope_xml(result: SlideRecord, contents: str = "both") -> str:
     """The text of the ImageScope file of a slide's detections (see the module docstring).
 
     ``contents``: ``both`` (circle layers, then outline layers), ``circles`` or ``outlines``. Each
@@ -190,7 +190,7 @@ def imagescope_xml(result: SlideResult, contents: str = "both") -> str:
     return '<?xml version="1.0" encoding="utf-8"?>\n' + body + "\n"
 
 
-def write_imagescope_xml(path: str | Path, result: SlideResult, contents: str = "both") -> Path:
+def write_imagescope_xml(path: str | Path, result: SlideRecord, contents: str = "both") -> Path:
     """Write ``result`` as an Aperio ImageScope annotation file, atomically (``contents``: see
     :func:`imagescope_xml`)."""
     return write_text(path, imagescope_xml(result, contents))

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from glomkit.classify.schemes import ClassScheme
+from glomkit.core.records import GlomerulusRecord, SlideRecord
+from glomkit.core.schemes import ClassScheme
 from glomkit.io.atomic import atomic_path, write_text
-from glomkit.results import GlomerulusRecord, SlideResult
 
 GALLERY_PER_CLASS = 24
 THUMBNAIL_MAX_PX = 1200
@@ -85,7 +85,7 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
-def _mean_area(result: SlideResult) -> dict[str, float | None]:
+def _mean_area(result: SlideRecord) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for name in result.scheme.names:
         a = [g.area_um2 for g in result.glomeruli if g.label == name and math.isfinite(g.area_um2)]
@@ -93,7 +93,7 @@ def _mean_area(result: SlideResult) -> dict[str, float | None]:
     return out
 
 
-def summary_of(result: SlideResult, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def summary_of(result: SlideRecord, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The summary of one slide as a JSON-ready dict (``extra`` keys are added last and win)."""
     ggs = result.ggs_percent()
     summary: dict[str, Any] = {
@@ -119,7 +119,7 @@ def summary_of(result: SlideResult, extra: dict[str, Any] | None = None) -> dict
     return _jsonable(summary)
 
 
-def write_summary(path: str | Path, result: SlideResult, extra: dict | None = None) -> dict:
+def write_summary(path: str | Path, result: SlideRecord, extra: dict | None = None) -> dict:
     """Write ``summary.json`` (see docs/OUTPUTS.md for every key), atomically; return the dict."""
     summary = summary_of(result, extra)
     write_text(path, json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
@@ -142,7 +142,7 @@ def _as_rgb(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a[:, :, :3])
 
 
-def render_thumbnail_overlay(result: SlideResult, max_px: int = THUMBNAIL_MAX_PX) -> np.ndarray:
+def render_thumbnail_overlay(result: SlideRecord, max_px: int = THUMBNAIL_MAX_PX) -> np.ndarray:
     """The slide thumbnail (RGB uint8) with each detection drawn as a circle in its class colour.
 
     Without a thumbnail the circles are drawn on a light grey canvas of the slide's shape.
@@ -279,7 +279,7 @@ def _review_note(summary: dict[str, Any]) -> str:
     )
 
 
-def _counts_table(result: SlideResult, summary: dict[str, Any]) -> str:
+def _counts_table(result: SlideRecord, summary: dict[str, Any]) -> str:
     counts = summary.get("counts") or result.counts()
     areas = summary.get("mean_area_um2") or {}
     rows = []
@@ -320,7 +320,7 @@ def _gallery_sample(records: list[GlomerulusRecord], label: str, k: int) -> list
     return [ranked[i] for i in idx]
 
 
-def _gallery(result: SlideResult, report_dir: Path, per_class: int) -> str:
+def _gallery(result: SlideRecord, report_dir: Path, per_class: int) -> str:
     parts = []
     labels = list(result.scheme.names) + sorted(
         {g.label for g in result.glomeruli} - set(result.scheme.names)
@@ -399,7 +399,7 @@ def _models_table(models: dict[str, Any]) -> str:
     return f'<table id="models">{"".join(rows)}</table>'
 
 
-def report_html(result: SlideResult, summary: dict[str, Any], report_dir: Path | None = None) -> str:
+def report_html(result: SlideRecord, summary: dict[str, Any], report_dir: Path | None = None) -> str:
     """The HTML text of a slide's report; patch paths are relative to ``report_dir``."""
     report_dir = Path(report_dir) if report_dir is not None else Path(".")
     scheme = result.scheme
@@ -448,7 +448,7 @@ def report_html(result: SlideResult, summary: dict[str, Any], report_dir: Path |
     return _page(f"glomkit — {result.stem}", body)
 
 
-def write_report_html(path: str | Path, result: SlideResult, summary: dict) -> Path:
+def write_report_html(path: str | Path, result: SlideRecord, summary: dict) -> Path:
     """Write the self-contained ``report.html`` of one slide, atomically."""
     path = Path(path)
     return write_text(path, report_html(result, summary, path.parent))
@@ -508,7 +508,7 @@ def write_cohort_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def _known_color(name: str, scheme: ClassScheme | None) -> tuple[int, int, int]:
-    from glomkit.classify.schemes import SCHEMES
+    from glomkit.core.schemes import SCHEMES
 
     for s in ([scheme] if scheme is not None else []) + list(SCHEMES.values()):
         if name in s.names:

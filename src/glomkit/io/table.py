@@ -1,4 +1,4 @@
-"""``<stem>_glomeruli.csv``: one row per detection, the columns of ``glomkit.results.table_columns``.
+"""``<stem>_glomeruli.csv``: one row per detection, the columns of ``glomkit.core.records.table_columns``.
 
 A value that was not measured (NaN) is written as an empty cell. ``read_table`` parses numbers
 back (empty numeric cells become NaN) and ``is_glomerulus`` back to a bool.
@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from glomkit import GlomkitError
+from glomkit.core.records import GlomerulusRecord, SlideRecord, table_columns
 from glomkit.io.atomic import atomic_path
-from glomkit.results import GlomerulusRecord, SlideResult, table_columns
 
 TEXT_COLUMNS = {"label", "patch", "mask"}
 INT_COLUMNS = {"id"}
@@ -28,7 +28,7 @@ def _cell(v: Any) -> Any:
     return v
 
 
-def table_row(g: GlomerulusRecord, result: SlideResult) -> dict[str, Any]:
+def table_row(g: GlomerulusRecord, result: SlideRecord) -> dict[str, Any]:
     """The table row of one detection, keyed by column name."""
     mpp = float(result.mpp)
     row: dict[str, Any] = {
@@ -53,7 +53,7 @@ def table_row(g: GlomerulusRecord, result: SlideResult) -> dict[str, Any]:
     return row
 
 
-def write_table(path: str | Path, result: SlideResult) -> Path:
+def write_table(path: str | Path, result: SlideRecord) -> Path:
     """Write the detections of ``result`` as CSV, atomically."""
     columns = table_columns(result.scheme)
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:

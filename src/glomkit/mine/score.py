@@ -43,7 +43,7 @@ def classify_panels(model: OnnxModel, panels: list[np.ndarray], batch_size: int 
         return np.zeros((0, len(model.info.scheme)), dtype=np.float32)
     if "probs" in model.output_names:
         try:  # the classifier stage's own entry point (same resizing as in training)
-            from glomkit.classify.predict import classify_patches
+            from glomkit.infer.classify import classify_patches
         except ImportError:
             classify_patches = None
         if classify_patches is not None:

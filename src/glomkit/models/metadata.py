@@ -187,6 +187,8 @@ class DetectorMetadata(ModelMetadata):
     tta: bool = False
     threshold: float = DEFAULT_COMPONENT_THRESHOLD  # components: probability threshold
     min_diameter_um: float = DEFAULT_MIN_DIAMETER_UM
+    circle: str = "enclosing"  # components: minimum enclosing or equal-area circle
+    split_touching: bool = False  # components: split touching glomeruli
     max_radius_um: float | None = None
 
     def required_outputs(self) -> tuple[str, ...]:
@@ -197,7 +199,7 @@ class DetectorMetadata(ModelMetadata):
 class ClassifierMetadata(ModelMetadata):
     """A classifier: its class scheme (the output order), with names safe to use as folder names."""
 
-    scheme: Any = None  # glomkit.classify.schemes.ClassScheme
+    scheme: Any = None  # glomkit.core.schemes.ClassScheme
 
 
 @dataclass(frozen=True)
@@ -255,9 +257,6 @@ def _detector(f: _Field, meta: Mapping[str, Any], common: dict[str, Any]) -> Det
         max_r = f.number(meta, "max_radius_um", "max_radius_um", None, 0.0, 1e5, lo_open=True)
     else:
         max_r = None
-    if method == "components":
-        f.choice(dec, "decode.circle", "circle", "enclosing", COMPONENT_CIRCLES)
-        f.boolean(dec, "decode.split_touching", "split_touching", False)
     return DetectorMetadata(
         **common,
         mpp=f.number(meta, "mpp", "mpp", DEFAULT_DETECTOR_MPP, lo, hi),
@@ -273,12 +272,14 @@ def _detector(f: _Field, meta: Mapping[str, Any], common: dict[str, Any]) -> Det
         min_diameter_um=f.number(
             dec, "decode.min_diameter_um", "min_diameter_um", DEFAULT_MIN_DIAMETER_UM, 0.0, 1e5
         ),
+        circle=f.choice(dec, "decode.circle", "circle", "enclosing", COMPONENT_CIRCLES),
+        split_touching=f.boolean(dec, "decode.split_touching", "split_touching", False),
         max_radius_um=max_r,
     )
 
 
 def _scheme(f: _Field, meta: Mapping[str, Any]):
-    from glomkit.classify.schemes import ClassScheme, GlomClass
+    from glomkit.core.schemes import ClassScheme, GlomClass
 
     d = meta.get("classes")
     if d is None:

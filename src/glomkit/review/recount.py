@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from glomkit import GlomkitError
+from glomkit.core.records import SlideRecord
 from glomkit.io.paths import path_under
-from glomkit.results import SlideResult
 from glomkit.review.session import (
     REVIEW_DIR,
     find_slide,
@@ -37,7 +37,7 @@ def recount(
     slide: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write ``review/summary.json`` and ``review/report.html`` of an output folder; return the summary."""
-    from glomkit.classify.schemes import ClassScheme
+    from glomkit.core.schemes import ClassScheme
     from glomkit.io.report import write_report_html, write_summary
 
     t0 = time.perf_counter()
@@ -64,7 +64,7 @@ def recount(
             it.patch = "../" + patches[it.id]  # the report sits in review/
     counts = review_counts(items, scheme, mpp)
     unknown = sorted({it.label for it in items if it.label not in scheme.names})
-    result = SlideResult(
+    result = SlideRecord(
         stem=stem,
         source=str(summary.get("source", "")),
         mpp=mpp,

@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from glomkit import GlomkitError
-from glomkit.classify.schemes import FIVE_CLASS, ClassScheme
+from glomkit.core.records import GlomerulusRecord, SlideRecord
+from glomkit.core.schemes import FIVE_CLASS, ClassScheme
 from glomkit.io.annotations import Annotation
 from glomkit.io.paths import path_under
-from glomkit.results import GlomerulusRecord, SlideResult
 
 REVIEW_DIR = "review"
 STATUSES = ("unreviewed", "accepted", "relabelled", "rejected", "added")
@@ -334,10 +334,10 @@ class ReviewSession:
         with self._lock:
             return sorted(self.items.values(), key=lambda it: it.id)
 
-    def result(self) -> SlideResult:
-        """The reviewed set as a :class:`SlideResult` in the review scheme (counts, writers)."""
+    def result(self) -> SlideRecord:
+        """The reviewed set as a :class:`SlideRecord` in the review scheme (counts, writers)."""
         recs = [record_of(it, self.scheme, self.mpp) for it in self.item_list()]
-        return SlideResult(
+        return SlideRecord(
             stem=self.stem,
             source=str(self.summary.get("source", self.slide_path)),
             mpp=self.mpp,
@@ -471,7 +471,7 @@ class ReviewSession:
 def review_counts(items: list[ReviewItem], scheme: ClassScheme, mpp: float = 1.0) -> dict[str, Any]:
     """Counts per class, glomeruli, sclerosed and the GGS % of a reviewed set, plus review progress."""
     recs = [record_of(it, scheme, mpp) for it in items]
-    result = SlideResult(stem="", source="", mpp=mpp, width=0, height=0, scheme=scheme, glomeruli=recs)
+    result = SlideRecord(stem="", source="", mpp=mpp, width=0, height=0, scheme=scheme, glomeruli=recs)
     ggs = result.ggs_percent()
     status = {s: 0 for s in STATUSES}
     for it in items:

@@ -1,7 +1,6 @@
-"""glomkit.segment: glomerulus segmentation.
+"""glomkit.segment: training and studies of glomerulus segmenters (torch, ``glomkit[train]``).
 
-Torch-free (inference path): ``predict`` (segment_patches), ``morphometry`` (mask -> polygon,
-area, diameter, perimeter), ``dataset`` (reading and fitting image/mask pairs), ``evaluate``.
-Torch (training, ``glomkit[train]``): ``registry`` (create_segmenter), ``encoders``,
-``deeplabv3``, ``unet``, ``segnet``, ``train``, ``study``.
+``registry`` (create_segmenter), ``encoders``, ``deeplabv3``, ``unet``, ``segnet``, ``train``,
+``study``; ``dataset`` reads image/mask pairs, ``evaluate`` scores an ONNX segmenter on them.
+Inference (segment_patches, morphometry) lives in ``glomkit.infer``.
 """

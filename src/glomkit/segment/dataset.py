@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from glomkit import GlomkitError
+from glomkit.infer.segment import fit_to_size
 from glomkit.io.images import IMAGE_SUFFIXES
 
 
@@ -81,30 +82,6 @@ def read_mask(path: str | Path) -> np.ndarray:
     if m is None:
         raise GlomkitError(f"{path}: not a readable mask image")
     return m > 127
-
-
-def fit_to_size(img: np.ndarray, size: int, mode: str, is_mask: bool = False) -> np.ndarray:
-    """Bring an image (or mask) to size x size: bilinear ``resize``, or constant ``pad`` (centred, 0)."""
-    h, w = img.shape[:2]
-    if mode == "pad" and h <= size and w <= size:
-        top, left = (size - h) // 2, (size - w) // 2
-        return cv2.copyMakeBorder(
-            img, top, size - h - top, left, size - w - left, cv2.BORDER_CONSTANT, value=0
-        )
-    if mode not in ("pad", "resize"):
-        raise GlomkitError(f"unknown resize mode {mode!r} (pad or resize)")
-    interp = cv2.INTER_NEAREST if is_mask else cv2.INTER_LINEAR
-    return cv2.resize(img, (size, size), interpolation=interp)
-
-
-def unfit_from_size(prob: np.ndarray, shape: tuple[int, int], mode: str) -> np.ndarray:
-    """Inverse of :func:`fit_to_size` for a probability map: crop the padding or resize back."""
-    size = prob.shape[0]
-    h, w = shape
-    if mode == "pad" and h <= size and w <= size:
-        top, left = (size - h) // 2, (size - w) // 2
-        return prob[top : top + h, left : left + w]
-    return cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def load_arrays(samples: list[SegSample], size: int, mode: str) -> tuple[np.ndarray, np.ndarray]:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from glomkit import GlomkitError
 from glomkit.eval.segmentation import segmentation_metrics
+from glomkit.infer.segment import predict_probs
 from glomkit.models.runtime import OnnxModel
 from glomkit.segment.dataset import SegSample, load_samples, read_mask, read_rgb
-from glomkit.segment.predict import predict_probs
 
 
 def select_split(samples: list[SegSample], meta: dict, split: str) -> list[SegSample]:

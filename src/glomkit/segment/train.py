@@ -2,7 +2,8 @@
 
 The run is seeded and resumable (a checkpoint of state dicts beside the model, loaded with
 ``weights_only=True``), stops at ``max_minutes`` (the cosine learning-rate schedule follows
-whichever of epochs or wall clock runs out first, so a time-limited run still anneals), and
+whichever of epochs or wall clock runs out first, so a time-limited run still anneals), trains
+on the shared loop (``glomkit.train.loop``), and
 writes an ONNX model whose metadata carries the split, the training settings and the held-out
 test metrics measured on the exported ONNX file.
 
@@ -13,11 +14,8 @@ Usage::
 
 from __future__ import annotations
 
-import copy
 import json
-import math
 import os
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,7 +23,7 @@ import numpy as np
 
 from glomkit import GlomkitError
 from glomkit.data.bueno import split_train_val_test
-from glomkit.io.atomic import atomic_path, write_text
+from glomkit.io.atomic import write_text
 from glomkit.models.export import update_metadata
 from glomkit.models.runtime import IMAGENET_MEAN, IMAGENET_STD
 from glomkit.segment.dataset import augment, load_arrays, load_samples
@@ -110,16 +108,6 @@ def _validate(model, imgs: np.ndarray, masks: np.ndarray, device, batch: int = 1
     return float(sum(losses) / len(imgs)), float(np.mean(dices))
 
 
-def _lr_at(cfg: SegTrainConfig, step: int, total_steps: int, elapsed: float) -> float:
-    warm = max(1, min(100, total_steps // 20))
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    p = step / max(1, total_steps)
-    if cfg.max_minutes:
-        p = max(p, elapsed / (cfg.max_minutes * 60))
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
-
-
 def _warm_start(model, cfg: SegTrainConfig, tr_x: np.ndarray, device) -> dict:
     """Load ``cfg.init`` (an exported segmenter, "bundled" for the bundled one) into ``model``.
 
@@ -153,16 +141,15 @@ def train_segmenter(cfg: SegTrainConfig) -> Path:
     import torch
 
     from glomkit.models.export import export_onnx
-    from glomkit.progress import job_progress
     from glomkit.segment.evaluate import evaluate_segmenter
     from glomkit.segment.registry import create_segmenter
+    from glomkit.train.loop import LoopConfig, Schedule, Task, pick_device, train_loop
 
     out, ckpt_path, hist_path = _paths(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = torch.device("cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    device = pick_device("auto" if cfg.device in ("auto", "cuda") else cfg.device)
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
 
     samples = load_samples(cfg.data)
     if len({s.slide for s in samples}) < cfg.n_folds:
@@ -177,90 +164,60 @@ def train_segmenter(cfg: SegTrainConfig) -> Path:
     va_x, va_y = load_arrays([samples[i] for i in va], cfg.size, cfg.resize_mode)
 
     model = create_segmenter(cfg.arch, cfg.encoder).to(device)
-    init_record = _warm_start(model, cfg, tr_x, device) if cfg.init and not cfg.resume else {}
+    resume = cfg.resume and ckpt_path.is_file()
+    init_record = _warm_start(model, cfg, tr_x, device) if cfg.init and not resume else {}
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(tr_x) // cfg.batch)
-    total_steps = steps_per_epoch * cfg.epochs
-    state = {"epoch": 0, "step": 0, "elapsed": 0.0, "best_dice": -1.0, "best_epoch": -1, "history": []}
-    best_state = copy.deepcopy(model.state_dict())
-    if cfg.resume and ckpt_path.is_file():
-        from glomkit.models.checkpoint import load_torch_file
+    warmup = max(1, min(100, steps_per_epoch * cfg.epochs // 20))
 
-        keys = ("model", "optimizer", "best_model", "state", "rng", "torch_rng")
-        ck = load_torch_file(ckpt_path, device, "training checkpoint", keys)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        best_state = ck["best_model"]
-        state = json.loads(ck["state"])
-        rng.bit_generator.state = json.loads(ck["rng"])
-        torch.set_rng_state(ck["torch_rng"])
+    def batches(epoch: int):
+        rng = np.random.default_rng([cfg.seed, epoch])
+        order = rng.permutation(len(tr_x))
+        for b in range(steps_per_epoch):
+            pairs = [augment(tr_x[i], tr_y[i], rng) for i in order[b * cfg.batch : (b + 1) * cfg.batch]]
+            x = _to_tensor(np.stack([p[0] for p in pairs]), device)
+            y = torch.from_numpy(np.stack([p[1] for p in pairs])[:, None].astype(np.float32)).to(device)
+            yield x, y
 
-    t0 = time.monotonic() - state["elapsed"]
-    budget = cfg.max_minutes * 60 if cfg.max_minutes else float("inf")
-    stop = state["elapsed"] >= budget
-    with job_progress(disable=not cfg.show_progress) as progress:
-        task = progress.add_task(f"train {cfg.arch}", total=total_steps, completed=state["step"], info="")
-        while state["epoch"] < cfg.epochs and not stop:
-            model.train()
-            order = rng.permutation(len(tr_x))
-            run_loss, n_seen = 0.0, 0
-            for b in range(steps_per_epoch):
-                idx = order[b * cfg.batch : (b + 1) * cfg.batch]
-                pairs = [augment(tr_x[i], tr_y[i], rng) for i in idx]
-                x = _to_tensor(np.stack([p[0] for p in pairs]), device)
-                y = torch.from_numpy(np.stack([p[1] for p in pairs])[:, None].astype(np.float32)).to(device)
-                lr = _lr_at(cfg, state["step"], total_steps, time.monotonic() - t0)
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                loss = dice_bce_loss(model(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                state["step"] += 1
-                run_loss += float(loss.detach()) * len(idx)
-                n_seen += len(idx)
-                progress.update(
-                    task, advance=1, info=f"epoch {state['epoch'] + 1} loss {run_loss / n_seen:.3f}"
-                )
-                if time.monotonic() - t0 >= budget:
-                    stop = True
-                    break
-            val_loss, val_dice = _validate(model, va_x, va_y, device)
-            state["epoch"] += 1
-            state["elapsed"] = time.monotonic() - t0
-            state["history"].append(
-                {
-                    "epoch": state["epoch"],
-                    "train_loss": run_loss / max(1, n_seen),
-                    "val_loss": val_loss,
-                    "val_dice": val_dice,
-                    "lr": lr,
-                    "elapsed_s": round(state["elapsed"], 1),
-                }
-            )
-            if val_dice > state["best_dice"]:
-                state["best_dice"], state["best_epoch"] = val_dice, state["epoch"]
-                best_state = copy.deepcopy(model.state_dict())
-            progress.console.log(
-                f"epoch {state['epoch']}: train loss {run_loss / max(1, n_seen):.4f} "
-                f"val loss {val_loss:.4f} val Dice {val_dice:.4f} (best {state['best_dice']:.4f} @ {state['best_epoch']})"
-            )
-            ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(ckpt_path) as tmp:
-                torch.save(
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": opt.state_dict(),
-                        "best_model": best_state,
-                        "state": json.dumps(state),
-                        "rng": json.dumps(rng.bit_generator.state),
-                        "torch_rng": torch.get_rng_state(),
-                    },
-                    tmp,
-                )
-            write_text(hist_path, json.dumps(state["history"], indent=1))
+    def record(stats) -> dict:
+        val_loss, val_dice = _validate(model, va_x, va_y, device)
+        return {
+            "epoch": stats.epoch + 1,
+            "train_loss": stats.loss,
+            "val_loss": val_loss,
+            "val_dice": val_dice,
+            "lr": stats.lr,
+            "elapsed_s": round(stats.elapsed_s, 1),
+        }
 
-    model.load_state_dict(best_state)
+    task = Task(
+        model,
+        opt,
+        batches,
+        lambda b: dice_bce_loss(model(b[0]), b[1]),
+        record,
+        on_epoch=lambda history: write_text(hist_path, json.dumps(history, indent=1)),
+    )
+    loop = LoopConfig(
+        epochs=cfg.epochs,
+        steps_per_epoch=steps_per_epoch,
+        # linear warmup from lr/warmup over 5 % of the updates (at most 100), cosine to 0 over the run
+        schedule=Schedule(warmup=warmup, warmup_start=1.0 / warmup),
+        select="val_dice",
+        max_minutes=cfg.max_minutes or None,
+        checkpoint=ckpt_path,
+        resume=ckpt_path if resume else None,
+        description=f"train {cfg.arch}",
+        progress=cfg.show_progress,
+    )
+    res = train_loop(task, loop)
+    best = res.best_record or {}
+    state = {
+        "epoch": len(res.history),
+        "elapsed": res.elapsed_s,
+        "best_dice": best.get("val_dice", -1.0),
+        "best_epoch": best.get("epoch", -1),
+    }
     model = model.to("cpu").eval()
     slides = lambda idx: sorted({samples[i].slide for i in idx})  # noqa: E731
     cfg_dict = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}

@@ -1,6 +1,1 @@
 """Slide access: OpenSlide and plain images, tissue mask, tile grid, threaded tile reader."""
-
-# Plausible level-0 µm/px of a microscopy image: 0.05 (beyond a 100x oil objective) to 10 (a 1x
-# overview). Outside it the scale is a typo (25 for 0.25) or broken metadata. (Here, not in
-# reader.py, so that the CLI can state it in --help without importing OpenCV.)
-MPP_RANGE = (0.05, 10.0)

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from glomkit import GlomkitError
-from glomkit.slide import MPP_RANGE
+from glomkit.core.units import MPP_RANGE
 
 OPENSLIDE_SUFFIXES = {
     ".svs",
@@ -42,7 +42,7 @@ def check_mpp(mpp: float, where: str, what: str = "--mpp") -> float:
         raise GlomkitError(f"{where}: {what} must be a number of µm per pixel, got {mpp!r}") from None
     if not (math.isfinite(f) and lo <= f <= hi):
         raise GlomkitError(
-            f"{where}: {what} {mpp:g} µm/px is outside the plausible range for microscopy [{lo:g}, {hi:g}]"
+            f"{where}: {what} {f:g} µm/px is outside the plausible range for microscopy [{lo:g}, {hi:g}]"
         )
     return f
 
@@ -79,7 +79,14 @@ class Slide:
     fails with a message asking for ``--mpp``.
     """
 
-    def __init__(self, path: str | Path, mpp: float | None = None, max_pixels: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        mpp: float | None = None,
+        max_pixels: int | None = None,
+        mpp_arg: str = "--mpp",
+    ) -> None:
+        # mpp_arg: how the error messages name the mpp setting (the CLI's flag, or the API's mpp=)
         self.path = Path(path)
         self.max_pixels = max_pixels
         if not self.path.exists():
@@ -91,15 +98,41 @@ class Slide:
         self._open()
         found = self._find_mpp()
         if mpp is not None:
-            self.mpp = check_mpp(mpp, str(self.path))
+            self.mpp = check_mpp(mpp, str(self.path), mpp_arg)
             self.mpp_source = "user"
         elif found is not None:
-            self.mpp = check_mpp(found, str(self.path), "the slide's recorded scale (pass --mpp to override)")
+            self.mpp = check_mpp(
+                found, str(self.path), f"the slide's recorded scale (pass {mpp_arg} to override)"
+            )
             self.mpp_source = "slide"
         else:
-            raise GlomkitError(f"{self.path}: the slide does not record its scale; pass --mpp (µm per pixel)")
+            raise GlomkitError(
+                f"{self.path}: the slide does not record its scale; pass {mpp_arg} (µm per pixel)"
+            )
 
     # -- opening -------------------------------------------------------------------------
+    @classmethod
+    def from_array(cls, image: np.ndarray, mpp: float, name: str = "image") -> Slide:
+        """A single-level slide over an RGB uint8 array (H, W, 3) at ``mpp`` µm/px (no file)."""
+        img = np.asarray(image)
+        if img.ndim != 3 or img.shape[2] not in (3, 4) or img.dtype != np.uint8:
+            raise GlomkitError(f"image: expected an RGB uint8 array (H, W, 3), got {img.dtype} {img.shape}")
+        if mpp is None:
+            raise GlomkitError("image: a numpy image records no scale; pass mpp= (µm per pixel)")
+        self = cls.__new__(cls)
+        self.path = Path(name)
+        self.max_pixels = None
+        self._osr = None
+        self._image = np.ascontiguousarray(img[:, :, :3])
+        self.format = "array"
+        self.height, self.width = self._image.shape[:2]
+        self.level_dimensions = [(self.width, self.height)]
+        self.level_downsamples = [1.0]
+        self.bounds = (0, 0, self.width, self.height)
+        self.mpp = check_mpp(mpp, name, "mpp=")
+        self.mpp_source = "user"
+        return self
+
     def _open(self) -> None:
         import openslide
 

@@ -1,13 +1,14 @@
 """SimSiam (Chen & He 2021) on a timm backbone with lightly's heads and loss.
 
 Two augmented views, projector, predictor, stop-gradient on the target branch, symmetric
-negative cosine similarity. The saved encoder is the backbone alone:
+negative cosine similarity, trained on the shared loop (``glomkit.train.loop``: SGD, cosine
+learning rate to 0, no warmup, checkpoint ``<out>.ckpt`` after every epoch). The saved encoder is
+the backbone alone:
 ``{"backbone": timm_name, "state_dict": ..., "meta": {...}}`` (``torch.load(weights_only=True)``).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -101,12 +102,6 @@ def view_transform(size: int) -> v2.Compose:
     )
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def load_encoder(path: str | Path) -> tuple[nn.Module, dict]:
     """(timm backbone with the saved weights, meta) from an encoder file."""
     from glomkit.models.checkpoint import load_torch_file
@@ -181,9 +176,13 @@ def _knn_monitor(folder: str, size: int) -> Callable[[nn.Module, torch.device], 
 def pretrain_simsiam(
     config: SimSiamConfig, progress: Callable[[int, int, float], None] | None = None
 ) -> Path:
-    """Train SimSiam on every image under ``config.images``; write the encoder file; return its path."""
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed)
+    """Train SimSiam on every image under ``config.images``; write the encoder file; return its path.
+
+    ``progress(step, total_steps, loss)`` is called after every update.
+    """
+    from glomkit.train.loop import LoopConfig, Task, pick_device, seed_everything, train_loop
+
+    seed_everything(config.seed)
     out = Path(config.out)
     ckpt = out.with_name(out.name + ".ckpt")
     device = pick_device(config.device)
@@ -196,74 +195,51 @@ def pretrain_simsiam(
     )
     batch = min(config.batch_size, len(paths))
     steps_per_epoch = max(1, len(paths) // batch)
-    total_steps = max(1, config.epochs * steps_per_epoch)
     monitor = _knn_monitor(config.knn_data, min(config.size, 128)) if config.knn_data else None
-    history: list[dict] = []
-    start_epoch = 0
-    if config.resume and ckpt.is_file():
-        from glomkit.models.checkpoint import load_torch_file
-
-        state = load_torch_file(ckpt, "cpu", "training checkpoint", ("model", "opt", "epoch", "history"))
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        start_epoch = int(state["epoch"])
-        history = list(state["history"])
     transform = view_transform(config.size)
-    gen = torch.Generator().manual_seed(config.seed)
     t0 = time.monotonic()
-    step = start_epoch * steps_per_epoch
-    stopped = "epochs"
-    epoch = start_epoch
-    model.train()
-    for epoch in range(start_epoch, config.epochs):
+    last_z: list[torch.Tensor] = []
+
+    def batches(epoch: int):
+        gen = torch.Generator().manual_seed(config.seed * 1000 + epoch)
         perm = torch.randperm(len(paths), generator=gen)
-        losses = []
-        te = time.monotonic()
         for b in range(steps_per_epoch):
-            idx = perm[b * batch : (b + 1) * batch]
-            x = data[idx]
-            x0 = torch.stack([transform(im) for im in x]).to(device)
+            x = data[perm[b * batch : (b + 1) * batch]]
+            x0 = torch.stack([transform(im) for im in x]).to(device)  # the global torch RNG
             x1 = torch.stack([transform(im) for im in x]).to(device)
-            lr = config.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
-            for g in opt.param_groups:
-                g["lr"] = lr
-            z0, p0 = model(x0)
-            z1, p1 = model(x1)
-            loss = simsiam_loss(z0, p0, z1, p1)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-            step += 1
-            if progress:
-                progress(step, total_steps, losses[-1])
-            if config.max_steps and step >= config.max_steps:
-                stopped = "max_steps"
-                break
-            if config.max_minutes and time.monotonic() - t0 > config.max_minutes * 60:
-                stopped = "max_minutes"
-                break
+            yield x0, x1
+
+    def loss(views):
+        z0, p0 = model(views[0])
+        z1, p1 = model(views[1])
+        last_z[:] = [z0]
+        return simsiam_loss(z0, p0, z1, p1)
+
+    def record(stats) -> dict:
         rec = {
-            "epoch": epoch + 1,
-            "loss": float(np.mean(losses)),
-            "seconds": round(time.monotonic() - te, 1),
-            "z_std": float(torch.nn.functional.normalize(z0, dim=1).std(0).mean()),
+            "epoch": stats.epoch + 1,
+            "loss": stats.loss,
+            "seconds": round(time.monotonic() - stats.started, 1),
+            "z_std": float(torch.nn.functional.normalize(last_z[0], dim=1).std(0).mean()),
         }
         if monitor is not None:
             rec["knn_bacc"] = monitor(model.backbone, device)
-        history.append(rec)
-        with atomic_path(ckpt) as tmp:
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "opt": opt.state_dict(),
-                    "epoch": epoch + 1,
-                    "history": history,
-                },
-                tmp,
-            )
-        if stopped != "epochs":
-            break
+        return rec
+
+    task = Task(model, opt, batches, loss, record, on_step=progress)
+    loop = LoopConfig(
+        epochs=config.epochs,
+        steps_per_epoch=steps_per_epoch,
+        max_minutes=config.max_minutes or None,
+        budget_schedule=False,  # the cosine is planned over the epochs; the budget only stops
+        max_steps=config.max_steps or None,
+        checkpoint=ckpt,
+        resume=ckpt if config.resume and ckpt.is_file() else None,
+        description="SimSiam",
+        progress=False,  # the caller's ``progress`` shows it
+    )
+    res = train_loop(task, loop)
+    history, step, stopped = res.history, res.updates, res.stopped
     meta = {k: v for k, v in asdict(config).items() if k not in ("extra",)}
     meta.update(
         {

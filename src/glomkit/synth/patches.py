@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from glomkit.classify.schemes import FIVE_CLASS
+from glomkit.core.schemes import FIVE_CLASS
 from glomkit.io.atomic import write_png, write_text
 from glomkit.synth.glomerulus import render_glomerulus
 from glomkit.synth.stain import jitter_palette

@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 
 from glomkit import GlomkitError
-from glomkit.classify.schemes import FIVE_CLASS
+from glomkit.core.records import GlomerulusRecord, SlideRecord
+from glomkit.core.schemes import FIVE_CLASS
 from glomkit.io.atomic import atomic_path
-from glomkit.results import GlomerulusRecord, SlideResult
 from glomkit.synth.glomerulus import RoundShape, draw_shape, render_glomerulus_layer
 from glomkit.synth.stain import jitter_palette
 from glomkit.synth.tissue import render_tissue
@@ -178,8 +178,8 @@ def make_scene(
     return scene
 
 
-def truth_of(scene: Scene, path: str | Path) -> SlideResult:
-    """The scene's objects as a five-class SlideResult (label = true class, score 1)."""
+def truth_of(scene: Scene, path: str | Path) -> SlideRecord:
+    """The scene's objects as a five-class SlideRecord (label = true class, score 1)."""
     path = Path(path)
     records = []
     for o in scene.objects:
@@ -202,7 +202,7 @@ def truth_of(scene: Scene, path: str | Path) -> SlideResult:
             polygon=poly,
         )
         records.append(rec)
-    return SlideResult(
+    return SlideRecord(
         stem=path.stem,
         source=str(path),
         mpp=scene.mpp,
@@ -401,7 +401,7 @@ def synthesize_slide(
     progress: Callable[[int], None] | None = None,
     workers: int = 1,
     tissue_fraction: float | None = None,
-) -> SlideResult:
+) -> SlideRecord:
     """Write a synthetic pyramidal TIFF at ``path`` and return its ground truth.
 
     ``progress`` is called with the number of tiles just written (see :func:`count_tiles`);
@@ -456,7 +456,7 @@ def synthesize_slide(
     return result
 
 
-def write_truth(result: SlideResult, slide_path: str | Path) -> list[Path]:
+def write_truth(result: SlideRecord, slide_path: str | Path) -> list[Path]:
     """Write ``<stem>_truth.csv``, ``.xml`` and ``.geojson`` beside the slide; return the paths."""
     from glomkit.io.geojson import write_geojson
     from glomkit.io.imagescope import write_imagescope_xml

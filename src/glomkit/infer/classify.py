@@ -54,8 +54,8 @@ def classify_and_decide(
     model: OnnxModel, patches: np.ndarray | Sequence[np.ndarray], batch_size: int = 32
 ) -> tuple[np.ndarray, np.ndarray]:
     """(calibrated probabilities (N, C), class index (N,)): the model's temperature and GGS
-    threshold applied (:class:`glomkit.classify.decision.Decision`; argmax without them)."""
-    from glomkit.classify.decision import Decision
+    threshold applied (:class:`glomkit.infer.decision.Decision`; argmax without them)."""
+    from glomkit.infer.decision import Decision
 
     decision = Decision.from_meta(model.meta)
     probs = decision.calibrate(classify_patches(model, patches, batch_size)).astype(np.float32)

@@ -1,0 +1,179 @@
+"""Slide-wide detection: the tile loop of a detector over a slide (ONNX Runtime, no torch).
+
+Tiles at the detector's working mpp are read in background threads, batched through the model
+and decoded by the model's kind (``glomkit.infer.kinds``); circles cut by an interior tile edge
+are dropped (the overlap shows them whole in a neighbouring tile), and circle NMS merges the rest.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from glomkit import GlomkitError
+from glomkit.core.geometry import circle_nms
+from glomkit.infer.kinds import kind_of
+from glomkit.infer.tta import flip_tta
+from glomkit.models.metadata import DetectorMetadata
+from glomkit.slide.grid import Tile, TileGrid
+from glomkit.slide.reader import Slide
+from glomkit.slide.tile_reader import prefetch_map
+
+ProgressHook = Callable[[str, int, int], None]  # (stage, done, total)
+Region = tuple[float, float, float, float]  # level-0 x, y, w, h
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """How the tile loop runs; ``None`` settings come from the model's metadata."""
+
+    tile_px: int = 1024  # tile side in model px (multiple of 32)
+    overlap_um: float = 320.0  # ≥ one large glomerulus diameter
+    batch_tiles: int = 2
+    read_threads: int = 2
+    score_threshold: float | None = None
+    tta: bool | None = None  # h/v flip averaging
+    nms_iou: float = 0.35
+    min_tissue: float = 0.01
+
+
+def detection_tta(tta: bool | None, meta: DetectorMetadata) -> bool:
+    """Whether detection averages h/v flips: ``tta`` if set, else the model's ``decode.tta``."""
+    return bool(tta) if tta is not None else meta.tta
+
+
+def score_threshold(thr: float | None, meta: DetectorMetadata) -> float:
+    """``thr`` if set, else the model's ``decode.score_threshold``."""
+    return float(thr) if thr is not None else meta.score_threshold
+
+
+def clip_region(slide: Slide, region: Region | None, where: str = "region") -> tuple[int, int, int, int]:
+    """The level-0 box to analyse: the slide's bounds, or ``region`` clipped to them (a one-line
+    GlomkitError when it misses the slide or is empty)."""
+    bx, by, bw, bh = slide.bounds
+    if region is None:
+        return bx, by, bw, bh
+    try:
+        x, y, w, h = (float(v) for v in region)
+    except (TypeError, ValueError):
+        raise GlomkitError(f"{where}: expected (x, y, width, height) in level-0 px, got {region!r}") from None
+    if not all(math.isfinite(v) for v in (x, y, w, h)) or w <= 0 or h <= 0:
+        raise GlomkitError(f"{where}: width and height must be positive and finite, got {region!r}")
+    x0, y0 = max(bx, int(math.floor(x))), max(by, int(math.floor(y)))
+    x1, y1 = min(bx + bw, int(math.ceil(x + w))), min(by + bh, int(math.ceil(y + h)))
+    if x1 <= x0 or y1 <= y0:
+        raise GlomkitError(
+            f"{where}: {region!r} lies outside the slide {slide.path.name} (bounds {slide.bounds})"
+        )
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def keep_uncut(c: np.ndarray, tile: Tile) -> np.ndarray:
+    """Drop circles cut by an interior tile edge (the overlap shows them whole in a neighbour)."""
+    if len(c) == 0:
+        return c
+    x, y, r = c[:, 0], c[:, 1], c[:, 2]
+    ok = np.ones(len(c), bool)
+    if not tile.at_left:
+        ok &= x - r >= 0
+    if not tile.at_top:
+        ok &= y - r >= 0
+    if not tile.at_right:
+        ok &= x + r <= tile.out_w
+    if not tile.at_bottom:
+        ok &= y + r <= tile.out_h
+    return c[ok]
+
+
+def detect_circles(
+    slide: Slide,
+    detector,
+    options: DetectOptions = DetectOptions(),
+    tissue: np.ndarray | None = None,
+    tissue_ds: float = 1.0,
+    region: Region | None = None,
+    progress: ProgressHook | None = None,
+    stats: dict[str, float] | None = None,
+) -> np.ndarray:
+    """Detection over the slide (or ``region``): (N, 4) x, y, r, score in level-0 px after NMS.
+
+    ``detector`` is an ``OnnxModel``; ``tissue`` a boolean mask whose (0, 0) is the slide's bounds
+    origin, at ``tissue_ds`` level-0 px per mask px (tiles with less tissue are skipped).
+    """
+    meta = detector.info.typed
+    model_mpp = meta.mpp
+    kind = kind_of(meta, detector.path)
+    tta = detection_tta(options.tta, meta)
+    thr = score_threshold(options.score_threshold, meta)
+    tile_px = int(options.tile_px) // 32 * 32
+    overlap = int(round(options.overlap_um / model_mpp))
+    box = clip_region(slide, region)
+    grid = TileGrid(box, slide.mpp, model_mpp, tile_px, min(overlap, tile_px - 32))
+    grid.check_size(str(slide.path))
+    if tissue is not None and box != tuple(slide.bounds):
+        r0, c0 = int((box[1] - slide.bounds[1]) / tissue_ds), int((box[0] - slide.bounds[0]) / tissue_ds)
+        tissue = tissue[r0:, c0:]
+    tiles = grid.tiles(tissue, tissue_ds, options.min_tissue)
+    total = len(tiles)
+    found: list[np.ndarray] = []
+    if stats is not None:
+        stats.update(tiles=float(total), read_s=0.0, compute_s=0.0, pixels=0.0)
+
+    def read(tile: Tile) -> np.ndarray:
+        t0 = time.perf_counter()
+        img = slide.read_region_scaled(tile.x, tile.y, tile.w, tile.h, tile.out_w, tile.out_h)
+        if stats is not None:
+            stats["read_s"] += time.perf_counter() - t0
+            stats["pixels"] += float(tile.out_w * tile.out_h)
+        return img
+
+    batch_imgs: list[np.ndarray] = []
+    batch_tiles: list[Tile] = []
+    done = 0
+
+    def flush() -> None:
+        nonlocal done
+        if not batch_imgs:
+            return
+        t0 = time.perf_counter()
+        batch = np.stack(batch_imgs)
+        out = (
+            flip_tta(detector.run_images, batch, unflipped_only=kind.unflipped)
+            if tta
+            else detector.run_images(batch)
+        )
+        if stats is not None:
+            stats["compute_s"] += time.perf_counter() - t0
+        for k, tile in enumerate(batch_tiles):
+            c = keep_uncut(kind.decode_tile(out, k, meta, thr, tile), tile)
+            if len(c):
+                c = c.copy()
+                c[:, :3] *= grid.scale
+                c[:, 0] += tile.x
+                c[:, 1] += tile.y
+                found.append(c)
+        done += len(batch_tiles)
+        batch_imgs.clear()
+        batch_tiles.clear()
+        if progress:
+            progress("tiles", done, total)
+
+    for tile, img in prefetch_map(
+        read, tiles, threads=options.read_threads, depth=max(4, 2 * options.batch_tiles)
+    ):
+        padded = np.full((tile_px, tile_px, 3), 255, np.uint8)
+        padded[: img.shape[0], : img.shape[1]] = img
+        batch_imgs.append(padded)
+        batch_tiles.append(tile)
+        if len(batch_imgs) >= options.batch_tiles:
+            flush()
+    flush()
+    if not found:
+        return np.zeros((0, 4))
+    allc = np.concatenate(found)
+    keep = circle_nms(allc[:, :3], allc[:, 3], options.nms_iou)
+    return allc[keep]

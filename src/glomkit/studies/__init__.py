@@ -1,0 +1,1 @@
+"""Study runners over the metrics of ``glomkit.eval``: the label-fraction study."""
