@@ -107,6 +107,7 @@ def test_unknown_backbone(bad):
         make_backbone(bad)
 
 
+@pytest.mark.slow
 def test_resume_continues_the_run(tmp_path):
     from glomkit.ssl.simsiam import SimSiamConfig, load_encoder, pretrain_simsiam
 
