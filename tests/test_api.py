@@ -175,3 +175,20 @@ def test_roi_bounds_the_analysis_in_the_api_and_the_cli(slide, result, tmp_path)
         cli, ["run", str(path), "-o", str(tmp_path / "o2"), "--roi", str(empty), "--quiet"]
     )
     assert res.exit_code != 0 and "empty.geojson" in res.output and "Traceback" not in res.output
+
+
+def test_records_turn_into_dataframes_without_running_a_model():
+    pytest.importorskip("pandas")
+    from glomkit.api import Detection, Detections
+    from glomkit.core.records import GlomerulusRecord, table_columns
+    from glomkit.core.schemes import COARSE
+
+    found = Detections([Detection(10.0, 20.0, 5.0, 0.9, 0.5), Detection(1.0, 2.0, 3.0, 0.4, 0.5)])
+    df = found.to_dataframe()
+    assert list(df.columns) == ["x", "y", "radius", "score", "mpp"] and df["score"].tolist() == [0.9, 0.4]
+    assert Detections().to_dataframe().empty
+    recs = [GlomerulusRecord(id=i, x=i * 10.0, y=5.0, radius=4.0, score=0.5, label="normal") for i in (1, 2)]
+    res = glomkit.SlideResult("s", "s.tif", 0.5, 100, 100, COARSE, recs)
+    table = res.to_dataframe()
+    assert list(table.columns) == table_columns(COARSE) and table["x"].tolist() == [10.0, 20.0]
+    assert res.summary["n_glomeruli"] == 2 and res.summary["ggs_percent"] == 0.0
