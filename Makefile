@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_BASE := $(VENV)/.installed-base
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: demo test lint format clean bench
+.PHONY: demo test test-fast lint format clean bench
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: $(STAMP_BASE)
 
 test: $(STAMP_DEV)
 	$(BIN)/python -m pytest -p no:cacheprovider tests
+
+# the fast lane: every test not marked slow (under a minute on 2 cores); `make test` runs them all
+test-fast: $(STAMP_DEV)
+	$(BIN)/python -m pytest -p no:cacheprovider -m "not slow" tests
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check src tests benchmarks

@@ -128,6 +128,7 @@ def _valid(anns) -> None:
         assert all(math.isfinite(v) for v in (a.x, a.y, a.radius)) and a.radius >= 0
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     gtype=st.sampled_from(["Polygon", "MultiPolygon", "Point", "MultiPoint", "LineString", "Nope", 3]),
@@ -154,6 +155,7 @@ def test_fuzzed_geojson_parses_or_raises_glomkit_error(tmp_path, gtype, coords, 
         assert "\n" not in str(exc)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     st.binary(max_size=300)
@@ -194,6 +196,7 @@ def imagescope(draw) -> str:
     return text if draw(st.booleans()) else text[:cut]
 
 
+@pytest.mark.slow
 @FUZZ
 @given(imagescope(), st.sampled_from([None, 0.25, 0.5]))
 def test_fuzzed_imagescope_parses_or_raises_glomkit_error(tmp_path, text, mpp):

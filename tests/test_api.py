@@ -43,6 +43,7 @@ def test_import_glomkit_offers_the_api():
         glomkit.NoSuchThing  # noqa: B018
 
 
+@pytest.mark.slow
 def test_detector_runs_on_a_numpy_image_and_on_a_path(slide):
     path, truth = slide
     det = glomkit.Detector.load()
@@ -64,6 +65,7 @@ def test_detector_runs_on_a_numpy_image_and_on_a_path(slide):
     assert list(df.columns) == ["x", "y", "radius", "score", "mpp"] and len(df) == len(from_path)
 
 
+@pytest.mark.slow
 def test_region_limits_detection(slide):
     path, _ = slide
     det = glomkit.Detector.load()
@@ -73,6 +75,7 @@ def test_region_limits_detection(slide):
     assert (left[:, 0] < 2500).all()
 
 
+@pytest.mark.slow
 def test_errors_name_the_python_argument(slide, tmp_path):
     import cv2
 
@@ -92,6 +95,7 @@ def test_errors_name_the_python_argument(slide, tmp_path):
         glomkit.run_slide(slide[0], tile_size=3)
 
 
+@pytest.mark.slow
 def test_run_slide_computes_in_memory_and_save_writes_what_the_cli_writes(slide, result, tmp_path):
     from glomkit.pipeline import PipelineConfig, process_slide
 
@@ -120,6 +124,7 @@ def test_run_slide_computes_in_memory_and_save_writes_what_the_cli_writes(slide,
     assert not list((tmp_path / "api").glob(".*partial"))
 
 
+@pytest.mark.slow
 def test_classifier_and_segmenter_take_arrays_and_paths(result, tmp_path):
     from glomkit.io.atomic import write_png
 
@@ -142,6 +147,7 @@ def test_classifier_and_segmenter_take_arrays_and_paths(result, tmp_path):
         cls.run(np.zeros((2, 8, 8), np.uint8))
 
 
+@pytest.mark.slow
 def test_roi_bounds_the_analysis_in_the_api_and_the_cli(slide, result, tmp_path):
     from click.testing import CliRunner
 
@@ -169,3 +175,20 @@ def test_roi_bounds_the_analysis_in_the_api_and_the_cli(slide, result, tmp_path)
         cli, ["run", str(path), "-o", str(tmp_path / "o2"), "--roi", str(empty), "--quiet"]
     )
     assert res.exit_code != 0 and "empty.geojson" in res.output and "Traceback" not in res.output
+
+
+def test_records_turn_into_dataframes_without_running_a_model():
+    pytest.importorskip("pandas")
+    from glomkit.api import Detection, Detections
+    from glomkit.core.records import GlomerulusRecord, table_columns
+    from glomkit.core.schemes import COARSE
+
+    found = Detections([Detection(10.0, 20.0, 5.0, 0.9, 0.5), Detection(1.0, 2.0, 3.0, 0.4, 0.5)])
+    df = found.to_dataframe()
+    assert list(df.columns) == ["x", "y", "radius", "score", "mpp"] and df["score"].tolist() == [0.9, 0.4]
+    assert Detections().to_dataframe().empty
+    recs = [GlomerulusRecord(id=i, x=i * 10.0, y=5.0, radius=4.0, score=0.5, label="normal") for i in (1, 2)]
+    res = glomkit.SlideResult("s", "s.tif", 0.5, 100, 100, COARSE, recs)
+    table = res.to_dataframe()
+    assert list(table.columns) == table_columns(COARSE) and table["x"].tolist() == [10.0, 20.0]
+    assert res.summary["n_glomeruli"] == 2 and res.summary["ggs_percent"] == 0.0

@@ -20,6 +20,7 @@ def test_the_api_page_has_examples():
     assert len(_blocks()) >= 5
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (WEIGHTS_DIR / "detector.onnx").is_file(), reason="bundled models are not built yet")
 def test_every_example_in_api_md_runs(tmp_path, monkeypatch, capsys):
     pytest.importorskip("pandas")

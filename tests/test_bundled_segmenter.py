@@ -32,6 +32,7 @@ def test_held_out_slides_are_not_training_slides(bundled: OnnxModel) -> None:
     assert not (test & train) and not (val & train) and not (test & val)
 
 
+@pytest.mark.slow
 def test_held_out_dice_is_the_model_cards(bundled: OnnxModel, bueno_root: Path) -> None:
     rep = evaluate_segmenter(bundled, bueno_root, split="test")
     assert rep["n_images"] == bundled.meta["training"]["n_test"]

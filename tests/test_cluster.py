@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import numpy as np
+import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
@@ -75,6 +76,7 @@ def test_cluster_command_pixels_separates_two_kinds(tmp_path):
     assert len(cl) == 20 and "pixels_pca" in cl[0]
 
 
+@pytest.mark.slow
 def test_cluster_autoencoder_and_simsiam_features(tmp_path):
     from glomkit.cluster.features import extract
     from glomkit.ssl.simsiam import SimSiamConfig, pretrain_simsiam

@@ -143,6 +143,7 @@ def test_sequential_records_failures_resumes_and_overwrites(tmp_path):
     assert [r["status"] for r in rows4] == ["ok", "ok"]
 
 
+@pytest.mark.slow
 def test_dask_local_cluster_runs_one_task_per_slide(tmp_path):
     from distributed import Client, LocalCluster
 
@@ -180,6 +181,7 @@ def test_dask_local_cluster_runs_one_task_per_slide(tmp_path):
     assert len(read_csv(out / COHORT_CSV)) == 5
 
 
+@pytest.mark.slow
 def test_two_local_worker_processes(tmp_path):
     specs = {f"s{k}.svs": {"counts": {"normal": k}, "sleep": 0.3} for k in range(4)}
     specs["x.svs"] = b"garbage"
@@ -195,6 +197,7 @@ def test_two_local_worker_processes(tmp_path):
     assert all(rows[f"s{k}"]["worker"].startswith("process-") for k in range(4))
 
 
+@pytest.mark.slow
 def test_dead_local_worker_loses_no_slide(tmp_path):
     specs = {f"s{k}.svs": {"counts": {"normal": 1}, "sleep": 0.2} for k in range(3)}
     specs["dies.svs"] = {"counts": {"normal": 5}, "die_once": True}
@@ -209,6 +212,7 @@ def test_dead_local_worker_loses_no_slide(tmp_path):
     assert all(outputs_complete(s, out) for s in slides)
 
 
+@pytest.mark.slow
 def test_slide_that_always_kills_its_worker_fails_alone(tmp_path):
     specs = {"killer.svs": {"die_always": True}}  # first, so it shares the pool with s0
     specs.update({f"s{k}.svs": {"counts": {"normal": 1}, "sleep": 0.1} for k in range(3)})
@@ -265,6 +269,7 @@ def test_fallback_csv_columns(tmp_path):
     assert table[2]["count_normal"] == "" and table[2]["error"] == "c.svs: bad"
 
 
+@pytest.mark.slow
 def test_dask_worker_processes_survive_a_dead_worker(tmp_path):
     import dask
     from distributed import LocalCluster

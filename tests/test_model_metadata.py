@@ -158,6 +158,7 @@ JSON = st.recursive(
 KEYS = ["task", "input_size", "input", "mpp", "stride", "decode", "classes", "threshold", "resize_mode"]
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     task=st.sampled_from(["detector", "classifier", "segmenter"]),

@@ -44,6 +44,7 @@ def synth_run(synth_slide, tmp_path_factory):
     return out / path.stem, summary, truth
 
 
+@pytest.mark.slow
 @needs_models
 def test_detections_match_truth(synth_run):
     d, summary, truth = synth_run
@@ -64,6 +65,7 @@ def test_detections_match_truth(synth_run):
     assert precision >= 0.7, f"precision {precision:.2f}"
 
 
+@pytest.mark.slow
 @needs_models
 def test_matched_glomeruli_are_classified_as_glomeruli(synth_run):
     """The classifier keeps true glomeruli and grades them (it once called synthetic ones non-glomerular)."""
@@ -86,6 +88,7 @@ def test_matched_glomeruli_are_classified_as_glomeruli(synth_run):
     assert ggs_right >= 0.8, f"GGS vs not right for {ggs_right:.2f} of kept glomeruli"
 
 
+@pytest.mark.slow
 @needs_models
 def test_all_outputs_written(synth_run):
     d, summary, truth = synth_run
@@ -103,6 +106,7 @@ def test_all_outputs_written(synth_run):
     assert not list(d.parent.glob(".*partial*"))
 
 
+@pytest.mark.slow
 @needs_models
 def test_real_svs_skin_has_no_glomeruli(svs_path, tmp_path):
     r = glomkit("run", str(svs_path), "-o", str(tmp_path), "--quiet", "--json", "--threads", "1")
@@ -114,6 +118,7 @@ def test_real_svs_skin_has_no_glomeruli(svs_path, tmp_path):
     assert "0 glomeruli" in (tmp_path / svs_path.stem / "report.html").read_text()
 
 
+@pytest.mark.slow
 @needs_models
 def test_folder_run_resumes_and_reports_bad_slide(synth_slide, tmp_path):
     path, _ = synth_slide
@@ -139,6 +144,7 @@ def test_user_mistakes_are_one_line_errors(tmp_path):
     assert r.returncode == 1 and "no slides or images found" in r.stderr
 
 
+@pytest.mark.slow
 @needs_models
 def test_image_without_scale_asks_for_mpp(tmp_path):
     import cv2
@@ -153,6 +159,7 @@ def test_image_without_scale_asks_for_mpp(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.slow
 @needs_models
 def test_flip_tta_detection_matches_truth(synth_slide):
     """``glomkit run --tta``: detection averaged over flips still finds the slide's glomeruli."""

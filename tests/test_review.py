@@ -127,6 +127,7 @@ BAD_OPS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("op", BAD_OPS, ids=[json.dumps(o, default=str)[:40] for o in BAD_OPS])
 def test_bad_operations_are_refused_and_change_nothing(out: Path, op) -> None:
     s = ReviewSession(out)
@@ -137,6 +138,7 @@ def test_bad_operations_are_refused_and_change_nothing(out: Path, op) -> None:
     assert not (out / "review").exists()
 
 
+@pytest.mark.slow
 def test_recount_writes_reviewed_summary_and_report(out: Path) -> None:
     original = (out / "summary.json").read_bytes()
     corrections(ReviewSession(out, reviewer="dr. test"))
@@ -157,6 +159,7 @@ def test_recount_writes_reviewed_summary_and_report(out: Path) -> None:
     assert (out / "summary.json").read_bytes() == original
 
 
+@pytest.mark.slow
 def test_recount_of_a_geojson_edited_in_qupath(out: Path, tmp_path: Path) -> None:
     """Relabel, drop glomkit's own properties, add features as QuPath exports them."""
     data = json.loads((out / "slide.geojson").read_text())
@@ -252,6 +255,7 @@ JSONISH = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     op=st.dictionaries(

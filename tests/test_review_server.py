@@ -37,6 +37,7 @@ def test_page_and_vendored_assets(env) -> None:
         assert c.get(f"/static/{name}").status_code == 200
 
 
+@pytest.mark.slow
 def test_tiles_cover_the_slide_at_every_level(env) -> None:
     _, _, c = env
     info = c.get("/api/slide").json()
@@ -55,6 +56,7 @@ def test_tiles_cover_the_slide_at_every_level(env) -> None:
         assert c.get(bad).status_code == 404, bad
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "path",
     [
@@ -77,6 +79,7 @@ def test_path_traversal_is_refused(env, path: str) -> None:
     assert b'"stem"' not in r.content and b"import" not in r.content
 
 
+@pytest.mark.slow
 def test_patch_of_a_glomerulus(env) -> None:
     out, session, c = env
     r = c.get("/patch/1.png")
@@ -118,6 +121,7 @@ def test_request_guards(env) -> None:
     assert not (out / "review").exists()  # nothing was saved by refused requests
 
 
+@pytest.mark.slow
 def test_tiles_of_a_real_svs(svs_path: Path) -> None:
     from glomkit.review.tiles import DeepZoomTiles
     from glomkit.slide.reader import Slide
@@ -143,6 +147,7 @@ def _start_cli(args: list[str]):
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
+@pytest.mark.slow
 def test_review_command_serves_locally_and_warns_for_other_hosts(tmp_path: Path) -> None:
     import urllib.request
 

@@ -98,6 +98,7 @@ def test_bundled_detector_weights_are_recovered() -> None:
         )
 
 
+@pytest.mark.slow
 def test_reviewed_patches_take_only_decided_glomeruli(tmp_path: Path) -> None:
     from glomkit.data.reviewed import find_reviewed, write_reviewed_patches
 

@@ -152,6 +152,7 @@ def test_resume_continues_from_the_checkpoint(tiny_models, tmp_path):
     assert [h["epoch"] for h in read_metadata(out)["training"]["history"]] == [0, 1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["unet", "segnet"])
 def test_onnx_probability_matches_torch(arch, tmp_path):
     torch = pytest.importorskip("torch")
@@ -431,6 +432,7 @@ def test_evaluation_scores_each_kind_with_its_own_decoder(tmp_path):
         evaluate_detector_file(seg, data, size=128)
 
 
+@pytest.mark.slow
 @pytest.mark.shared
 def test_evaluation_of_a_components_detector_on_bueno_fields(bueno_root, tmp_path):
     from glomkit.detect.evaluate import evaluate_detector_file

@@ -25,6 +25,7 @@ def test_every_architecture_gives_one_logit_per_pixel(arch: str) -> None:
     assert torch.isfinite(y).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", list_segmenters())
 def test_every_architecture_trains_one_step(arch: str) -> None:
     torch.manual_seed(0)

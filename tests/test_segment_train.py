@@ -102,6 +102,7 @@ def test_augment_keeps_image_and_mask_aligned() -> None:
         assert (bright == m.astype(bool)).mean() > 0.95
 
 
+@pytest.mark.slow
 def test_train_exports_a_model_with_metadata_and_test_metrics(trained: Path) -> None:
     meta = read_metadata(trained)
     assert meta["task"] == "segmenter" and meta["architecture"] == "deeplabv3"
@@ -118,6 +119,7 @@ def test_train_exports_a_model_with_metadata_and_test_metrics(trained: Path) -> 
     assert len(hist) == 1 and hist[0]["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_checkpoint(trained: Path, data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "seg.onnx"
     for name in ("seg.ckpt.pt", "seg.history.json"):
@@ -138,6 +140,7 @@ def test_resume_continues_from_the_checkpoint(trained: Path, data_dir: Path, tmp
     assert read_metadata(out)["training"]["epochs_run"] == 2
 
 
+@pytest.mark.slow
 def test_onnx_matches_torch(tmp_path: Path) -> None:
     torch.manual_seed(0)
     for arch in ("deeplabv3", "unet"):
@@ -161,6 +164,7 @@ def test_onnx_matches_torch(tmp_path: Path) -> None:
     assert IMAGENET_STD  # normalisation constants come from the runtime module
 
 
+@pytest.mark.slow
 def test_segment_patches_returns_masks_at_the_patch_size(trained: Path) -> None:
     model = OnnxModel(trained, threads=1)
     patches = np.random.default_rng(0).integers(0, 256, (3, 50, 70, 3), dtype=np.uint8)
@@ -169,6 +173,7 @@ def test_segment_patches_returns_masks_at_the_patch_size(trained: Path) -> None:
     assert segment_patches(model, patches[:0]).shape == (0, 50, 70)
 
 
+@pytest.mark.slow
 def test_segment_command_writes_masks_at_input_size(trained: Path, data_dir: Path, tmp_path: Path) -> None:
     from glomkit._cli.segment import segment_cmd
 
@@ -186,6 +191,7 @@ def test_segment_command_writes_masks_at_input_size(trained: Path, data_dir: Pat
     assert set(np.unique(wide)) <= {0, 255}
 
 
+@pytest.mark.slow
 def test_segment_command_names_an_unreadable_image(trained: Path, tmp_path: Path) -> None:
     from glomkit._cli.segment import segment_cmd
 
@@ -196,6 +202,7 @@ def test_segment_command_names_an_unreadable_image(trained: Path, tmp_path: Path
     assert isinstance(res.exception, GlomkitError) and "broken.png" in str(res.exception)
 
 
+@pytest.mark.slow
 def test_evaluate_command_scores_the_test_slides(trained: Path, data_dir: Path, tmp_path: Path) -> None:
     from glomkit._cli.segment import evaluate_cmd
 
@@ -209,6 +216,7 @@ def test_evaluate_command_scores_the_test_slides(trained: Path, data_dir: Path, 
     assert rep["dice_mean"] == pytest.approx(meta["metrics"]["test"]["dice_mean"])
 
 
+@pytest.mark.slow
 def test_init_from_a_model_file_and_extra_training_pairs(
     trained: Path, data_dir: Path, tmp_path: Path
 ) -> None:

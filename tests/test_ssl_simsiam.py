@@ -46,6 +46,7 @@ def test_stop_gradient_blocks_target_branch():
     assert x0g.grad is not None and float(x0g.grad.abs().sum()) > 0
 
 
+@pytest.mark.slow
 def test_pretrain_command_writes_loadable_encoder(tmp_path):
     from glomkit._cli.ssl import pretrain_simsiam_cmd
     from glomkit.ssl.simsiam import load_encoder
@@ -106,6 +107,7 @@ def test_unknown_backbone(bad):
         make_backbone(bad)
 
 
+@pytest.mark.slow
 def test_resume_continues_the_run(tmp_path):
     from glomkit.ssl.simsiam import SimSiamConfig, load_encoder, pretrain_simsiam
 

@@ -78,6 +78,7 @@ def test_splits_grouped_by_slide(tmp_path):
         assert len(tr) + len(va) + len(te) == len(samples)
 
 
+@pytest.mark.slow
 def test_label_fraction_runner_writes_table(tmp_path, tiny_encoder):
     from glomkit.studies.label_fraction import LabelFractionConfig, run_label_fraction
 

@@ -177,6 +177,7 @@ def test_write_truth_writes_three_files(slide) -> None:
     assert [r["label"] for r in rows] == [g.label for g in result.glomeruli]
 
 
+@pytest.mark.slow
 def test_cli_synth_writes_slide_and_truth(tmp_path: Path) -> None:
     from glomkit._cli.synth import synth
 
@@ -199,6 +200,7 @@ def test_cli_synth_rejects_bad_size(tmp_path: Path, bad: str) -> None:
     assert not (tmp_path / "x.tif").exists()
 
 
+@pytest.mark.slow
 def test_parallel_rendering_writes_the_same_pixels(tmp_path: Path) -> None:
     a, b = tmp_path / "one.tif", tmp_path / "two.tif"
     synthesize_slide(a, 700, 500, mpp=2.0, seed=5, tile=128, n_glomeruli=4)

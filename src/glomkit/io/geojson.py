@@ -25,7 +25,7 @@ import numpy as np
 
 from glomkit import GlomkitError
 from glomkit.core.records import GlomerulusRecord, SlideRecord
-from glomkit.io.annotations import MAX_COORD, Annotation
+from glomkit.io.annotation_types import MAX_COORD, Annotation
 from glomkit.io.atomic import write_text
 from glomkit.io.shapes import circle_polygon, closed_ring, enclosing_circle, open_ring, polygon_area
 

@@ -10,16 +10,15 @@ is the Id of its detection's ellipse. ImageScope colours are BGR integers: R + G
 from __future__ import annotations
 
 import math
-import xml.etree.ElementTree as ET  # types and ParseError only; files are parsed with defusedxml
+import xml.etree.ElementTree as ET  # builds the file written; files read are parsed with defusedxml
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
 from glomkit import GlomkitError
 from glomkit.core.records import GlomerulusRecord, SlideRecord
 from glomkit.core.units import MPP_RANGE
-from glomkit.io.annotations import MAX_COORD, Annotation
+from glomkit.io.annotation_types import MAX_COORD, Annotation
 from glomkit.io.atomic import write_text
 from glomkit.io.shapes import (
     ellipse_area,
@@ -52,30 +51,43 @@ def rgb_from_imagescope(value: int) -> tuple[int, int, int]:
     return value & 255, (value >> 8) & 255, (value >> 16) & 255
 
 
-def _attr(v: object) -> str:
-    return quoteattr(str(v))
+REGION_ATTRIBUTE_HEADERS = (("9999", "Region"), ("9997", "Length"), ("9996", "Area"), ("9998", "Text"))
 
 
-def _layer_open(layer_id: int, name: str, color: tuple[int, int, int], kind: str = LAYER_CIRCLES) -> str:
-    return (
-        f'  <Annotation Id="{layer_id}" Name={_attr(name)} ReadOnly="0" NameReadOnly="0" '
-        f'LineColorReadOnly="0" Incremental="0" Type="4" LineColor="{imagescope_color(color)}" '
-        'Visible="1" Selected="0" MarkupImagePath="" MacroName="">\n'
-        f'    <Attributes>\n      <Attribute Name="{LAYER_ATTRIBUTE}" Id="0" Value="{kind}"/>\n    </Attributes>\n'
-        f'    <Attributes>\n      <Attribute Name={_attr(name)} Id="0" Value=""/>\n    </Attributes>\n'
-        "    <Regions>\n      <RegionAttributeHeaders>\n"
-        + "".join(
-            f'        <AttributeHeader Id="{hid}" Name="{hname}" ColumnWidth="-1"/>\n'
-            for hid, hname in (("9999", "Region"), ("9997", "Length"), ("9996", "Area"), ("9998", "Text"))
-        )
-        + "      </RegionAttributeHeaders>\n"
+def _layer(
+    parent: ET.Element, layer_id: int, name: str, color: tuple[int, int, int], kind: str = LAYER_CIRCLES
+) -> ET.Element:
+    """Append an ``<Annotation>`` layer to ``parent``; returns its ``<Regions>`` element."""
+    ann = ET.SubElement(
+        parent,
+        "Annotation",
+        {
+            "Id": str(layer_id),
+            "Name": name,
+            "ReadOnly": "0",
+            "NameReadOnly": "0",
+            "LineColorReadOnly": "0",
+            "Incremental": "0",
+            "Type": "4",
+            "LineColor": str(imagescope_color(color)),
+            "Visible": "1",
+            "Selected": "0",
+            "MarkupImagePath": "",
+            "MacroName": "",
+        },
     )
-
-
-LAYER_CLOSE = "    </Regions>\n    <Plots/>\n  </Annotation>\n"
+    ET.SubElement(ET.SubElement(ann, "Attributes"), "Attribute", Name=LAYER_ATTRIBUTE, Id="0", Value=kind)
+    ET.SubElement(ET.SubElement(ann, "Attributes"), "Attribute", Name=name, Id="0", Value="")
+    regions = ET.SubElement(ann, "Regions")
+    headers = ET.SubElement(regions, "RegionAttributeHeaders")
+    for hid, hname in REGION_ATTRIBUTE_HEADERS:
+        ET.SubElement(headers, "AttributeHeader", Id=hid, Name=hname, ColumnWidth="-1")
+    ET.SubElement(ann, "Plots")
+    return regions
 
 
 def _region(
+    regions: ET.Element,
     region_id: int,
     rtype: int,
     vertices: np.ndarray,
@@ -84,17 +96,33 @@ def _region(
     mpp: float,
     text: str,
     input_id: int = 0,
-) -> str:
-    verts = np.asarray(vertices, dtype=np.float64).reshape(-1, 2)
-    vertex_lines = "".join(f'          <Vertex X="{x:.3f}" Y="{y:.3f}" Z="0"/>\n' for x, y in verts.tolist())
-    return (
-        f'      <Region Id="{region_id}" Type="{rtype}" Zoom="1" Selected="0" ImageLocation="" '
-        f'ImageFocus="-1" Length="{length_px:.1f}" Area="{area_px:.1f}" '
-        f'LengthMicrons="{length_px * mpp:.1f}" AreaMicrons="{area_px * mpp * mpp:.1f}" '
-        f'Text={_attr(text)} NegativeROA="0" InputRegionId="{input_id}" Analyze="1" '
-        f'DisplayId="{region_id}">\n'
-        f"        <Attributes/>\n        <Vertices>\n{vertex_lines}        </Vertices>\n      </Region>\n"
+) -> None:
+    """Append a ``<Region>`` (``rtype`` = ``REGION_*``) with its vertices to ``regions``."""
+    region = ET.SubElement(
+        regions,
+        "Region",
+        {
+            "Id": str(region_id),
+            "Type": str(rtype),
+            "Zoom": "1",
+            "Selected": "0",
+            "ImageLocation": "",
+            "ImageFocus": "-1",
+            "Length": f"{length_px:.1f}",
+            "Area": f"{area_px:.1f}",
+            "LengthMicrons": f"{length_px * mpp:.1f}",
+            "AreaMicrons": f"{area_px * mpp * mpp:.1f}",
+            "Text": text,
+            "NegativeROA": "0",
+            "InputRegionId": str(input_id),
+            "Analyze": "1",
+            "DisplayId": str(region_id),
+        },
     )
+    ET.SubElement(region, "Attributes")
+    verts = ET.SubElement(region, "Vertices")
+    for x, y in np.asarray(vertices, dtype=np.float64).reshape(-1, 2).tolist():
+        ET.SubElement(verts, "Vertex", X=f"{x:.3f}", Y=f"{y:.3f}", Z="0")
 
 
 def _layers_of(result: SlideRecord) -> list[tuple[str, tuple[int, int, int]]]:
@@ -128,38 +156,38 @@ def imagescope_xml(result: SlideRecord, contents: str = "both") -> str:
         by_label[g.label].append(g)
     # region Ids are unique in the file: ellipses keep the detection id, outlines come after
     offset = max((int(g.id) for g in result.glomeruli), default=0)
-    parts = ['<?xml version="1.0" encoding="utf-8"?>\n', f'<Annotations MicronsPerPixel="{mpp:.6f}">\n']
+    root = ET.Element("Annotations", MicronsPerPixel=f"{mpp:.6f}")
     circle_layers = layers if contents in ("both", "circles") else []
     outline_layers = layers if contents in ("both", "outlines") else []
     for k, (name, color) in enumerate(circle_layers, start=1):
-        parts.append(_layer_open(k, name, color, LAYER_CIRCLES))
+        regions = _layer(root, k, name, color, LAYER_CIRCLES)
         for g in by_label[name]:
             r = float(g.radius)
             box = np.array([[g.x - r, g.y - r], [g.x + r, g.y + r]])
             perimeter, area = ellipse_perimeter(r, r), ellipse_area(r, r)
-            parts.append(_region(int(g.id), REGION_ELLIPSE, box, perimeter, area, mpp, _score_text(g.score)))
-        parts.append(LAYER_CLOSE)
+            _region(regions, int(g.id), REGION_ELLIPSE, box, perimeter, area, mpp, _score_text(g.score))
     for k, (name, color) in enumerate(outline_layers, start=len(circle_layers) + 1):
-        parts.append(_layer_open(k, name + OUTLINE_SUFFIX, color, LAYER_OUTLINES))
+        regions = _layer(root, k, name + OUTLINE_SUFFIX, color, LAYER_OUTLINES)
         for g in by_label[name]:
             if g.polygon is None or len(g.polygon) < 3:
                 continue
             poly = open_ring(g.polygon)
-            parts.append(
-                _region(
-                    offset + int(g.id),
-                    REGION_POLYGON,
-                    poly,
-                    polygon_perimeter(poly),
-                    polygon_area(poly),
-                    mpp,
-                    _score_text(g.score),
-                    input_id=int(g.id),
-                )
+            _region(
+                regions,
+                offset + int(g.id),
+                REGION_POLYGON,
+                poly,
+                polygon_perimeter(poly),
+                polygon_area(poly),
+                mpp,
+                _score_text(g.score),
+                input_id=int(g.id),
             )
-        parts.append(LAYER_CLOSE)
-    parts.append("</Annotations>\n")
-    return "".join(parts)
+    ET.indent(root, space="  ")
+    # ElementTree writes empty elements as "<Plots />"; "<Plots/>" as before keeps files byte-identical
+    # (attribute values cannot hold " />": ElementTree escapes their ">")
+    body = ET.tostring(root, encoding="unicode").replace(" />", "/>")
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + body + "\n"
 
 
 def write_imagescope_xml(path: str | Path, result: SlideRecord, contents: str = "both") -> Path:

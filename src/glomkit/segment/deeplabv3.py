@@ -18,7 +18,6 @@ from torch import nn
 
 from glomkit.segment.blocks import ConvBNReLU, SegmentationHead
 from glomkit.segment.encoders import create_encoder
-from glomkit.segment.registry import register_segmenter
 
 
 class ASPPPooling(nn.Module):
@@ -70,6 +69,5 @@ class DeepLabV3(nn.Module):
         return self.head(self.decoder(feats[-1]), x.shape[-2:])
 
 
-@register_segmenter("deeplabv3")
 def deeplabv3(encoder: str = "resnet18", **kw) -> DeepLabV3:
     return DeepLabV3(encoder, **kw)

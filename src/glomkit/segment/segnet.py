@@ -17,7 +17,6 @@ from torch import nn
 
 from glomkit.segment.blocks import ConvBNReLU, SegmentationHead
 from glomkit.segment.encoders import create_encoder
-from glomkit.segment.registry import register_segmenter
 
 
 class SegNet(nn.Module):
@@ -47,6 +46,5 @@ class SegNet(nn.Module):
         return self.head(y, (h, w))
 
 
-@register_segmenter("segnet")
 def segnet(encoder: str = "resnet18", **kw) -> SegNet:
     return SegNet(encoder, **kw)

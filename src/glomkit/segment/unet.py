@@ -16,7 +16,6 @@ from torch import nn
 
 from glomkit.segment.blocks import ConvBNReLU, SegmentationHead
 from glomkit.segment.encoders import create_encoder
-from glomkit.segment.registry import register_segmenter
 
 
 class UpBlock(nn.Module):
@@ -61,6 +60,5 @@ class UNet(nn.Module):
         return self.head(y, x.shape[-2:])
 
 
-@register_segmenter("unet")
 def unet(encoder: str = "resnet18", **kw) -> UNet:
     return UNet(encoder, **kw)

@@ -123,12 +123,7 @@ class Slide:
         self.path = Path(name)
         self.max_pixels = None
         self._osr = None
-        self._image = np.ascontiguousarray(img[:, :, :3])
-        self.format = "array"
-        self.height, self.width = self._image.shape[:2]
-        self.level_dimensions = [(self.width, self.height)]
-        self.level_downsamples = [1.0]
-        self.bounds = (0, 0, self.width, self.height)
+        self._set_image(img, "array")
         self.mpp = check_mpp(mpp, name, "mpp=")
         self.mpp_source = "user"
         return self
@@ -212,8 +207,12 @@ class Slide:
             raise GlomkitError(f"{self.path}: expected an RGB image, got an array of shape {img.shape}")
         if img.dtype != np.uint8:
             raise GlomkitError(f"{self.path}: unsupported pixel type {img.dtype}")
+        self._set_image(img, "image")
+
+    def _set_image(self, img: np.ndarray, fmt: str) -> None:
+        """A single-level slide over an RGB(A) uint8 array held in memory."""
         self._image = np.ascontiguousarray(img[:, :, :3])
-        self.format = "image"
+        self.format = fmt
         self.height, self.width = self._image.shape[:2]
         self.level_dimensions = [(self.width, self.height)]
         self.level_downsamples = [1.0]
