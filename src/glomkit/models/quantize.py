@@ -251,6 +251,12 @@ def quantize_model(
         raise GlomkitError(f"{src}: is already quantised")
     to_float32(model)
     order = [n.name for n in model.graph.node]
+    # the nodes that make the graph's outputs stay float: probabilities keep their precision (a
+    # uint8 output would step by 1/255, a softmax would no longer sum to 1)
+    outs = {o.name for o in model.graph.output}
+    exclude_nodes = list(exclude_nodes) + [
+        n.name for n in model.graph.node if n.name and set(n.output) & outs and n.name not in exclude_nodes
+    ]
     images = list(calibration or [])
     if mode == "static" and not images:
         raise GlomkitError("static quantisation needs calibration images")
@@ -293,7 +299,7 @@ def quantize_model(
     if calibration_note:
         record["calibration"] = calibration_note
     if exclude_nodes:
-        record["float_nodes"] = list(exclude_nodes)
+        record["float_nodes"] = list(exclude_nodes)  # the output nodes at least
     meta = dict(meta, quantization=record)
     del q.metadata_props[:]
     q.metadata_props.add(key=META_KEY, value=json.dumps(meta))
