@@ -180,22 +180,43 @@ def test_classify_and_decide_obeys_model_metadata(tmp_path):
     assert list(labels) == [1, 1]  # P(sclerosed)/P(glomerulus) >= 0.3: sclerosed
 
 
-def test_hubmap_crops_real_negatives_away_from_outlines(tmp_path):
+def _hubmap_tile(folder, stem: str, seed: int = 0) -> None:
+    """A tiny hubmap_pas-like tile: one dark disc (the glomerulus) and its GeoJSON outline."""
     import cv2
 
-    from glomkit.classify.coarse_data import hubmap_block, hubmap_crops
-
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     img = np.clip(rng.normal([190, 120, 180], 20, (500, 700, 3)), 0, 255).astype(np.uint8)
     cv2.circle(img, (200, 250), 90, (150, 60, 140), -1)
-    cv2.imwrite(str(tmp_path / "train_57.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / f"{stem}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     ring = [[200 + 90 * np.cos(a), 250 + 90 * np.sin(a)] for a in np.linspace(0, 2 * np.pi, 40)]
     feat = {
         "type": "Feature",
         "geometry": {"type": "Polygon", "coordinates": [ring]},
         "properties": {"classification": {"name": "glomerulus"}},
     }
-    (tmp_path / "train_57.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [feat]}))
+    (folder / f"{stem}.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [feat]}))
+
+
+def test_hubmap_crops_never_read_held_out_test_tiles(tmp_path):
+    """test* tiles are the pipeline's held-out test set: no crop of them may reach the classifier."""
+    from glomkit.classify.coarse_data import hubmap_crops, is_held_out_tile
+
+    _hubmap_tile(tmp_path, "train_57")
+    _hubmap_tile(tmp_path, "test_58", seed=1)
+    _hubmap_tile(tmp_path, "Test_3", seed=2)
+    assert is_held_out_tile(tmp_path / "test_58.jpg") and not is_held_out_tile("train_57.jpg")
+    rng = np.random.default_rng(0)
+    crops = hubmap_crops(tmp_path, rng, per_tile_glomeruli=1, per_tile_tissue=1, per_tile_false_positives=0)
+    names = [c[3] for c in crops]
+    assert names and all("train_57" in n for n in names), names
+    assert not any("test" in n.lower() for n in names)
+
+
+def test_hubmap_crops_real_negatives_away_from_outlines(tmp_path):
+    from glomkit.classify.coarse_data import hubmap_block, hubmap_crops
+
+    _hubmap_tile(tmp_path, "train_57")
+    rng = np.random.default_rng(0)
     crops = hubmap_crops(tmp_path, rng, per_tile_glomeruli=1, per_tile_tissue=3, per_tile_false_positives=1)
     labels = [c[1] for c in crops]
     assert labels.count(ANY_GLOMERULUS) == 1 and labels.count("non_glomerular") >= 3
