@@ -225,3 +225,49 @@ def test_hubmap_crops_real_negatives_away_from_outlines(tmp_path):
     for img_c, _label, _g, _n, source in crops:
         if source == "hubmap_tissue":  # no part of the dark disc (the glomerulus) in a negative
             assert (img_c[..., 1] < 90).mean() < 0.01
+
+
+def test_run_cv_oof_from_an_earlier_run_drops_removed_images(tmp_path):
+    """--oof-from: no fold retrained; rows of images gone from the data are dropped, the rest reused."""
+    import shutil
+
+    from glomkit import GlomkitError
+    from glomkit.classify.train import ClassifierConfig
+    from glomkit.models.runtime import read_metadata
+
+    data = _tiny_folder(tmp_path / "data")
+    cfg = ClassifierConfig(
+        data=str(data), label_map={"GS": "sclerosed", "nonGS": "normal"}, size=32, epochs=1, batch=4
+    )
+    first = tmp_path / "cv"
+    s = run_cv(cfg, CVConfig(by="slide", n_folds=3, out_dir=str(first)), progress=False)
+    # the same data in another folder, minus one ungraded glomerulus (a "held-out tile" crop)
+    fewer = tmp_path / "fewer"
+    shutil.copytree(data, fewer)
+    lines = (fewer / "labels.csv").read_text().splitlines()
+    (fewer / "labels.csv").write_text("\n".join(x for x in lines if not x.startswith("hub1.png")) + "\n")
+    (fewer / "hub1.png").unlink()
+    final = tmp_path / "final.onnx"
+    cfg2 = ClassifierConfig(**{**cfg.__dict__, "data": str(fewer)})
+    s2 = run_cv(
+        cfg2,
+        CVConfig(out_dir=str(tmp_path / "cv2"), final_out=str(final), oof_from=str(first)),
+        progress=False,
+    )
+    assert s2["oof_from"]["dropped_rows"] == 1
+    assert s2["oof_from"]["dropped_by_source"] == {"hubmap_glomerulus": 1}
+    assert s2["folds"] == s["folds"]  # the graded crops' OOF predictions are those of the first run
+    assert (
+        s2["real_glomeruli_called_non_glomerular"]["n"] == s["real_glomeruli_called_non_glomerular"]["n"] - 1
+    )
+    with open(tmp_path / "cv2" / "oof.csv") as f:
+        assert not any("hub1.png" in r["image"] for r in csv.DictReader(f))
+    meta = read_metadata(final)
+    assert meta["cross_validation"]["oof_from"]["dropped_rows"] == 1
+    assert meta["temperature"] == pytest.approx(s2["decision"]["temperature"])
+    # an image the earlier run never predicted cannot be summarised
+    write_png(fewer / "new.png", np.zeros((24, 24, 3), np.uint8))
+    with open(fewer / "labels.csv", "a") as f:
+        f.write("new.png,nonGS,SAS_0,bueno\n")
+    with pytest.raises(GlomkitError, match="no row"):
+        run_cv(cfg2, CVConfig(out_dir=str(tmp_path / "cv3"), oof_from=str(first)), progress=False)

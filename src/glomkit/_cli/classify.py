@@ -286,9 +286,18 @@ def _classify_with_progress(onnx, paths, disable: bool = False) -> list[dict]:
     help="Then train one model on every slide with this recipe; write it here (ONNX) with the "
     "OOF threshold, temperature and CV figures in its metadata.",
 )
+@click.option(
+    "--oof-from",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Train no fold: reuse the out-of-fold predictions and folds of this earlier run's folder "
+    "(oof.csv, cv.json) for the images of --data (every one must be there; rows of images no "
+    "longer in --data, e.g. removed held-out tiles, are dropped). Refits the summary and decision "
+    "on what remains; with --final trains the final model on --data.",
+)
 @threads_option()
 def study_cv_cmd(
-    data, out, label_map, by, n_folds, split_seed, only_folds, eval_source, init, final, **params
+    data, out, label_map, by, n_folds, split_seed, only_folds, eval_source, init, final, oof_from, **params
 ) -> None:
     """Cross-validate a classifier recipe by slide or site; fit threshold and temperature on OOF."""
     from glomkit.classify.cv import CVConfig, run_cv
@@ -311,6 +320,7 @@ def study_cv_cmd(
         out_dir=str(out),
         final_out=None if final is None else str(final),
         only_folds=tuple(only_folds) or None,
+        oof_from=None if oof_from is None else str(oof_from),
     )
     s = run_cv(cfg, cv)
     if only_folds:
