@@ -210,9 +210,12 @@ def _command_line(prefix: str) -> str:
         v = ctx.params.get(p.name)
         if v is None or v == p.default or not isinstance(p, click.Option):
             continue
-        flag = p.opts[0] if not p.is_flag or v else (p.secondary_opts or p.opts)[0]
-        if p.is_flag and isinstance(v, bool):
-            parts.append(flag if v else (p.secondary_opts or [flag])[0])
+        if p.multiple:  # repeatable option: once per value (nothing when none was given)
+            for x in v:
+                parts += [p.opts[-1], shlex.quote(str(x))]
+        elif p.is_flag and isinstance(v, bool):
+            # a flag left off is not written (its default may read None, not False)
+            parts += [p.opts[0]] if v else p.secondary_opts[:1]
         else:
             parts += [p.opts[-1] if p.opts[-1].startswith("--") else p.opts[0], shlex.quote(str(v))]
     return " ".join(parts)
