@@ -112,3 +112,24 @@ def test_predict_and_classify_command_do_not_import_torch():
     code = "import sys, glomkit.infer.classify, glomkit._cli.classify; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_command_line_records_repeatable_options_and_skips_flags_left_off():
+    """The command stored in a model's metadata: no '()' for an unused repeatable option, no
+    flag the user did not give, each value of a repeatable option with its own flag."""
+    import click
+    from click.testing import CliRunner
+
+    from glomkit._cli.classify import _command_line
+
+    @click.command()
+    @click.option("--only-fold", "only_folds", type=int, multiple=True)
+    @click.option("--resume", is_flag=True)
+    @click.option("--tta/--no-tta", default=True)
+    def cmd(only_folds, resume, tta):
+        click.echo(_command_line("glomkit x"))
+
+    run = CliRunner().invoke
+    assert run(cmd, []).output.strip() == "glomkit x"
+    out = run(cmd, ["--only-fold", "1", "--only-fold", "3", "--resume", "--no-tta"]).output.strip()
+    assert out == "glomkit x --only-fold 1 --only-fold 3 --resume --no-tta"

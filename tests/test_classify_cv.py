@@ -180,22 +180,43 @@ def test_classify_and_decide_obeys_model_metadata(tmp_path):
     assert list(labels) == [1, 1]  # P(sclerosed)/P(glomerulus) >= 0.3: sclerosed
 
 
-def test_hubmap_crops_real_negatives_away_from_outlines(tmp_path):
+def _hubmap_tile(folder, stem: str, seed: int = 0) -> None:
+    """A tiny hubmap_pas-like tile: one dark disc (the glomerulus) and its GeoJSON outline."""
     import cv2
 
-    from glomkit.classify.coarse_data import hubmap_block, hubmap_crops
-
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     img = np.clip(rng.normal([190, 120, 180], 20, (500, 700, 3)), 0, 255).astype(np.uint8)
     cv2.circle(img, (200, 250), 90, (150, 60, 140), -1)
-    cv2.imwrite(str(tmp_path / "train_57.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / f"{stem}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     ring = [[200 + 90 * np.cos(a), 250 + 90 * np.sin(a)] for a in np.linspace(0, 2 * np.pi, 40)]
     feat = {
         "type": "Feature",
         "geometry": {"type": "Polygon", "coordinates": [ring]},
         "properties": {"classification": {"name": "glomerulus"}},
     }
-    (tmp_path / "train_57.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [feat]}))
+    (folder / f"{stem}.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [feat]}))
+
+
+def test_hubmap_crops_never_read_held_out_test_tiles(tmp_path):
+    """test* tiles are the pipeline's held-out test set: no crop of them may reach the classifier."""
+    from glomkit.classify.coarse_data import hubmap_crops, is_held_out_tile
+
+    _hubmap_tile(tmp_path, "train_57")
+    _hubmap_tile(tmp_path, "test_58", seed=1)
+    _hubmap_tile(tmp_path, "Test_3", seed=2)
+    assert is_held_out_tile(tmp_path / "test_58.jpg") and not is_held_out_tile("train_57.jpg")
+    rng = np.random.default_rng(0)
+    crops = hubmap_crops(tmp_path, rng, per_tile_glomeruli=1, per_tile_tissue=1, per_tile_false_positives=0)
+    names = [c[3] for c in crops]
+    assert names and all("train_57" in n for n in names), names
+    assert not any("test" in n.lower() for n in names)
+
+
+def test_hubmap_crops_real_negatives_away_from_outlines(tmp_path):
+    from glomkit.classify.coarse_data import hubmap_block, hubmap_crops
+
+    _hubmap_tile(tmp_path, "train_57")
+    rng = np.random.default_rng(0)
     crops = hubmap_crops(tmp_path, rng, per_tile_glomeruli=1, per_tile_tissue=3, per_tile_false_positives=1)
     labels = [c[1] for c in crops]
     assert labels.count(ANY_GLOMERULUS) == 1 and labels.count("non_glomerular") >= 3
@@ -204,3 +225,49 @@ def test_hubmap_crops_real_negatives_away_from_outlines(tmp_path):
     for img_c, _label, _g, _n, source in crops:
         if source == "hubmap_tissue":  # no part of the dark disc (the glomerulus) in a negative
             assert (img_c[..., 1] < 90).mean() < 0.01
+
+
+def test_run_cv_oof_from_an_earlier_run_drops_removed_images(tmp_path):
+    """--oof-from: no fold retrained; rows of images gone from the data are dropped, the rest reused."""
+    import shutil
+
+    from glomkit import GlomkitError
+    from glomkit.classify.train import ClassifierConfig
+    from glomkit.models.runtime import read_metadata
+
+    data = _tiny_folder(tmp_path / "data")
+    cfg = ClassifierConfig(
+        data=str(data), label_map={"GS": "sclerosed", "nonGS": "normal"}, size=32, epochs=1, batch=4
+    )
+    first = tmp_path / "cv"
+    s = run_cv(cfg, CVConfig(by="slide", n_folds=3, out_dir=str(first)), progress=False)
+    # the same data in another folder, minus one ungraded glomerulus (a "held-out tile" crop)
+    fewer = tmp_path / "fewer"
+    shutil.copytree(data, fewer)
+    lines = (fewer / "labels.csv").read_text().splitlines()
+    (fewer / "labels.csv").write_text("\n".join(x for x in lines if not x.startswith("hub1.png")) + "\n")
+    (fewer / "hub1.png").unlink()
+    final = tmp_path / "final.onnx"
+    cfg2 = ClassifierConfig(**{**cfg.__dict__, "data": str(fewer)})
+    s2 = run_cv(
+        cfg2,
+        CVConfig(out_dir=str(tmp_path / "cv2"), final_out=str(final), oof_from=str(first)),
+        progress=False,
+    )
+    assert s2["oof_from"]["dropped_rows"] == 1
+    assert s2["oof_from"]["dropped_by_source"] == {"hubmap_glomerulus": 1}
+    assert s2["folds"] == s["folds"]  # the graded crops' OOF predictions are those of the first run
+    assert (
+        s2["real_glomeruli_called_non_glomerular"]["n"] == s["real_glomeruli_called_non_glomerular"]["n"] - 1
+    )
+    with open(tmp_path / "cv2" / "oof.csv") as f:
+        assert not any("hub1.png" in r["image"] for r in csv.DictReader(f))
+    meta = read_metadata(final)
+    assert meta["cross_validation"]["oof_from"]["dropped_rows"] == 1
+    assert meta["temperature"] == pytest.approx(s2["decision"]["temperature"])
+    # an image the earlier run never predicted cannot be summarised
+    write_png(fewer / "new.png", np.zeros((24, 24, 3), np.uint8))
+    with open(fewer / "labels.csv", "a") as f:
+        f.write("new.png,nonGS,SAS_0,bueno\n")
+    with pytest.raises(GlomkitError, match="no row"):
+        run_cv(cfg2, CVConfig(out_dir=str(tmp_path / "cv3"), oof_from=str(first)), progress=False)

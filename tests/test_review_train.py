@@ -48,12 +48,14 @@ def test_bundled_classifier_weights_are_recovered_exactly() -> None:
     onnx = OnnxModel(resolve_model(None, "classifier"), expect_task="classifier")
     int8 = onnx.session.run(None, {onnx.session.get_inputs()[0].name: x.numpy()})[0]
     # the bundled file is INT8 (issue 15): exact against it with float activations (what the
-    # recovered weights compute), close to it with its uint8 activations (0.043 measured)
+    # recovered weights compute), close to it with its uint8 activations (0.043 measured for the
+    # session-5 file, 0.204 for the session-6 one on these synthetic inputs; on real crops the
+    # session-6 INT8 file agrees with its fp32 file on 667/667 classes: benchmarks/int8_agreement.py)
     ref = _float_session(resolve_model(None, "classifier")).run(None, {"input": x.numpy()})[0]
     with torch.no_grad():
         got = torch.softmax(net.eval()(x), 1).numpy()
     assert np.abs(got - ref).max() < 1e-4
-    assert np.abs(got - int8).max() < 0.06
+    assert np.abs(got - int8).max() < 0.3
     # recalibration keeps the eval function and makes train mode (batch statistics) agree with it
     modules = dict(net.backbone.named_modules())
     bns = [modules[n] for n in meta["recovered_batchnorms"]]
@@ -66,8 +68,9 @@ def test_bundled_classifier_weights_are_recovered_exactly() -> None:
     assert np.abs(after - got).max() < 1e-4
     assert np.abs(train_after - got).max() < np.abs(train_before - got).max()
     # the batch is the calibration set; what is left (running var is unbiased, batch var is not:
-    # a factor 4/3 for 4 images) depends on the bundled weights: 2.8e-3 for the issue-13 model
-    assert np.abs(train_after - got).max() < 5e-3
+    # a factor 4/3 for 4 images) depends on the bundled weights: 2.8e-3 for the issue-13 model,
+    # 0.039 for the session-6 one (retrained without the hubmap test tiles)
+    assert np.abs(train_after - got).max() < 0.06
 
     five = build_classifier("resnet10t", len(FIVE_CLASS))
     rows = init_from_model(five, "bundled", FIVE_CLASS, 128)["head_rows_from"]

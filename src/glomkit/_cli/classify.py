@@ -210,9 +210,12 @@ def _command_line(prefix: str) -> str:
         v = ctx.params.get(p.name)
         if v is None or v == p.default or not isinstance(p, click.Option):
             continue
-        flag = p.opts[0] if not p.is_flag or v else (p.secondary_opts or p.opts)[0]
-        if p.is_flag and isinstance(v, bool):
-            parts.append(flag if v else (p.secondary_opts or [flag])[0])
+        if p.multiple:  # repeatable option: once per value (nothing when none was given)
+            for x in v:
+                parts += [p.opts[-1], shlex.quote(str(x))]
+        elif p.is_flag and isinstance(v, bool):
+            # a flag left off is not written (its default may read None, not False)
+            parts += [p.opts[0]] if v else p.secondary_opts[:1]
         else:
             parts += [p.opts[-1] if p.opts[-1].startswith("--") else p.opts[0], shlex.quote(str(v))]
     return " ".join(parts)
@@ -286,9 +289,18 @@ def _classify_with_progress(onnx, paths, disable: bool = False) -> list[dict]:
     help="Then train one model on every slide with this recipe; write it here (ONNX) with the "
     "OOF threshold, temperature and CV figures in its metadata.",
 )
+@click.option(
+    "--oof-from",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Train no fold: reuse the out-of-fold predictions and folds of this earlier run's folder "
+    "(oof.csv, cv.json) for the images of --data (every one must be there; rows of images no "
+    "longer in --data, e.g. removed held-out tiles, are dropped). Refits the summary and decision "
+    "on what remains; with --final trains the final model on --data.",
+)
 @threads_option()
 def study_cv_cmd(
-    data, out, label_map, by, n_folds, split_seed, only_folds, eval_source, init, final, **params
+    data, out, label_map, by, n_folds, split_seed, only_folds, eval_source, init, final, oof_from, **params
 ) -> None:
     """Cross-validate a classifier recipe by slide or site; fit threshold and temperature on OOF."""
     from glomkit.classify.cv import CVConfig, run_cv
@@ -311,6 +323,7 @@ def study_cv_cmd(
         out_dir=str(out),
         final_out=None if final is None else str(final),
         only_folds=tuple(only_folds) or None,
+        oof_from=None if oof_from is None else str(oof_from),
     )
     s = run_cv(cfg, cv)
     if only_folds:

@@ -133,6 +133,11 @@ HUBMAP_MPP = 0.85  # assumed µm/px of the hubmap_pas tiles (unrecorded; 0.7-1.0
 PIPELINE_MARGIN_UM = 12.5  # glomkit.pipeline cuts the detection circle plus this margin
 
 
+def is_held_out_tile(path: str | Path) -> bool:
+    """A hubmap_pas ``test*`` tile: held out of every training set (as in ``split_annotated``)."""
+    return Path(path).stem.lower().startswith("test")
+
+
 def hubmap_block(stem: str, size: int = 50) -> str:
     """Group of a hubmap tile: contiguous tile numbers (train_ and test_ share one numbering)."""
     return f"hubmap#b{int(stem.split('_')[-1]) // size}"
@@ -183,7 +188,9 @@ def hubmap_crops(
       in no (dilated) outline, cut like the pipeline does. Annotations can be incomplete, so a
       few of these may be unannotated glomeruli.
 
-    Grouped by contiguous tile-number blocks (:func:`hubmap_block`).
+    Grouped by contiguous tile-number blocks (:func:`hubmap_block`). The held-out ``test*``
+    tiles are never read (the rule of :func:`glomkit.detect.data.split_annotated`): the pipeline's
+    test figures are measured on them, and a classifier trained on their crops would leak into them.
     """
     from glomkit.classify.data import ANY_GLOMERULUS
     from glomkit.io.geojson import read_geojson
@@ -198,7 +205,7 @@ def hubmap_crops(
     out: list[tuple[np.ndarray, str, str, str, str]] = []
     for jpg in sorted(Path(tiles).glob("*.jpg")):
         gj = jpg.with_suffix(".geojson")
-        if not gj.is_file():
+        if is_held_out_tile(jpg) or not gj.is_file():
             continue
         img = read_rgb(jpg)
         h, w = img.shape[:2]

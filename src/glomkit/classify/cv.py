@@ -62,6 +62,7 @@ class CVConfig:
     only_folds: tuple[int, ...] | None = (
         None  # train and predict only these folds (parallel runs), no summary
     )
+    oof_from: str | None = None  # reuse this earlier run's oof.csv (and folds) instead of training folds
 
 
 MAX_REAL_GLOM_DROPPED = 0.02  # share of real glomeruli the non_glomerular cut may drop (fitted on OOF)
@@ -322,6 +323,67 @@ def reliability_diagram(
     plt.close(fig)
 
 
+def _image_key(image: str | Path, data: str | Path) -> str:
+    """An image's path relative to its data folder (absolute when outside it): matches OOF rows."""
+    try:
+        return Path(image).relative_to(Path(data)).as_posix()
+    except ValueError:
+        return Path(image).as_posix()
+
+
+def oof_from_run(
+    run_dir: str | Path, items: list[LabelledImage], data: str | Path, scheme
+) -> tuple[list[int], list[str], np.ndarray, dict]:
+    """(folds, fold names, OOF probabilities, provenance) of ``items`` from an earlier run's oof.csv.
+
+    Rows are matched by image path relative to each run's data folder (``cv.json`` of the earlier
+    run names its folder). Every item must have a row; rows of images no longer in the data (a
+    folder with some images removed, e.g. held-out tiles) are dropped and counted. The fold
+    models are not retrained: their predictions stand as they were.
+    """
+    run_dir = Path(run_dir)
+    csv_path, json_path = run_dir / "oof.csv", run_dir / "cv.json"
+    if not csv_path.is_file() or not json_path.is_file():
+        raise GlomkitError(f"{run_dir}: needs oof.csv and cv.json of an earlier classifier-cv run")
+    old = json.loads(json_path.read_text())
+    old_data = old["config"]["train"]["data"]
+    fold_names = [r["fold"] for r in old["per_fold"]]
+    with csv_path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    cols = [f"prob_{n}" for n in scheme.names]
+    if rows and not set(cols) <= set(rows[0]):
+        raise GlomkitError(f"{csv_path}: no columns {cols} (another scheme?)")
+    by_key = {_image_key(r["image"], old_data): r for r in rows}
+    folds, probs, missing = [], [], []
+    for it in items:
+        r = by_key.get(_image_key(it.image, data))
+        if r is None:
+            missing.append(str(it.image))
+            continue
+        if r["label"] != it.label or r["slide"] != it.slide:
+            raise GlomkitError(
+                f"{it.image}: label/slide {it.label}/{it.slide} here, {r['label']}/{r['slide']} in {csv_path}"
+            )
+        folds.append(fold_names.index(r["fold"]))
+        probs.append([float(r[c]) for c in cols])
+    if missing:
+        raise GlomkitError(f"{len(missing)} images have no row in {csv_path} (e.g. {missing[0]})")
+    used = {_image_key(it.image, data) for it in items}
+    dropped = [r for k, r in by_key.items() if k not in used]
+    provenance = {
+        "oof_from": str(run_dir),
+        "oof_rows": len(rows),
+        "dropped_rows": len(dropped),
+        "dropped_by_source": {
+            src: sum(r.get("source", "") == src for r in dropped)
+            for src in sorted({r.get("source", "") for r in dropped})
+        },
+        "folds_trained_with_dropped_rows": True,
+        "cv": old["config"]["cv"],
+    }
+    return folds, fold_names, np.asarray(probs, dtype=float), provenance
+
+
 def run_cv(train_config, cv: CVConfig, progress: bool = True) -> dict:
     """Train and predict every fold (resumable per fold), summarise, optionally train the final model."""
     import torch
@@ -338,11 +400,17 @@ def run_cv(train_config, cv: CVConfig, progress: bool = True) -> dict:
     ev = evaluated(items, cv.eval_source, scheme)
     if not ev.any():
         raise GlomkitError(f"{train_config.data}: no graded glomerulus with source {cv.eval_source!r}")
-    folds, fold_names = cv_folds(items, cv.by, cv.n_folds, cv.split_seed, ev)
-    oof = np.full((len(items), len(scheme)), np.nan)
+    provenance = None
+    if cv.oof_from:
+        folds, fold_names, oof, provenance = oof_from_run(cv.oof_from, items, train_config.data, scheme)
+        old_cv = provenance["cv"]
+        cv = replace(cv, by=old_cv["by"], n_folds=old_cv["n_folds"], split_seed=old_cv["split_seed"])
+    else:
+        folds, fold_names = cv_folds(items, cv.by, cv.n_folds, cv.split_seed, ev)
+        oof = np.full((len(items), len(scheme)), np.nan)
     t0 = time.monotonic()
     minutes = []
-    for f, name in enumerate(fold_names):
+    for f, name in enumerate([] if provenance else fold_names):
         test_idx = [i for i, g in enumerate(folds) if g == f]
         pred_file = out / f"{name}_probs.npy"
         if cv.only_folds is not None and f not in cv.only_folds:
@@ -381,6 +449,8 @@ def run_cv(train_config, cv: CVConfig, progress: bool = True) -> dict:
     summary = summarise(items, folds, fold_names, oof, scheme, cv.eval_source)
     summary["config"] = {"train": plain(asdict(train_config)), "cv": asdict(cv)}
     summary["minutes_trained"] = [round(m, 2) for m in minutes]
+    if provenance is not None:
+        summary["oof_from"] = provenance
     decision = Decision.from_meta(summary["decision"])
     cal = np.zeros_like(oof)
     for f in range(len(fold_names)):
@@ -417,6 +487,7 @@ def run_cv(train_config, cv: CVConfig, progress: bool = True) -> dict:
                     )
                 }
                 | {"by": cv.by, "n_folds": len(fold_names), "split_seed": cv.split_seed}
+                | ({"oof_from": {k: v for k, v in provenance.items() if k != "cv"}} if provenance else {})
             ),
         }
         export_classifier(net, cv.final_out, train_config, meta)
