@@ -99,7 +99,7 @@ def test_train_two_steps_export_and_evaluate(tmp_path):
     assert rep["detector"]["box"]["n_gt"] == 6 and rep["detector"]["circle"]["n_gt"] == 6
     assert "box AP50" in res.output
 
-    # flip TTA goes through the same evaluation (detect.decode.flip_tta on the ONNX outputs)
+    # flip TTA goes through the same evaluation (infer.tta.flip_tta on the ONNX outputs)
     res = CliRunner().invoke(
         evaluate_cmd,
         ["--model", str(model), "--data", str(csv_path), "--split", "all", "--tta", "-o", str(report)],
