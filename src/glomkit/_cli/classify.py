@@ -22,6 +22,7 @@ from glomkit._cli.options import (
     out_option,
     resume_flag_option,
     schedule_options,
+    scheme_option,
     seed_option,
     test_fold_option,
     threads_option,
@@ -37,12 +38,7 @@ TRAIN_DATA_HELP = (
 @click.command("classifier")
 @data_option(TRAIN_DATA_HELP)
 @out_option(MODEL_OUT_HELP)
-@click.option(
-    "--scheme",
-    type=click.Choice(["coarse_3", "glo_in_one_5", "gs_binary"]),
-    default="coarse_3",
-    show_default=True,
-)
+@scheme_option()
 @label_map_option()
 @click.option(
     "--backbone",
@@ -234,12 +230,7 @@ def _classify_with_progress(onnx, paths, disable: bool = False) -> list[dict]:
 @click.command("classifier-cv")
 @data_option(DATA_HELP)
 @out_option("Output folder: oof.csv, cv.json, reliability.png, per-fold checkpoints and predictions.")
-@click.option(
-    "--scheme",
-    type=click.Choice(["coarse_3", "glo_in_one_5", "gs_binary"]),
-    default="coarse_3",
-    show_default=True,
-)
+@scheme_option()
 @label_map_option()
 @click.option(
     "--by",

@@ -64,6 +64,16 @@ def classifier_option() -> Decorator:
     return click.option("--classifier", default=None, help="Classifier model file (default: bundled).")
 
 
+def scheme_option() -> Decorator:
+    """``--scheme NAME``: the class scheme a classifier is trained with."""
+    return click.option(
+        "--scheme",
+        type=click.Choice(["coarse_3", "glo_in_one_5", "gs_binary"]),
+        default="coarse_3",
+        show_default=True,
+    )
+
+
 def label_map_option() -> Decorator:
     """``--label-map OLD=NEW,...`` applied to labels on load."""
     return click.option(
