@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from glomkit import GlomkitError
-from glomkit.infer.detect import DetectOptions, Region, detect_circles
+from glomkit.infer.detect import DetectOptions, Region, detect_slide
 from glomkit.models.runtime import OnnxModel
 from glomkit.slide.reader import Slide
 
@@ -175,10 +175,7 @@ class Detector(_Model):
         """
         opts = replace(options or DetectOptions(), score_threshold=score_threshold, tta=tta)
         with _open(source, mpp) as slide:
-            from glomkit.slide.tissue import tissue_mask
-
-            thumb, ds = slide.thumbnail()
-            circles = detect_circles(slide, self.model, opts, tissue_mask(thumb), ds, region=region)
+            circles = detect_slide(slide, self.model, opts, region=region)
             found = Detections(Detection(*map(float, c), slide.mpp) for c in circles)
         found.sort(key=lambda d: -d.score)
         return found

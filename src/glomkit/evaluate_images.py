@@ -78,16 +78,15 @@ def outline_dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * int((ma & mb).sum()) / s if s else float("nan")
 
 
-def _detect_image(path: Path, mpp: float | None, detector, config) -> tuple[Any, np.ndarray, float]:
-    from glomkit.infer.detect import detect_circles
+def _detect_image(path: Path, mpp: float | None, detector, config) -> tuple[np.ndarray, float]:
+    """The detector alone on one image, as the pipeline runs it: (circles, seconds)."""
+    from glomkit.infer.detect import detect_slide
     from glomkit.slide.reader import Slide
-    from glomkit.slide.tissue import tissue_mask
 
-    slide = Slide(path, mpp=mpp)
-    t0 = time.perf_counter()
-    thumb, ds = slide.thumbnail(config.thumbnail_px)
-    circles = detect_circles(slide, detector, config.detect_options(), tissue_mask(thumb), ds)
-    return slide, circles, time.perf_counter() - t0
+    with Slide(path, mpp=mpp) as slide:
+        t0 = time.perf_counter()
+        circles = detect_slide(slide, detector, config.detect_options(), thumbnail_px=config.thumbnail_px)
+        return circles, time.perf_counter() - t0
 
 
 def _figures(
@@ -171,8 +170,7 @@ def evaluate_images(
         key = im.path.name
         truth[key] = im
         if models is None:
-            slide, circles, secs = _detect_image(im.path, im.mpp, det, config)
-            slide.close()
+            circles, secs = _detect_image(im.path, im.mpp, det, config)
             det_seconds += secs
             raw[key] = circles
             continue

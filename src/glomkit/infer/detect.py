@@ -177,3 +177,18 @@ def detect_circles(
     allc = np.concatenate(found)
     keep = circle_nms(allc[:, :3], allc[:, 3], options.nms_iou)
     return allc[keep]
+
+
+def detect_slide(
+    slide: Slide,
+    detector,
+    options: DetectOptions = DetectOptions(),
+    region: Region | None = None,
+    thumbnail_px: int = 2048,
+) -> np.ndarray:
+    """:func:`detect_circles` over the tissue of ``slide`` (Otsu mask of a thumbnail of
+    ``thumbnail_px``), or of ``region``: (N, 4) x, y, r, score in level-0 px."""
+    from glomkit.slide.tissue import tissue_mask
+
+    thumb, ds = slide.thumbnail(thumbnail_px)
+    return detect_circles(slide, detector, options, tissue_mask(thumb), ds, region=region)
