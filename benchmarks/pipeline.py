@@ -12,7 +12,7 @@ wall time and peak RSS are those of the real command.
     python benchmarks/pipeline.py --before-after --published      # issue 15: start vs now vs published
 
 ``--before-after`` runs, in the same process one after the other, the settings at the start of
-issue 15 (patches read from level 0, ``--patch-level0``, and the fp32 models of commit 423f9ae,
+issue 15 (patches read from level 0 and full detection tiles, ``--patch-level0 --full-tiles``, and the fp32 models of commit 423f9ae,
 taken with ``git show``) and the current ones (bundled models, patches from the pyramid level),
 each with its own limit, and prints the speed-up. ``--published`` also times the same models run
 the way the published toolkit ran them (``benchmarks/published_way.py``: PyTorch eager, batch 1,
@@ -106,7 +106,7 @@ def run_cli(
     out: Path,
     threads: int | None,
     models: dict[str, str] | None = None,
-    patch_level0: bool = False,
+    start_settings: bool = False,
     code: Path | None = None,
 ) -> tuple[float, float, dict]:
     """Run `glomkit run` in a child process; return (wall s, peak RSS MB, summary). ``code``: a
@@ -114,8 +114,8 @@ def run_cli(
     cmd = [sys.executable, "-m", "glomkit.cli", "run", str(slide), "-o", str(out), "--overwrite", "--quiet"]
     if threads:
         cmd += ["--threads", str(threads)]
-    if patch_level0:
-        cmd += ["--patch-level0"]
+    if start_settings:  # the settings at the start of issue 15
+        cmd += ["--patch-level0", "--full-tiles"]
     for task, path in (models or {}).items():
         cmd += [f"--{task}", path]
     env = None
@@ -139,10 +139,10 @@ def measure_limit(
     summary: dict,
     threads: int | None,
     models: dict[str, str] | None = None,
-    patch_level0: bool = False,
+    start_settings: bool = False,
 ) -> dict[str, float]:
     """Read time of exactly the needed pixels + ORT compute time of exactly the tensors run."""
-    from glomkit.infer.detect import detection_tta
+    from glomkit.infer.detect import detection_tta, tile_canvas
     from glomkit.infer.patches import PATCH_SIZE, patch_box
     from glomkit.io.table import read_table
     from glomkit.pipeline import Models, PipelineConfig
@@ -151,8 +151,9 @@ def measure_limit(
     from glomkit.slide.tissue import tissue_mask
 
     cfg = PipelineConfig(threads=threads, **(models or {}))
-    if patch_level0:
+    if start_settings:  # level-0 patches, full detection tiles
         cfg.patch_mpp = None
+        cfg.edge_pad_px = None
     models = Models(cfg)
     det = models.detector
     model_mpp = det.info.mpp or 2.0
@@ -190,10 +191,16 @@ def measure_limit(
 
     rng = np.random.default_rng(0)
     n_tiles = len(tiles)
+    # the batches detect_circles runs: consecutive tiles of one canvas shape, batch_tiles at most
     det_batches = []
-    for k in range(0, n_tiles, cfg.batch_tiles):
-        b = min(cfg.batch_tiles, n_tiles - k)
-        det_batches.append(rng.standard_normal((b, 3, tile_px, tile_px)).astype(np.float32))
+    shapes = [tile_canvas(t, tile_px, cfg.edge_pad_px) for t in tiles]
+    k = 0
+    while k < n_tiles:
+        b = 1
+        while b < cfg.batch_tiles and k + b < n_tiles and shapes[k + b] == shapes[k]:
+            b += 1
+        det_batches.append(rng.standard_normal((b, 3, *shapes[k])).astype(np.float32))
+        k += b
     runs_per_batch = 3 if detection_tta(cfg.tta, det.info.typed) else 1  # flip TTA: unflipped, h, v
     det_s = ort_time(det, det_batches * runs_per_batch)
     n = len(patches)
@@ -222,10 +229,10 @@ def measure_limit(
 
 
 def bench_one(
-    slide: Path, out: Path, args, models: dict[str, str], patch_level0: bool, label: str
+    slide: Path, out: Path, args, models: dict[str, str], start_settings: bool, label: str
 ) -> dict[str, float]:
     """One `glomkit run` and its limit; prints the figures, returns wall, limit, RSS."""
-    wall, rss, summary = run_cli(slide, out, args.threads, models, patch_level0)
+    wall, rss, summary = run_cli(slide, out, args.threads, models, start_settings)
     print(f"\n== {label}: {slide.name}: glomkit run wall {wall:.2f} s, peak RSS {rss:.0f} MB ({load()})")
     t = summary.get("timings", {})
     for k, v in t.items():
@@ -239,7 +246,7 @@ def bench_one(
     if args.rss_only:
         return res
     summary["_out_dir"] = str(out / slide.stem)
-    lim = in_child(measure_limit, slide, summary, args.threads, models, patch_level0)
+    lim = in_child(measure_limit, slide, summary, args.threads, models, start_settings)
     for k, v in lim.items():
         print(f"   limit {k:<18} {v:8.2f}")
     res["limit_s"] = lim["limit_s"]
@@ -262,7 +269,11 @@ def main() -> None:
     ap.add_argument("--rss-only", action="store_true", help="only wall time and peak RSS per size")
     for task in ("detector", "classifier", "segmenter"):
         ap.add_argument(f"--{task}", default=None, help=f"{task} model file (default: bundled)")
-    ap.add_argument("--patch-level0", action="store_true", help="glomkit run --patch-level0")
+    ap.add_argument(
+        "--start-settings",
+        action="store_true",
+        help="NOW run with the settings of the start (glomkit run --patch-level0 --full-tiles)",
+    )
     ap.add_argument(
         "--before-after",
         action="store_true",
@@ -299,7 +310,7 @@ def main() -> None:
                 f"{code_wall:.2f} s, peak RSS {code_rss:.0f} MB; ratio to the START limit "
                 f"{code_wall / before.get('limit_s', float('nan')):.3f} ({load()})"
             )
-        now = bench_one(slide, out, args, models, args.patch_level0, "NOW")
+        now = bench_one(slide, out, args, models, args.start_settings, "NOW")
         if before:
             print(
                 f"\n   SPEED-UP start -> now: {before['wall_s'] / now['wall_s']:.2f}x "

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from glomkit import GlomkitError
-from glomkit.core.records import GlomerulusRecord, SlideRecord, table_columns
+from glomkit.core.records import GlomerulusRecord, SlideRecord, overlay_of, table_columns
 from glomkit.core.schemes import COARSE, FIVE_CLASS, ClassScheme
-from glomkit.io.atomic import write_png
+from glomkit.io.atomic import encode_jpeg, write_bytes, write_png
 from glomkit.io.report import (
     render_thumbnail_overlay,
     write_cohort_csv,
@@ -201,7 +201,7 @@ def test_report_html_counts_percentage_thumbnail_and_gallery(tmp_path):
     for g in result.glomeruli:  # patches and overlays, as the pipeline writes them
         g.patch = f"patches/{g.label}/slide-7_{g.id}.png"
         write_png(out / g.patch, np.zeros((8, 8, 3), np.uint8))
-        write_png(out / g.patch.replace("patches/", "overlays/"), np.zeros((8, 8, 3), np.uint8))
+        write_bytes(out / overlay_of(g.patch), encode_jpeg(np.zeros((8, 8, 3), np.uint8)))
     summary = write_summary(out / "summary.json", result)
     text = write_report_html(out / "report.html", result, summary).read_text()
     page = parse_html(text)

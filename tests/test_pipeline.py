@@ -6,12 +6,15 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from glomkit.core.geometry import circle_iou
+from glomkit.core.records import overlay_of
 from glomkit.models.registry import WEIGHTS_DIR
 from glomkit.pipeline import PipelineConfig, outputs_complete, process_slide
 
@@ -102,6 +105,17 @@ def test_all_outputs_written(synth_run):
     pngs = list((d / "patches").rglob("*.png"))
     assert len(pngs) == sum(data["counts"].values())
     assert len(list((d / "masks").rglob("*.png"))) == len(pngs)
+    # one JPEG overlay per patch, beside it under overlays/, the patch with its outline drawn
+    for png in pngs[:5]:
+        rel = png.relative_to(d).as_posix()
+        overlay = cv2.imread(str(d / overlay_of(rel)))
+        patch = cv2.imread(str(png))
+        assert overlay is not None and overlay.shape == patch.shape
+        assert (
+            0 < np.abs(overlay.astype(int) - patch).max()
+            and np.median(np.abs(overlay.astype(int) - patch)) <= 3
+        )
+    assert len(list((d / "overlays").rglob("*.jpg"))) == len(pngs)
     assert outputs_complete(Path(stem + ".tif"), d.parent)
     assert not list(d.parent.glob(".*partial*"))
 
@@ -180,3 +194,55 @@ def test_flip_tta_detection_matches_truth(synth_slide):
     gt = np.array([[g.x, g.y, g.radius] for g in truth.glomeruli if g.is_glomerulus]).reshape(-1, 3)
     recall = float((circle_iou(gt, pred[:, :3]).max(axis=1) >= 0.5).mean()) if len(pred) else 0.0
     assert recall >= 0.75, f"recall with flip TTA {recall:.2f}"
+
+
+def test_tile_canvas_trims_partial_tiles_only():
+    from glomkit.infer.detect import tile_canvas
+    from glomkit.slide.grid import Tile
+
+    def tile(w: int, h: int) -> Tile:
+        return Tile(0, 0, 0, w, h, w, h, True, True, True, True)
+
+    assert tile_canvas(tile(1024, 1024), 1024, 0) == (1024, 1024)
+    assert tile_canvas(tile(612, 931), 1024, 0) == (960, 640)
+    assert tile_canvas(tile(612, 1000), 1024, 64) == (1024, 704)
+    assert tile_canvas(tile(612, 931), 1024, None) == (1024, 1024)
+
+
+@needs_models
+def test_edge_tiles_run_on_their_own_size_with_the_same_detections(synth_slide):
+    """Partial edge tiles run on a canvas of their own size (less compute), batched only with tiles
+    of the same shape, and find the same glomeruli as on full tiles."""
+    from glomkit.infer.detect import detect_circles
+    from glomkit.pipeline import Models
+    from glomkit.slide.reader import Slide
+    from glomkit.slide.tissue import tissue_mask
+
+    path, _ = synth_slide
+    config = PipelineConfig(threads=1, read_threads=1)
+    det = Models(config, eager=False).detector
+    shapes: list[tuple[int, ...]] = []
+
+    class Spy:
+        info, path = det.info, det.path
+
+        def run_images(self, images):
+            shapes.append(images.shape)
+            return det.run_images(images)
+
+    with Slide(path) as slide:
+        thumb, ds = slide.thumbnail(config.thumbnail_px)
+        tissue = tissue_mask(thumb)
+        runs = {}
+        for pad in (None, 64):
+            shapes.clear()
+            opts = replace(config.detect_options(), edge_pad_px=pad)
+            runs[pad] = (detect_circles(slide, Spy(), opts, tissue, ds), list(shapes))
+    full, trimmed = runs[None], runs[64]
+    # 9000 x 7000 px at 0.5 µm/px = 1125 x 875 px at the detector's 4 µm/px: two tiles
+    assert full[1] == [(2, 1024, 1024, 3)]
+    assert trimmed[1] == [(1, 960, 1024, 3), (1, 960, 256, 3)]
+    a, b = full[0], trimmed[0]
+    assert len(a) >= 5 and abs(len(a) - len(b)) <= 1
+    iou = circle_iou(a[:, :3], b[:, :3])
+    assert (iou.max(axis=1) >= 0.8).mean() >= 0.9

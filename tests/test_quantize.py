@@ -104,3 +104,35 @@ def test_calibration_skips_held_out_data_and_cli_writes_a_model(tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert "2 inputs from 2 images" in r.output
+
+
+def test_keep_float_leaves_named_nodes_in_float(tmp_path):
+    from click.testing import CliRunner
+
+    from glomkit.cli import cli
+
+    src = _tiny_segmenter(tmp_path / "m.onnx")
+    m = onnx.load(str(src))
+    for k, n in enumerate(m.graph.node):
+        n.name = f"/stem/node{k}/{n.op_type}"
+    onnx.save(m, str(src))
+    d = tmp_path / "cal"
+    d.mkdir()
+    rng = np.random.default_rng(3)
+    for k in range(3):
+        cv2.imwrite(str(d / f"S1-{k}.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    q = tmp_path / "q.onnx"
+    args = ["models", "quantize", str(src), str(q), "--calibration", str(d)]
+    r = CliRunner().invoke(cli, [*args, "--keep-float", "/stem/node1/*"])
+    assert r.exit_code == 0, r.output
+    meta = OnnxModel(q, device="cpu", threads=1).meta
+    assert "/stem/node1/Conv" in meta["quantization"]["float_nodes"]
+    # the first convolution reads float weights, the second int8 ones through a DequantizeLinear
+    g = onnx.load(str(q)).graph
+    producers = {o: n for n in g.node for o in n.output}
+    convs = {n.name: n for n in g.node if n.op_type == "Conv"}
+    w_of = {name: producers.get(n.input[1]) for name, n in convs.items()}
+    assert w_of["/stem/node1/Conv"] is None or w_of["/stem/node1/Conv"].op_type != "DequantizeLinear"
+    assert w_of["/stem/node3/Conv"].op_type == "DequantizeLinear"
+    r = CliRunner().invoke(cli, [*args, "--keep-float", "/nothing/*"])
+    assert r.exit_code != 0 and "matches no node" in str(r.exception)

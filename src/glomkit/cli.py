@@ -168,6 +168,11 @@ def study() -> None:
     is_flag=True,
     help="Read glomerulus patches from level 0 (default: the coarsest level at least as fine as 1 µm/px).",
 )
+@click.option(
+    "--full-tiles",
+    is_flag=True,
+    help="Run every detection tile on a full 1024-px canvas (default: edge tiles keep their own size).",
+)
 @click.option("--overwrite", is_flag=True, help="Redo slides whose outputs are complete.")
 @click.option(
     "--workers",
@@ -210,6 +215,7 @@ def run(
     nms_iou,
     tta,
     patch_level0,
+    full_tiles,
     overwrite,
     workers,
     dask_scheduler,
@@ -235,6 +241,7 @@ def run(
         nms_iou=nms_iou,
         tta=tta,
         patch_mpp=None if patch_level0 else PipelineConfig.patch_mpp,
+        edge_pad_px=None if full_tiles else PipelineConfig.edge_pad_px,
         max_pixels=max_pixels,
         xml=xml,
         roi=str(roi) if roi else None,

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from glomkit import GlomkitError, __version__
-from glomkit.core.records import GlomerulusRecord
+from glomkit.core.records import GlomerulusRecord, image_path
 from glomkit.infer.detect import DetectOptions, Region, clip_region, detect_circles
 from glomkit.infer.patches import PATCH_SIZE, patch_box, read_patches
 from glomkit.results import SUMMARY, SlideResult, patch_images
@@ -55,6 +55,8 @@ class PipelineConfig:
     # patch's own resolution when coarser); None: from level 0 (slower, same results: PERFORMANCE.md)
     patch_mpp: float | None = 1.0
     min_tissue: float = 0.01
+    # white beyond a partial edge tile (model px); None: every tile on a full tile_px canvas
+    edge_pad_px: int | None = 64
     thumbnail_px: int = 2048
     write_images: bool = True
     max_pixels: int | None = None  # pixel limit of plain images; None = glomkit.io.images default
@@ -74,6 +76,7 @@ class PipelineConfig:
             tta=self.tta,
             nms_iou=self.nms_iou,
             min_tissue=self.min_tissue,
+            edge_pad_px=self.edge_pad_px,
         )
 
 
@@ -135,19 +138,22 @@ class Models:
     def __init__(self, config: PipelineConfig, eager: bool = True) -> None:
         self.config = config
         self._loaded: dict[str, Any] = {}
-        if eager:
-            for task in self.TASKS:
-                getattr(self, task)
+        if eager:  # the three sessions are built at once (ONNX Runtime releases the GIL meanwhile)
+            with ThreadPoolExecutor(len(self.TASKS)) as pool:
+                self._loaded = dict(zip(self.TASKS, pool.map(self._load, self.TASKS), strict=True))
+
+    def _load(self, task: str):
+        from glomkit.models.registry import resolve_model
+        from glomkit.models.runtime import OnnxModel
+
+        c = self.config
+        return OnnxModel(
+            resolve_model(getattr(c, task), task), expect_task=task, device=c.device, threads=c.threads
+        )
 
     def _get(self, task: str):
         if task not in self._loaded:
-            from glomkit.models.registry import resolve_model
-            from glomkit.models.runtime import OnnxModel
-
-            c = self.config
-            self._loaded[task] = OnnxModel(
-                resolve_model(getattr(c, task), task), expect_task=task, device=c.device, threads=c.threads
-            )
+            self._loaded[task] = self._load(task)
         return self._loaded[task]
 
     @property
@@ -388,8 +394,7 @@ def _encode_images(
 ) -> None:
     """Keep each glomerulus's patch, mask and overlay PNGs in ``result.images``."""
     for j, rec in enumerate(chunk):
-        name = f"{result.stem}_{rec.id}.png"
-        rec.patch = f"patches/{rec.label}/{name}"
-        rec.mask = f"masks/{rec.label}/{name}"
+        rec.patch = image_path("patches", rec.label, result.stem, rec.id)
+        rec.mask = image_path("masks", rec.label, result.stem, rec.id)
         color = result.scheme.get(rec.label).color
         result.images[rec.id] = patch_images(rec, patches[j], masks[j], color)

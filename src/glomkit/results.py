@@ -18,11 +18,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from glomkit.core.records import GlomerulusRecord, SlideRecord
+from glomkit import GlomkitError
+from glomkit.core.records import IMAGE_FILES, GlomerulusRecord, SlideRecord, image_path
 
 SUMMARY = "summary.json"
 REPORT = "report.html"
-IMAGE_KINDS = ("patches", "masks", "overlays")
+IMAGE_KINDS = tuple(kind for kind, _ in IMAGE_FILES)
 
 
 @dataclass
@@ -35,14 +36,15 @@ class PatchImages:
 
 
 def patch_images(rec: GlomerulusRecord, patch: np.ndarray, mask: np.ndarray, color) -> PatchImages:
-    """The patch, its 0/255 mask and the patch with the mask's contour in the class colour."""
-    from glomkit.io.atomic import encode_png
+    """The patch, its 0/255 mask (PNG) and the patch with the mask's contour in the class colour
+    (JPEG: see ``core.records.IMAGE_FILES``)."""
+    from glomkit.io.atomic import encode_jpeg, encode_png
 
     m = mask.astype(np.uint8) * 255
     overlay = patch.copy()
     contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     cv2.drawContours(overlay, contours, -1, color, 2)
-    return PatchImages(encode_png(patch), encode_png(m), encode_png(overlay))
+    return PatchImages(encode_png(patch), encode_png(m), encode_jpeg(overlay))
 
 
 def _decode_png(data: bytes, grey: bool = False) -> np.ndarray:
@@ -117,17 +119,27 @@ class SlideResult(SlideRecord):
         return final
 
     def _write_images(self, d: Path) -> None:
-        from glomkit.io.atomic import write_bytes
+        """The PNGs, written straight into ``d``: the whole folder is renamed into place when
+        complete, so each file needs no temporary copy of its own."""
         from glomkit.io.paths import path_under
 
+        folders: dict[tuple[str, str], Path] = {}
         for rec in self.glomeruli:
             imgs = self.images.get(rec.id)
             if imgs is None:
                 continue
-            # class names are checked when the model loads; path_under asserts it again
-            name = f"{self.stem}_{rec.id}.png"
             for kind, data in zip(IMAGE_KINDS, (imgs.patch, imgs.mask, imgs.overlay), strict=True):
-                write_bytes(path_under(d, kind, rec.label, name), data)
+                # class names are checked when the model loads; path_under asserts it again, once
+                # per folder, and for a file name that is not a plain name (a stem holds no separator)
+                rel = image_path(kind, rec.label, self.stem, rec.id)
+                name = Path(rel).name
+                if Path(rel).parts != (kind, rec.label, name):
+                    raise GlomkitError(f"{d}: refused to write {rel!r}: not a plain file name")
+                folder = folders.get((kind, rec.label))
+                if folder is None:
+                    folder = folders[kind, rec.label] = path_under(d, kind, rec.label)
+                    folder.mkdir(parents=True, exist_ok=True)
+                (folder / name).write_bytes(data)
 
     def _write_annotations(self, d: Path, xml: str) -> list[str]:
         from functools import partial

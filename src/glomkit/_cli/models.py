@@ -30,13 +30,28 @@ from glomkit._cli.options import PATH
 @click.option(
     "--limit", type=click.IntRange(min=1), default=100, show_default=True, help="Calibration inputs."
 )
+@click.option(
+    "--keep-float",
+    multiple=True,
+    metavar="PATTERN",
+    help="Leave the nodes whose names match this shell pattern in float (repeatable), "
+    "e.g. '/backbone/conv1/conv1.0/*'.",
+)
 def quantize_cmd(
-    src: Path, dst: Path, calibration: Path | None, mode: str, data_mpp: float | None, limit: int
+    src: Path,
+    dst: Path,
+    calibration: Path | None,
+    mode: str,
+    data_mpp: float | None,
+    limit: int,
+    keep_float: tuple[str, ...],
 ) -> None:
     """Write an INT8 copy of the glomkit model SRC to DST, keeping its metadata."""
     from glomkit.models.quantize import quantize_file
 
-    meta = quantize_file(src, dst, calibration, mode=mode, data_mpp=data_mpp, limit=limit)
+    meta = quantize_file(
+        src, dst, calibration, mode=mode, data_mpp=data_mpp, limit=limit, keep_float=keep_float
+    )
     q = meta["quantization"]
     size = dst.stat().st_size / 1e6
     click.echo(

@@ -16,6 +16,25 @@ TABLE_COLUMNS_HEAD = ["id", "x", "y", "radius", "radius_um", "score", "label"]
 TABLE_COLUMNS_TAIL = ["ggs_probability", "is_glomerulus", "area_um2", "diameter_um", "patch", "mask"]
 
 
+# each glomerulus's images: (folder, file suffix). Patches and masks are data (lossless PNG); the
+# overlay (patch + outline) is for looking at, and JPEG encodes it 10x faster than PNG
+IMAGE_FILES = (("patches", ".png"), ("masks", ".png"), ("overlays", ".jpg"))
+
+
+def image_path(kind: str, label: str, stem: str, glomerulus_id: int) -> str:
+    """The path of a glomerulus's image of ``kind`` (patches, masks, overlays) in its slide's folder."""
+    suffix = dict(IMAGE_FILES)[kind]
+    return f"{kind}/{label}/{stem}_{glomerulus_id}{suffix}"
+
+
+def overlay_of(patch: str) -> str:
+    """The overlay path of a patch path (``patches/<label>/<name>.png``); "" for other paths."""
+    parts = patch.split("/")
+    if len(parts) != 3 or parts[0] != "patches":
+        return ""
+    return f"overlays/{parts[1]}/{parts[2].rsplit('.', 1)[0]}{dict(IMAGE_FILES)['overlays']}"
+
+
 def table_columns(scheme: ClassScheme) -> list[str]:
     """Columns of ``<stem>_glomeruli.csv`` (and of a synthetic slide's truth CSV)."""
     return TABLE_COLUMNS_HEAD + [f"prob_{n}" for n in scheme.names] + TABLE_COLUMNS_TAIL

@@ -39,6 +39,22 @@ class DetectOptions:
     tta: bool | None = None  # h/v flip averaging
     nms_iou: float = 0.35
     min_tissue: float = 0.01
+    # a partial tile (at the slide's or region's edge) runs on its own size plus this much white
+    # (model px), rounded up to 32, instead of a full tile_px canvas; None: always tile_px
+    edge_pad_px: int | None = 64
+
+
+def tile_canvas(tile: Tile, tile_px: int, edge_pad_px: int | None) -> tuple[int, int]:
+    """(height, width) of the white canvas a tile's image is pasted into before the detector:
+    ``tile_px`` for a full tile; a partial one keeps its own size plus ``edge_pad_px``, rounded up
+    to a multiple of 32 (never beyond ``tile_px``), so padding costs no compute."""
+    if edge_pad_px is None:
+        return tile_px, tile_px
+
+    def side(n: int) -> int:
+        return tile_px if n >= tile_px else min(tile_px, -(-(n + edge_pad_px) // 32) * 32)
+
+    return side(tile.out_h), side(tile.out_w)
 
 
 def detection_tta(tta: bool | None, meta: DetectorMetadata) -> bool:
@@ -134,6 +150,7 @@ def detect_circles(
     batch_imgs: list[np.ndarray] = []
     batch_tiles: list[Tile] = []
     done = 0
+    # tiles are batched while their canvases have the same shape
 
     def flush() -> None:
         nonlocal done
@@ -165,7 +182,10 @@ def detect_circles(
     for tile, img in prefetch_map(
         read, tiles, threads=options.read_threads, depth=max(4, 2 * options.batch_tiles)
     ):
-        padded = np.full((tile_px, tile_px, 3), 255, np.uint8)
+        shape = tile_canvas(tile, tile_px, options.edge_pad_px)
+        if batch_imgs and batch_imgs[0].shape[:2] != shape:
+            flush()
+        padded = np.full((*shape, 3), 255, np.uint8)
         padded[: img.shape[0], : img.shape[1]] = img
         batch_imgs.append(padded)
         batch_tiles.append(tile)

@@ -40,6 +40,19 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     return Path(path)
 
 
+def encode_jpeg(image, quality: int = 90) -> bytes:
+    """An RGB (H,W,3) uint8 array as JPEG bytes."""
+    import cv2
+    import numpy as np
+
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    if not ok:
+        raise OSError("JPEG encoding failed")
+    return buf.tobytes()
+
+
 def encode_png(image) -> bytes:
     """An RGB (H,W,3) or grey (H,W) uint8 array as PNG bytes."""
     import cv2

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from glomkit.core.records import GlomerulusRecord, SlideRecord
+from glomkit.core.records import GlomerulusRecord, SlideRecord, overlay_of
 from glomkit.core.schemes import ClassScheme
 from glomkit.io.atomic import atomic_path, write_text
 
@@ -337,7 +337,7 @@ def _gallery(result: SlideRecord, report_dir: Path, per_class: int) -> str:
         for g in shown:
             src = Path(g.patch).as_posix()
             img = f'<img src="{_url(src)}" alt="{_e(name)} {g.id}" loading="lazy">'
-            overlay = src.replace("patches/", "overlays/", 1) if src.startswith("patches/") else ""
+            overlay = overlay_of(src)
             if overlay and (report_dir / overlay).is_file():
                 img = f'<a href="{_url(overlay)}">{img}</a>'
             p = g.probs.get(name)

@@ -358,15 +358,21 @@ def quantize_file(
     mode: str = "static",
     data_mpp: float | None = None,
     limit: int = 100,
+    keep_float: Sequence[str] = (),
 ) -> dict:
     """:func:`quantize_model` with calibration images read from the folder ``calibration``
-    (training images only: what the model's metadata lists as validation or test is skipped)."""
+    (training images only: what the model's metadata lists as validation or test is skipped).
+
+    ``keep_float``: shell-style patterns (``fnmatch``) of node names left in float, e.g. a first
+    convolution whose input range the calibration set cannot cover."""
     import onnx
 
     src = Path(src)
     if not src.is_file():
         raise GlomkitError(f"{src}: model file not found")
-    meta = _read_meta(onnx.load(str(src), load_external_data=False), src)
+    model = onnx.load(str(src), load_external_data=False)
+    meta = _read_meta(model, src)
+    exclude = float_nodes(model, keep_float, src)
     images: list[np.ndarray] = []
     note = None
     if mode == "static":
@@ -379,4 +385,19 @@ def quantize_file(
         note = f"{len(images)} inputs from {len(paths)} images of {Path(calibration).name}"
         if data_mpp:
             note += f" at {data_mpp:g} µm/px"
-    return quantize_model(src, dst, images, mode=mode, calibration_note=note)
+    return quantize_model(src, dst, images, mode=mode, calibration_note=note, exclude_nodes=exclude)
+
+
+def float_nodes(model, patterns: Sequence[str], where: str | Path = "model") -> list[str]:
+    """Names of ``model``'s nodes matching any of the shell-style ``patterns`` (a one-line
+    GlomkitError for a pattern that matches no node)."""
+    from fnmatch import fnmatchcase
+
+    names = [n.name for n in model.graph.node if n.name]
+    out: list[str] = []
+    for pat in patterns:
+        hits = [n for n in names if fnmatchcase(n, pat)]
+        if not hits:
+            raise GlomkitError(f"{where}: --keep-float {pat!r} matches no node of the graph")
+        out += [n for n in hits if n not in out]
+    return out
