@@ -138,9 +138,9 @@ class Models:
     def __init__(self, config: PipelineConfig, eager: bool = True) -> None:
         self.config = config
         self._loaded: dict[str, Any] = {}
-        if eager:  # the three sessions are built at once (ONNX Runtime releases the GIL meanwhile)
-            with ThreadPoolExecutor(len(self.TASKS)) as pool:
-                self._loaded = dict(zip(self.TASKS, pool.map(self._load, self.TASKS), strict=True))
+        if eager:
+            for task in self.TASKS:
+                getattr(self, task)
 
     def _load(self, task: str):
         from glomkit.models.registry import resolve_model
