@@ -17,7 +17,7 @@ taken with ``git show``) and the current ones (bundled models, patches from the 
 each with its own limit, and prints the speed-up. ``--published`` also times the same models run
 the way the published toolkit ran them (``benchmarks/published_way.py``: PyTorch eager, batch 1,
 every tile and patch through a PNG file; ``--published-subset N`` times N tiles and N patches and
-extrapolates). The 1-minute load average is printed beside every timed figure.
+extrapolates). ``--repeat N`` runs N interleaved rounds and prints the medians. The 1-minute load average is printed beside every timed figure.
 """
 
 from __future__ import annotations
@@ -258,6 +258,70 @@ def bench_one(
     return res
 
 
+def bench_round(slide: Path, out: Path, args, models: dict[str, str]) -> dict[str, dict | None]:
+    """One round: START (and START CODE) when asked, then NOW; prints each and the speed-ups."""
+    before = code = None
+    if args.before_after:
+        old = start_models(args.workdir)
+        before = bench_one(slide, args.workdir / "out_start", args, old, True, f"START ({START_REV})")
+    if args.before_after and args.start_code:
+        src = start_code(args.workdir)
+        wall, rss, _ = run_cli(slide, args.workdir / "out_code", args.threads, None, False, src)
+        code = {"wall_s": wall, "rss_mb": rss}
+        print(
+            f"\n== START CODE ({START_REV} itself: its code, models and settings): glomkit run wall "
+            f"{wall:.2f} s, peak RSS {rss:.0f} MB; ratio to the START limit "
+            f"{wall / before.get('limit_s', float('nan')):.3f} ({load()})"
+        )
+    now = bench_one(slide, out, args, models, args.start_settings, "NOW")
+    if before:
+        print(
+            f"\n   SPEED-UP start -> now: {before['wall_s'] / now['wall_s']:.2f}x "
+            f"(wall {before['wall_s']:.2f} -> {now['wall_s']:.2f} s; target ≥ 2x); peak RSS "
+            f"{before['rss_mb']:.0f} -> {now['rss_mb']:.0f} MB"
+        )
+        if code is not None:
+            print(
+                f"   SPEED-UP {START_REV} code -> now: {code['wall_s'] / now['wall_s']:.2f}x "
+                f"(wall {code['wall_s']:.2f} -> {now['wall_s']:.2f} s)"
+            )
+        if "limit_s" in now:
+            print(
+                f"   limit start {before['limit_s']:.2f} s -> now {now['limit_s']:.2f} s "
+                f"({before['limit_s'] / now['limit_s']:.2f}x lower)"
+            )
+    return {"start": before, "code": code, "now": now}
+
+
+def summarise_rounds(rounds: list[dict[str, dict | None]]) -> None:
+    """Medians over the rounds (and each round's speed-up), printed."""
+    print(f"\n== MEDIANS over {len(rounds)} rounds")
+    med = {}
+    for name in ("start", "code", "now"):
+        got = [r[name] for r in rounds if r[name]]
+        if not got:
+            continue
+        med[name] = {k: float(np.median([g[k] for g in got])) for k in got[0]}
+        m = med[name]
+        walls = ", ".join(f"{g['wall_s']:.2f}" for g in got)
+        line = f"   {name.upper():<6} wall median {m['wall_s']:.2f} s ({walls}); peak RSS median {m['rss_mb']:.0f} MB"
+        if "limit_s" in m:
+            line += f"; limit median {m['limit_s']:.2f} s; ratio of medians {m['wall_s'] / m['limit_s']:.3f}"
+            ratios = ", ".join(f"{g['wall_s'] / g['limit_s']:.2f}" for g in got)
+            line += f" (per round {ratios})"
+        print(line)
+    if "start" in med:
+        per = ", ".join(f"{r['start']['wall_s'] / r['now']['wall_s']:.2f}x" for r in rounds)
+        print(
+            f"   SPEED-UP start -> now, medians: {med['start']['wall_s'] / med['now']['wall_s']:.2f}x (per round {per})"
+        )
+    if "code" in med:
+        per = ", ".join(f"{r['code']['wall_s'] / r['now']['wall_s']:.2f}x" for r in rounds)
+        print(
+            f"   SPEED-UP {START_REV} code -> now, medians: {med['code']['wall_s'] / med['now']['wall_s']:.2f}x (per round {per})"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="40000x30000")
@@ -284,6 +348,13 @@ def main() -> None:
         action="store_true",
         help=f"with --before-after: also run the code of {START_REV} itself (git archive), its own models",
     )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of START / START CODE / NOW, interleaved; medians are reported (a shared machine "
+        "moves one run by 10-40 %%)",
+    )
     ap.add_argument("--published", action="store_true", help="also time the published way (needs torch)")
     ap.add_argument(
         "--published-subset", type=int, default=None, help="published way: tiles and patches timed"
@@ -297,36 +368,13 @@ def main() -> None:
         with open(slide, "rb") as f:  # into the page cache, so the first timed run is not the only cold one
             while f.read(1 << 24):
                 pass
-        before = None
-        if args.before_after:
-            old = start_models(args.workdir)
-            before = bench_one(slide, args.workdir / "out_start", args, old, True, f"START ({START_REV})")
-        code_wall = None
-        if args.before_after and args.start_code:
-            src = start_code(args.workdir)
-            code_wall, code_rss, _ = run_cli(slide, args.workdir / "out_code", args.threads, None, False, src)
-            print(
-                f"\n== START CODE ({START_REV} itself: its code, models and settings): glomkit run wall "
-                f"{code_wall:.2f} s, peak RSS {code_rss:.0f} MB; ratio to the START limit "
-                f"{code_wall / before.get('limit_s', float('nan')):.3f} ({load()})"
-            )
-        now = bench_one(slide, out, args, models, args.start_settings, "NOW")
-        if before:
-            print(
-                f"\n   SPEED-UP start -> now: {before['wall_s'] / now['wall_s']:.2f}x "
-                f"(wall {before['wall_s']:.2f} -> {now['wall_s']:.2f} s; target ≥ 2x); peak RSS "
-                f"{before['rss_mb']:.0f} -> {now['rss_mb']:.0f} MB"
-            )
-            if code_wall is not None:
-                print(
-                    f"   SPEED-UP {START_REV} code -> now: {code_wall / now['wall_s']:.2f}x "
-                    f"(wall {code_wall:.2f} -> {now['wall_s']:.2f} s)"
-                )
-            if "limit_s" in now:
-                print(
-                    f"   limit start {before['limit_s']:.2f} s -> now {now['limit_s']:.2f} s "
-                    f"({before['limit_s'] / now['limit_s']:.2f}x lower)"
-                )
+        rounds = []
+        for k in range(args.repeat):
+            if args.repeat > 1:
+                print(f"\n######## round {k + 1} of {args.repeat}")
+            rounds.append(bench_round(slide, out, args, models))
+        if args.repeat > 1:
+            summarise_rounds(rounds)
         if args.published:
             sys.path.insert(0, str(Path(__file__).resolve().parent))
             from published_way import run_published
@@ -336,6 +384,7 @@ def main() -> None:
             # the fp32 files of the start: torch cannot rebuild a network from a quantised graph
             fp32 = start_models(args.workdir)
             rows = read_table(out / slide.stem / f"{slide.stem}_glomeruli.csv")
+            now_wall = float(np.median([r["now"]["wall_s"] for r in rounds]))
             pub = in_child(
                 run_published,
                 slide,
@@ -354,7 +403,8 @@ def main() -> None:
                 f"\n== PUBLISHED WAY (torch eager, batch 1, PNG round trips; {how}) ({load()})\n"
                 f"   {pub['per_tile_s']:.3f} s/tile, {pub['per_patch_s']:.3f} s/patch: total {pub['total_s']:.1f} s "
                 f"(not counting the {pub['load_s']:.1f} s this benchmark takes to rebuild the torch networks)\n"
-                f"   SPEED-UP of glomkit run over the published way: {pub['total_s'] / now['wall_s']:.1f}x "
+                f"   SPEED-UP of glomkit run (median NOW wall {now_wall:.2f} s) over the published way: "
+                f"{pub['total_s'] / now_wall:.1f}x "
                 f"(target ≥ 10x)"
             )
 
