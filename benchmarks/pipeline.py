@@ -307,8 +307,9 @@ def summarise_rounds(rounds: list[dict[str, dict | None]]) -> None:
         line = f"   {name.upper():<6} wall median {m['wall_s']:.2f} s ({walls}); peak RSS median {m['rss_mb']:.0f} MB"
         if "limit_s" in m:
             line += f"; limit median {m['limit_s']:.2f} s; ratio of medians {m['wall_s'] / m['limit_s']:.3f}"
-            ratios = ", ".join(f"{g['wall_s'] / g['limit_s']:.2f}" for g in got)
-            line += f" (per round {ratios})"
+            per = [g["wall_s"] / g["limit_s"] for g in got]
+            ratios = ", ".join(f"{r:.2f}" for r in per)
+            line += f" (per round {ratios}; their median {float(np.median(per)):.3f})"
         print(line)
     if "start" in med:
         per = ", ".join(f"{r['start']['wall_s'] / r['now']['wall_s']:.2f}x" for r in rounds)
