@@ -150,7 +150,6 @@ def detect_circles(
     batch_imgs: list[np.ndarray] = []
     batch_tiles: list[Tile] = []
     done = 0
-    # tiles are batched while their canvases have the same shape
 
     def flush() -> None:
         nonlocal done
@@ -183,7 +182,7 @@ def detect_circles(
         read, tiles, threads=options.read_threads, depth=max(4, 2 * options.batch_tiles)
     ):
         shape = tile_canvas(tile, tile_px, options.edge_pad_px)
-        if batch_imgs and batch_imgs[0].shape[:2] != shape:
+        if batch_imgs and batch_imgs[0].shape[:2] != shape:  # a batch holds one canvas shape
             flush()
         padded = np.full((*shape, 3), 255, np.uint8)
         padded[: img.shape[0], : img.shape[1]] = img
