@@ -30,7 +30,8 @@ def tables(name: str, s: dict) -> str:
     out.append(
         f"data `{tr.get('data')}`, by {cv.get('by')}, {len(s['per_fold'])} folds (split seed "
         f"{cv.get('split_seed')}), {tr.get('backbone')} {tr.get('size')} px, {tr.get('epochs')} epochs, "
-        f"aug {tr.get('aug')}, seed {tr.get('seed')}; {s['n_evaluated']} real graded glomeruli "
+        f"aug {tr.get('aug')}, stain norm {tr.get('stain_norm', 'none')}, seed {tr.get('seed')}; "
+        f"{s['n_evaluated']} real graded glomeruli "
         f"({s['n_ggs']} GS)"
     )
     out += [

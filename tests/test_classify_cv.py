@@ -271,3 +271,45 @@ def test_run_cv_oof_from_an_earlier_run_drops_removed_images(tmp_path):
         f.write("new.png,nonGS,SAS_0,bueno\n")
     with pytest.raises(GlomkitError, match="no row"):
         run_cv(cfg2, CVConfig(out_dir=str(tmp_path / "cv3"), oof_from=str(first)), progress=False)
+
+
+def test_run_cv_with_stain_norm_records_it_and_inference_applies_it(tmp_path):
+    """--stain-norm: training normalises every patch, the final model's metadata says so, and
+    inference (classify_patches) applies the same transform from that metadata."""
+    from glomkit.classify.train import ClassifierConfig
+    from glomkit.core.stain import stain_normaliser
+    from glomkit.infer.classify import classify_patches
+    from glomkit.models.runtime import OnnxModel
+
+    data = _tiny_folder(tmp_path / "data", n_slides=3, per_class=1)
+    cfg = ClassifierConfig(
+        data=str(data),
+        label_map={"GS": "sclerosed", "nonGS": "normal"},
+        size=32,
+        epochs=1,
+        batch=4,
+        aug="colour",
+        stain_norm="reinhard",
+    )
+    final = tmp_path / "final.onnx"
+    s = run_cv(cfg, CVConfig(by="site", out_dir=str(tmp_path / "cv"), final_out=str(final)), progress=False)
+    assert s["config"]["train"]["stain_norm"] == "reinhard"
+    model = OnnxModel(final, threads=1)
+    assert model.info.typed.stain_norm == "reinhard"
+    patches = np.stack([_tissue_like(k) for k in range(3)])
+    # the same network without the field: fed the normalised patches by hand, same output
+    meta = {k: v for k, v in model.meta.items() if k != "stain_norm"}
+    plain = OnnxModel(final, threads=1)
+    plain.info = type(model.info)(meta, path="plain")  # read by classify_patches
+    assert plain.info.typed.stain_norm == "none"
+    norm = stain_normaliser("reinhard")
+    by_meta = classify_patches(model, patches)
+    by_hand = classify_patches(plain, np.stack([norm(p) for p in patches]))
+    assert np.allclose(by_meta, by_hand, atol=1e-5)
+    assert not np.allclose(by_meta, classify_patches(plain, patches), atol=1e-4)
+
+
+def _tissue_like(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = np.array([200, 120 + 20 * seed, 190])
+    return np.clip(base + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8)

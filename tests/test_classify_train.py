@@ -110,6 +110,20 @@ def test_augment_shapes_and_determinism():
     assert a.shape == (32, 32, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
 
 
+def test_colour_augmentation_varies_colour_more_and_sometimes_greys():
+    img = np.random.default_rng(0).integers(60, 230, (50, 60, 3), dtype=np.uint8)
+    rng_s, rng_c = np.random.default_rng(1), np.random.default_rng(1)
+    strong = [augment(img, (32, 32), rng_s, strength="strong").mean((0, 1)) for _ in range(200)]
+    colour = [augment(img, (32, 32), rng_c, strength="colour") for _ in range(200)]
+    assert all(c.shape == (32, 32, 3) and c.dtype == np.uint8 for c in colour)
+    grey = [
+        c for c in colour if np.array_equal(c[..., 0], c[..., 1]) and np.array_equal(c[..., 1], c[..., 2])
+    ]
+    assert 5 <= len(grey) <= 40  # about 10 %
+    spread = np.std([c.mean((0, 1)) for c in colour], axis=0)
+    assert (spread > np.std(strong, axis=0)).all()
+
+
 @pytest.mark.slow
 def test_train_export_and_onnx_matches_torch(tmp_path):
     root = make_tiny(tmp_path / "data")

@@ -51,6 +51,14 @@ def test_defaults_live_in_one_place():
     assert (m.mpp, m.stride, m.method, m.score_threshold) == (2.0, 4, "circlenet", 0.3)
 
 
+def test_stain_norm_defaults_to_none_and_round_trips():
+    meta = bundled_meta("classifier")
+    meta.pop("stain_norm", None)  # files written before the field existed
+    assert validate_metadata(meta, "c.onnx").stain_norm == "none"
+    for name in ("none", "reinhard", "macenko"):
+        assert validate_metadata({**meta, "stain_norm": name}, "c.onnx").stain_norm == name
+
+
 def _set(path: str, value):
     def edit(meta: dict) -> None:
         keys = path.split(".")
@@ -82,6 +90,8 @@ BAD = [
     ("classifier", "classes.classes.0.name", "..", "classes.classes[0].name"),
     ("classifier", "classes.classes.1.name", "normal", "classes.classes[1].name"),
     ("classifier", "classes.classes.0.color", [300, 0, 0], "classes.classes[0].color[0]"),
+    ("classifier", "stain_norm", "vahadane", "stain_norm"),
+    ("classifier", "stain_norm", 1, "stain_norm"),
     ("detector", "mpp", 0, "mpp"),
     ("detector", "mpp", -8.0, "mpp"),
     ("detector", "mpp", 1e300, "mpp"),

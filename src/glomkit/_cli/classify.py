@@ -14,6 +14,7 @@ from rich.console import Console
 from glomkit import GlomkitError
 from glomkit._cli.options import (
     MODEL_OUT_HELP,
+    aug_option,
     data_option,
     label_map_option,
     max_minutes_option,
@@ -24,6 +25,7 @@ from glomkit._cli.options import (
     schedule_options,
     scheme_option,
     seed_option,
+    stain_norm_option,
     test_fold_option,
     threads_option,
 )
@@ -51,6 +53,8 @@ TRAIN_DATA_HELP = (
     epochs=20, batch=32, lr=None, lr_help="Learning rate [default: 1e-3 AdamW; 30 SGD for --linear-probe]."
 )
 @click.option("--focal-gamma", type=float, default=2.5, show_default=True)
+@aug_option()
+@stain_norm_option()
 @seed_option()
 @resume_flag_option()
 @max_minutes_option("Wall-clock budget: stop after the epoch that passes it.")
@@ -259,13 +263,8 @@ def _classify_with_progress(onnx, paths, disable: bool = False) -> list[dict]:
 @click.option("--size", type=int, default=128, show_default=True, help="Square input size in pixels.")
 @schedule_options(epochs=8, batch=32, lr=None, lr_help="Learning rate [default: 1e-3 AdamW].")
 @click.option("--focal-gamma", type=float, default=2.5, show_default=True)
-@click.option(
-    "--aug",
-    type=click.Choice(["default", "strong"]),
-    default="default",
-    show_default=True,
-    help="Augmentation strength (glomkit.classify.data.AUGMENTATIONS).",
-)
+@aug_option()
+@stain_norm_option()
 @click.option(
     "--init", type=click.Path(path_type=Path), default=None, help="SimSiam encoder file to start from."
 )

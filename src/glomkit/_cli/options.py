@@ -74,6 +74,31 @@ def scheme_option() -> Decorator:
     )
 
 
+def aug_option() -> Decorator:
+    """``--aug LEVEL``: a classifier's augmentation strength (glomkit.classify.data.AUGMENTATIONS)."""
+    return click.option(
+        "--aug",
+        type=click.Choice(["default", "strong", "colour"]),
+        default="default",
+        show_default=True,
+        help="Augmentation strength (glomkit.classify.data.AUGMENTATIONS).",
+    )
+
+
+def stain_norm_option() -> Decorator:
+    """``--stain-norm NAME``: the stain normalisation a classifier is trained with and records in its
+    metadata (glomkit.core.stain.STAIN_NORMS; inference applies the same)."""
+    from glomkit.core.stain import STAIN_NORMS
+
+    return click.option(
+        "--stain-norm",
+        type=click.Choice(list(STAIN_NORMS)),
+        default="none",
+        show_default=True,
+        help="Stain normalisation of every patch, in training and (from the model's metadata) inference.",
+    )
+
+
 def label_map_option() -> Decorator:
     """``--label-map OLD=NEW,...`` applied to labels on load."""
     return click.option(

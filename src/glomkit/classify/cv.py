@@ -431,6 +431,7 @@ def run_cv(train_config, cv: CVConfig, progress: bool = True) -> dict:
                 False,
                 IMAGENET_MEAN,
                 IMAGENET_STD,
+                stain_norm=cfg.stain_norm,
             )
             probs = predict_probs(net, ds, device=torch.device("cpu"))
             with atomic_path(pred_file) as tmp, open(tmp, "wb") as fh:

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from glomkit import GlomkitError
-from glomkit.core.stain import hed_jitter
+from glomkit.core.stain import hed_jitter, stain_normaliser
 from glomkit.infer.classify import read_rgb, resize_patch
 from glomkit.io.images import IMAGE_SUFFIXES
 
@@ -172,10 +172,24 @@ def hsv_jitter(
     return cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB)
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """One augmentation strength: the ranges :func:`augment` draws from."""
+
+    min_area: float  # smallest crop area (fraction of the image)
+    hed_sigma: float  # HED jitter: stain scale 1 ± sigma ...
+    hed_bias: float  # ... and shift ± bias
+    p_blur: float  # probability of a Gaussian blur (sigma 0.3-1.2 px)
+    contrast: float = 0.0  # contrast scale 1 ± contrast about the image mean (0: off)
+    brightness: float = 0.0  # brightness shift ± brightness x 255 (0: off)
+    p_grey: float = 0.0  # probability of a greyscale image (3 equal channels)
+
+
 AUGMENTATIONS = {
-    # name: (min crop area, HED sigma, HED bias, probability of a Gaussian blur)
-    "default": (0.6, 0.05, 0.02, 0.0),
-    "strong": (0.45, 0.10, 0.04, 0.3),
+    "default": Augmentation(0.6, 0.05, 0.02, 0.0),
+    "strong": Augmentation(0.45, 0.10, 0.04, 0.3),
+    # strong + 3x the HED jitter, brightness / contrast and 10 % greyscale (stain and scanner shifts)
+    "colour": Augmentation(0.45, 0.30, 0.08, 0.3, contrast=0.2, brightness=0.08, p_grey=0.1),
 }
 
 
@@ -190,12 +204,13 @@ def augment(
 
     ``strength`` names a row of :data:`AUGMENTATIONS`: ``strong`` crops down to 45 % of the area
     (a wider scale range), doubles the HED jitter and blurs 30 % of the images (sigma 0.3-1.2 px,
-    focus and scanner differences).
+    focus and scanner differences); ``colour`` adds to ``strong`` three times its HED jitter,
+    brightness and contrast jitter and 10 % greyscale images.
     """
     if strength not in AUGMENTATIONS:
         raise GlomkitError(f"augmentation {strength!r}: expected one of {', '.join(AUGMENTATIONS)}")
-    area_min, hed_sigma, hed_bias, p_blur = AUGMENTATIONS[strength]
-    min_scale = area_min if min_scale is None else min_scale
+    spec = AUGMENTATIONS[strength]
+    min_scale = spec.min_area if min_scale is None else min_scale
     h, w = img.shape[:2]
     area = rng.uniform(min_scale, 1.0) * h * w
     aspect = np.exp(rng.uniform(np.log(0.85), np.log(1 / 0.85)))
@@ -208,14 +223,25 @@ def augment(
         out = out[:, ::-1]
     out = np.rot90(out, int(rng.integers(0, 4)))
     out = np.ascontiguousarray(out)
-    out = hed_jitter(out, rng, hed_sigma, hed_bias)
-    if p_blur > 0 and rng.random() < p_blur:
+    out = hed_jitter(out, rng, spec.hed_sigma, spec.hed_bias)
+    if spec.p_blur > 0 and rng.random() < spec.p_blur:
         out = cv2.GaussianBlur(out, (0, 0), float(rng.uniform(0.3, 1.2)))
-    return hsv_jitter(out, rng)
+    out = hsv_jitter(out, rng)
+    # drawn only by the levels that use them, so the others' random streams are unchanged
+    if spec.contrast > 0 or spec.brightness > 0:
+        x = out.astype(np.float32)
+        c = rng.uniform(1 - spec.contrast, 1 + spec.contrast)
+        b = rng.uniform(-spec.brightness, spec.brightness) * 255.0
+        out = np.clip((x - x.mean()) * c + x.mean() + b, 0, 255).astype(np.uint8)
+    if spec.p_grey > 0 and rng.random() < spec.p_grey:
+        out = np.repeat(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    return out
 
 
 class PatchDataset(Dataset):
-    """Images preloaded into memory (at ``cache_scale`` x the input size), augmented when training.
+    """Images preloaded into memory (at ``cache_scale`` x the input size), augmented when training,
+    then stain-normalised as ``stain_norm`` says (:func:`glomkit.core.stain.stain_normaliser`, the
+    transform inference applies to a model with that metadata).
 
     Reproducible: the augmentation of epoch ``e`` depends only on ``seed`` and ``e`` (call
     :meth:`set_epoch`); use ``num_workers=0``.
@@ -232,10 +258,12 @@ class PatchDataset(Dataset):
         seed: int = 0,
         cache_scale: float = 1.25,
         aug: str = "default",
+        stain_norm: str = "none",
     ) -> None:
         self.size = (size, size) if isinstance(size, int) else tuple(size)
         self.train = train
         self.aug = aug
+        self.normalise = stain_normaliser(stain_norm)
         # :data:`ANY_GLOMERULUS` items get index len(class_names) (a set-valued target)
         self.labels = [label_index(it.label, class_names) for it in items]
         cache = self.size if not train else tuple(int(round(s * cache_scale)) for s in self.size)
@@ -258,5 +286,6 @@ class PatchDataset(Dataset):
             if self.train
             else resize_patch(img, self.size)
         )
+        img = self.normalise(img)
         x = (img.astype(np.float32) / 255.0 - self.mean) / self.std
         return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))), self.labels[i]

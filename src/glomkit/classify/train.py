@@ -53,6 +53,7 @@ class ClassifierConfig:
     weight_decay: float = 1e-4
     focal_gamma: float = 2.5
     aug: str = "default"  # glomkit.classify.data.AUGMENTATIONS
+    stain_norm: str = "none"  # glomkit.core.stain.STAIN_NORMS; written to the model's metadata
     seed: int = 0
     resume: bool = False
     max_minutes: float | None = None
@@ -119,7 +120,13 @@ def evaluate_model(
     """classification_report (+ ``ggs`` block: GGS vs not among glomeruli) of ``net`` on ``items``."""
     scheme = get_scheme(config.scheme)
     ds = PatchDataset(
-        graded(items, scheme.names), scheme.names, config.size, False, IMAGENET_MEAN, IMAGENET_STD
+        graded(items, scheme.names),
+        scheme.names,
+        config.size,
+        False,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        stain_norm=config.stain_norm,
     )
     probs = predict_probs(net, ds, device=device)
     rep = classification_report(ds.labels, probs, scheme.names)
@@ -167,14 +174,29 @@ def fit_classifier(
         IMAGENET_STD,
         seed=config.seed,
         aug=config.aug,
+        stain_norm=config.stain_norm,
     )
     if init_meta.get("recovered_batchnorms"):
         recalibrate(net, init_meta["recovered_batchnorms"], train_ds)
     val_items = graded(val_items, scheme.names)
-    val_ds = PatchDataset(val_items, scheme.names, config.size, False, IMAGENET_MEAN, IMAGENET_STD)
+    val_ds = PatchDataset(
+        val_items,
+        scheme.names,
+        config.size,
+        False,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        stain_norm=config.stain_norm,
+    )
     test_ds = (
         PatchDataset(
-            graded(test_items, scheme.names), scheme.names, config.size, False, IMAGENET_MEAN, IMAGENET_STD
+            graded(test_items, scheme.names),
+            scheme.names,
+            config.size,
+            False,
+            IMAGENET_MEAN,
+            IMAGENET_STD,
+            stain_norm=config.stain_norm,
         )
         if test_items and config.eval_test_each_epoch
         else None
@@ -258,6 +280,7 @@ def export_classifier(
         "backbone": config.backbone,
         "input_size": [config.size, config.size],
         "input": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        "stain_norm": config.stain_norm,
         "classes": scheme.to_dict(),
         **extra_meta,
     }

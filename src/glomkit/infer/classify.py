@@ -1,7 +1,8 @@
 """Classify glomerulus patches with an ONNX classifier (numpy + onnxruntime; torch is never imported).
 
 Patches of any size are resized to the model's ``input_size`` (``cv2.INTER_AREA`` when shrinking,
-bilinear when enlarging), normalised as the model's metadata says, and run in batches.
+bilinear when enlarging), stain-normalised and normalised as the model's metadata says
+(``stain_norm``, ``input``), and run in batches.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from glomkit.core.stain import stain_normaliser
 from glomkit.models.runtime import OnnxModel, prepare_batch
 
 
@@ -41,9 +43,11 @@ def classify_patches(
     n = len(patches)
     n_classes = len(info.scheme)
     out = np.zeros((n, n_classes), dtype=np.float32)
+    normalise = stain_normaliser(info.typed.stain_norm)
     for start in range(0, n, batch_size):
         chunk = [
-            resize_patch(np.asarray(p, dtype=np.uint8), size) for p in patches[start : start + batch_size]
+            normalise(resize_patch(np.asarray(p, dtype=np.uint8), size))
+            for p in patches[start : start + batch_size]
         ]
         probs = model.run(prepare_batch(np.stack(chunk), info))["probs"]
         out[start : start + len(chunk)] = probs

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from glomkit import GlomkitError
+from glomkit.core.stain import STAIN_NORMS
 
 FORMAT = "glomkit-model/1"
 TASKS = ("detector", "classifier", "segmenter")
@@ -197,9 +198,12 @@ class DetectorMetadata(ModelMetadata):
 
 @dataclass(frozen=True)
 class ClassifierMetadata(ModelMetadata):
-    """A classifier: its class scheme (the output order), with names safe to use as folder names."""
+    """A classifier: its class scheme (the output order), with names safe to use as folder names,
+    and the stain normalisation applied to every patch before its input
+    (:func:`glomkit.core.stain.stain_normaliser`; ``none`` for files that do not say)."""
 
     scheme: Any = None  # glomkit.core.schemes.ClassScheme
+    stain_norm: str = "none"
 
 
 @dataclass(frozen=True)
@@ -241,7 +245,11 @@ def validate_metadata(meta: Any, path: str | Path) -> ModelMetadata:
     if task == "detector":
         return _detector(f, meta, common)
     if task == "classifier":
-        return ClassifierMetadata(**common, scheme=_scheme(f, meta))
+        return ClassifierMetadata(
+            **common,
+            scheme=_scheme(f, meta),
+            stain_norm=f.choice(meta, "stain_norm", "stain_norm", "none", STAIN_NORMS),
+        )
     return SegmenterMetadata(
         **common,
         threshold=f.number(meta, "threshold", "threshold", DEFAULT_SEGMENTER_THRESHOLD, 0.0, 1.0),

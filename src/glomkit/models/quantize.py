@@ -205,10 +205,13 @@ class _Reader:
     """ONNX Runtime's CalibrationDataReader over prepared float32 batches of one image each."""
 
     def __init__(self, input_name: str, images: Sequence[np.ndarray], meta: dict) -> None:
+        from glomkit.core.stain import stain_normaliser
         from glomkit.models.runtime import ModelInfo, prepare_batch
 
         info = ModelInfo(meta)
-        self._it = iter([{input_name: prepare_batch(im[None], info)} for im in images])
+        # a classifier's inputs are stain-normalised first (glomkit.infer.classify.classify_patches)
+        normalise = stain_normaliser(getattr(info.typed, "stain_norm", "none"))
+        self._it = iter([{input_name: prepare_batch(normalise(im)[None], info)} for im in images])
 
     def get_next(self):
         return next(self._it, None)

@@ -1,0 +1,68 @@
+"""Stain normalisers (glomkit.core.stain): what the classifier applies before its input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from glomkit import GlomkitError
+from glomkit.core.stain import STAIN_NORMS, stain_normaliser
+
+
+def _tissue(seed: int = 0, size: int = 64) -> np.ndarray:
+    """A PAS-like image: pink background with purple blobs (nuclei) and a white hole."""
+    rng = np.random.default_rng(seed)
+    img = np.empty((size, size, 3), np.float32)
+    img[:] = (215, 150, 200)
+    yy, xx = np.mgrid[:size, :size]
+    for _ in range(12):
+        cy, cx = rng.integers(0, size, 2)
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 < 16] = (110, 70, 160)
+    img[(yy - size // 2) ** 2 + (xx - size // 2) ** 2 < 36] = (245, 245, 245)
+    img += rng.normal(0, 6, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name", STAIN_NORMS)
+def test_normaliser_keeps_shape_and_type(name):
+    img = _tissue()
+    out = stain_normaliser(name)(img)
+    assert out.shape == img.shape and out.dtype == np.uint8
+
+
+def test_none_is_the_identity():
+    img = _tissue()
+    assert np.array_equal(stain_normaliser("none")(img), img)
+
+
+@pytest.mark.parametrize("name", ["reinhard", "macenko"])
+def test_normalising_twice_changes_little(name):
+    f = stain_normaliser(name)
+    once = f(_tissue()).astype(float)
+    twice = f(once.astype(np.uint8)).astype(float)
+    assert np.abs(twice - once).mean() < 4.0
+
+
+@pytest.mark.parametrize("name", ["reinhard", "macenko"])
+def test_a_stain_shifted_copy_normalises_close_to_the_original(name):
+    """The point of normalising: two stainings of one tissue look alike after it."""
+    f = stain_normaliser(name)
+    img = _tissue()
+    od = -np.log((img.astype(np.float32) + 1) / 256) * np.array([1.35, 0.8, 1.15], np.float32)
+    shifted = np.clip(256 * np.exp(-od) - 1, 0, 255).astype(np.uint8)  # another lab's staining
+    before = np.abs(shifted.astype(float) - img.astype(float)).mean()
+    after = np.abs(f(shifted).astype(float) - f(img).astype(float)).mean()
+    assert before > 8.0  # the shift is visible ...
+    assert after < 0.6 * before  # ... and normalising removes most of it
+
+
+def test_blank_image_survives():
+    white = np.full((32, 32, 3), 255, np.uint8)
+    for name in STAIN_NORMS:
+        out = stain_normaliser(name)(white)
+        assert out.shape == white.shape and np.isfinite(out).all()
+
+
+def test_unknown_name_is_a_glomkit_error():
+    with pytest.raises(GlomkitError, match="vahadane"):
+        stain_normaliser("vahadane")
