@@ -111,6 +111,19 @@ def predict_probs(
     return np.concatenate(out) if out else np.zeros((0, k), dtype=np.float32)
 
 
+def eval_dataset(items: list[LabelledImage], names: list[str], config: ClassifierConfig) -> PatchDataset:
+    """The graded ``items`` as an evaluation dataset: no augmentation, the model's stain normaliser."""
+    return PatchDataset(
+        graded(items, names),
+        names,
+        config.size,
+        False,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        stain_norm=config.stain_norm,
+    )
+
+
 def evaluate_model(
     net: torch.nn.Module,
     items: list[LabelledImage],
@@ -119,15 +132,7 @@ def evaluate_model(
 ) -> dict:
     """classification_report (+ ``ggs`` block: GGS vs not among glomeruli) of ``net`` on ``items``."""
     scheme = get_scheme(config.scheme)
-    ds = PatchDataset(
-        graded(items, scheme.names),
-        scheme.names,
-        config.size,
-        False,
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        stain_norm=config.stain_norm,
-    )
+    ds = eval_dataset(items, scheme.names, config)
     probs = predict_probs(net, ds, device=device)
     rep = classification_report(ds.labels, probs, scheme.names)
     rep["ggs"] = ggs_report(ds.labels, probs, scheme)
@@ -179,27 +184,9 @@ def fit_classifier(
     if init_meta.get("recovered_batchnorms"):
         recalibrate(net, init_meta["recovered_batchnorms"], train_ds)
     val_items = graded(val_items, scheme.names)
-    val_ds = PatchDataset(
-        val_items,
-        scheme.names,
-        config.size,
-        False,
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        stain_norm=config.stain_norm,
-    )
+    val_ds = eval_dataset(val_items, scheme.names, config)
     test_ds = (
-        PatchDataset(
-            graded(test_items, scheme.names),
-            scheme.names,
-            config.size,
-            False,
-            IMAGENET_MEAN,
-            IMAGENET_STD,
-            stain_norm=config.stain_norm,
-        )
-        if test_items and config.eval_test_each_epoch
-        else None
+        eval_dataset(test_items, scheme.names, config) if test_items and config.eval_test_each_epoch else None
     )
     k = len(scheme)
     set_valued = any(lab == k for lab in train_ds.labels)  # ungraded glomeruli (ANY_GLOMERULUS)
