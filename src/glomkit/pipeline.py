@@ -259,10 +259,10 @@ def analyse_slide(
             origin=(float(sl.bounds[0]), float(sl.bounds[1])),
         )
         records = result.glomeruli
-        # Patches stream through classification and segmentation in chunks; only their PNGs are
-        # kept, so memory grows slowly with the number of glomeruli. The next chunk's patches are
-        # read, and the last chunk measured and its PNGs encoded, in background threads while the
-        # models run.
+        # Patches stream through classification and segmentation in chunks; only their encoded
+        # images are kept, so memory grows slowly with the number of glomeruli. The next chunk's
+        # patches are read, and the last chunk measured and its images encoded, in background
+        # threads while the models run.
         chunks = [records[k : k + PATCH_CHUNK] for k in range(0, len(records), PATCH_CHUNK)]
         with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as encoder:
             nxt = reader.submit(_read_chunk, chunks[0], sl, config) if chunks else None
@@ -351,7 +351,7 @@ def _characterise(
     measure: bool = True,
 ) -> np.ndarray:
     """Cut (unless ``patches`` are given), classify, segment and (``measure``) measure a chunk of
-    glomeruli; returns their masks (:func:`_encode_images` keeps the images' PNGs)."""
+    glomeruli; returns their masks (:func:`_encode_images` keeps the encoded images)."""
     from glomkit.infer.characterise import classify_records, measure_records, outline_masks
 
     if patches is None:
@@ -376,7 +376,7 @@ def _finish_chunk(
     mpp: float,
     config: PipelineConfig,
 ) -> None:
-    """Measure a chunk of glomeruli and keep their PNGs (run in a background thread)."""
+    """Measure a chunk of glomeruli and keep their encoded images (run in a background thread)."""
     from glomkit.infer.characterise import measure_records
 
     measure_records(chunk, masks, mpp)
@@ -392,7 +392,7 @@ def _read_chunk(chunk: list[GlomerulusRecord], slide: Slide, config: PipelineCon
 def _encode_images(
     chunk: list[GlomerulusRecord], patches: np.ndarray, masks: np.ndarray, result: SlideResult
 ) -> None:
-    """Keep each glomerulus's patch, mask and overlay PNGs in ``result.images``."""
+    """Keep each glomerulus's encoded patch, mask and overlay in ``result.images``."""
     for j, rec in enumerate(chunk):
         rec.patch = image_path("patches", rec.label, result.stem, rec.id)
         rec.mask = image_path("masks", rec.label, result.stem, rec.id)

@@ -1,7 +1,7 @@
 """A slide's result in memory, and how it is saved: what ``glomkit.run_slide`` returns.
 
 :class:`SlideResult` is the slide's record (circles, classes, outlines, measurements; see
-``glomkit.core.records``) plus the PNG-encoded patch, mask and overlay of each glomerulus. It is
+``glomkit.core.records``) plus the encoded patch, mask (PNG) and overlay (JPEG) of each glomerulus. It is
 computed without touching the disk; :meth:`SlideResult.save` writes ``OUT/<stem>/`` in a hidden
 folder beside it and renames it into place, so the folder is either complete or absent.
 """
@@ -28,7 +28,7 @@ IMAGE_KINDS = tuple(kind for kind, _ in IMAGE_FILES)
 
 @dataclass
 class PatchImages:
-    """One glomerulus's images, PNG-encoded (memory stays small for slides with many glomeruli)."""
+    """One glomerulus's images, encoded (PNG; the overlay JPEG) (memory stays small for slides with many glomeruli)."""
 
     patch: bytes
     mask: bytes
@@ -119,7 +119,7 @@ class SlideResult(SlideRecord):
         return final
 
     def _write_images(self, d: Path) -> None:
-        """The PNGs, written straight into ``d``: the whole folder is renamed into place when
+        """The images, written straight into ``d``: the whole folder is renamed into place when
         complete, so each file needs no temporary copy of its own."""
         from glomkit.io.paths import path_under
 
