@@ -142,18 +142,15 @@ class Models:
             for task in self.TASKS:
                 getattr(self, task)
 
-    def _load(self, task: str):
-        from glomkit.models.registry import resolve_model
-        from glomkit.models.runtime import OnnxModel
-
-        c = self.config
-        return OnnxModel(
-            resolve_model(getattr(c, task), task), expect_task=task, device=c.device, threads=c.threads
-        )
-
     def _get(self, task: str):
         if task not in self._loaded:
-            self._loaded[task] = self._load(task)
+            from glomkit.models.registry import resolve_model
+            from glomkit.models.runtime import OnnxModel
+
+            c = self.config
+            self._loaded[task] = OnnxModel(
+                resolve_model(getattr(c, task), task), expect_task=task, device=c.device, threads=c.threads
+            )
         return self._loaded[task]
 
     @property
@@ -273,7 +270,7 @@ def analyse_slide(
                     patches = nxt.result()
                 if i + 1 < len(chunks):
                     nxt = reader.submit(_read_chunk, chunks[i + 1], sl, config)
-                masks = _characterise(chunk, sl, models, config, timer, result, patches, measure=False)
+                masks = _characterise(chunk, sl, models, config, timer, patches)
                 with timer.stage("encode"):
                     if encoded is not None:
                         encoded.result()
@@ -346,26 +343,17 @@ def _characterise(
     models: Models,
     config: PipelineConfig,
     timer: StageTimer,
-    result: SlideResult,
-    patches: np.ndarray | None = None,
-    measure: bool = True,
+    patches: np.ndarray,
 ) -> np.ndarray:
-    """Cut (unless ``patches`` are given), classify, segment and (``measure``) measure a chunk of
-    glomeruli; returns their masks (:func:`_encode_images` keeps the encoded images)."""
-    from glomkit.infer.characterise import classify_records, measure_records, outline_masks
+    """Classify and segment a chunk of glomeruli from their patches; return their masks
+    (:func:`_finish_chunk` measures them and keeps the encoded images)."""
+    from glomkit.infer.characterise import classify_records, outline_masks
 
-    if patches is None:
-        with timer.stage("patches"):
-            patches = _read_chunk(chunk, slide, config)
     with timer.stage("classify"):
         classify_records(models.classifier, chunk, patches, config.batch_patches)
     with timer.stage("segment"):
         margin = None if config.outline_margin_um is None else config.outline_margin_um / slide.mpp
-        masks = outline_masks(models.segmenter, chunk, patches, margin, config.batch_patches)
-    if measure:
-        with timer.stage("measure"):
-            measure_records(chunk, masks, slide.mpp)
-    return masks
+        return outline_masks(models.segmenter, chunk, patches, margin, config.batch_patches)
 
 
 def _finish_chunk(
