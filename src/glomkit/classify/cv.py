@@ -34,7 +34,6 @@ from glomkit import GlomkitError
 from glomkit.classify.data import (
     ANY_GLOMERULUS,
     LabelledImage,
-    PatchDataset,
     check_labels,
     group_folds,
     load_items,
@@ -388,8 +387,7 @@ def run_cv(train_config, cv: CVConfig, progress: bool = True) -> dict:
     """Train and predict every fold (resumable per fold), summarise, optionally train the final model."""
     import torch
 
-    from glomkit.classify.train import export_classifier, fit_classifier, predict_probs
-    from glomkit.models.runtime import IMAGENET_MEAN, IMAGENET_STD
+    from glomkit.classify.train import eval_dataset, export_classifier, fit_classifier, predict_probs
     from glomkit.train.loop import plain
 
     out = Path(cv.out_dir)
@@ -424,15 +422,8 @@ def run_cv(train_config, cv: CVConfig, progress: bool = True) -> dict:
             net, _ = fit_classifier(
                 train_items, [], cfg, checkpoint=out / f"{name}.ckpt.pt", progress=progress
             )
-            ds = PatchDataset(
-                [items[i] for i in test_idx],
-                [*scheme.names, ANY_GLOMERULUS],
-                cfg.size,
-                False,
-                IMAGENET_MEAN,
-                IMAGENET_STD,
-                stain_norm=cfg.stain_norm,
-            )
+            # every held-out item, ungraded ones too (their P(glomerulus) is scored)
+            ds = eval_dataset([items[i] for i in test_idx], [*scheme.names, ANY_GLOMERULUS], cfg)
             probs = predict_probs(net, ds, device=torch.device("cpu"))
             with atomic_path(pred_file) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, probs)
