@@ -23,6 +23,15 @@ from glomkit.io.atomic import write_png
 COLOURS = {"GS": (200, 60, 120), "nonGS": (230, 180, 210), "non_glomerular": (120, 200, 120)}
 
 
+def _tiny_config(data, **extra):
+    """A one-epoch 32-px classifier recipe on a tiny folder (GS/nonGS mapped to the coarse scheme)."""
+    from glomkit.classify.train import ClassifierConfig
+
+    return ClassifierConfig(
+        data=str(data), label_map={"GS": "sclerosed", "nonGS": "normal"}, size=32, epochs=1, batch=4, **extra
+    )
+
+
 def _tiny_folder(tmp_path, n_slides=6, per_class=2):
     """Slides of three sites, a few solid-colour images per class, plus ungraded glomeruli."""
     rng = np.random.default_rng(0)
@@ -97,17 +106,9 @@ def test_threshold_and_decision():
 
 @pytest.mark.slow
 def test_run_cv_covers_every_image_once(tmp_path):
-    from glomkit.classify.train import ClassifierConfig
 
     data = _tiny_folder(tmp_path / "data")
-    cfg = ClassifierConfig(
-        data=str(data),
-        label_map={"GS": "sclerosed", "nonGS": "normal"},
-        size=32,
-        epochs=1,
-        batch=4,
-        threads=1,
-    )
+    cfg = _tiny_config(data, threads=1)
     out = tmp_path / "cv"
     final = tmp_path / "final.onnx"
     s = run_cv(cfg, CVConfig(by="slide", n_folds=3, out_dir=str(out), final_out=str(final)), progress=False)
@@ -236,9 +237,7 @@ def test_run_cv_oof_from_an_earlier_run_drops_removed_images(tmp_path):
     from glomkit.models.runtime import read_metadata
 
     data = _tiny_folder(tmp_path / "data")
-    cfg = ClassifierConfig(
-        data=str(data), label_map={"GS": "sclerosed", "nonGS": "normal"}, size=32, epochs=1, batch=4
-    )
+    cfg = _tiny_config(data)
     first = tmp_path / "cv"
     s = run_cv(cfg, CVConfig(by="slide", n_folds=3, out_dir=str(first)), progress=False)
     # the same data in another folder, minus one ungraded glomerulus (a "held-out tile" crop)
@@ -276,21 +275,12 @@ def test_run_cv_oof_from_an_earlier_run_drops_removed_images(tmp_path):
 def test_run_cv_with_stain_norm_records_it_and_inference_applies_it(tmp_path):
     """--stain-norm: training normalises every patch, the final model's metadata says so, and
     inference (classify_patches) applies the same transform from that metadata."""
-    from glomkit.classify.train import ClassifierConfig
     from glomkit.core.stain import stain_normaliser
     from glomkit.infer.classify import classify_patches
     from glomkit.models.runtime import OnnxModel
 
     data = _tiny_folder(tmp_path / "data", n_slides=3, per_class=1)
-    cfg = ClassifierConfig(
-        data=str(data),
-        label_map={"GS": "sclerosed", "nonGS": "normal"},
-        size=32,
-        epochs=1,
-        batch=4,
-        aug="colour",
-        stain_norm="reinhard",
-    )
+    cfg = _tiny_config(data, aug="colour", stain_norm="reinhard")
     final = tmp_path / "final.onnx"
     s = run_cv(cfg, CVConfig(by="site", out_dir=str(tmp_path / "cv"), final_out=str(final)), progress=False)
     assert s["config"]["train"]["stain_norm"] == "reinhard"
