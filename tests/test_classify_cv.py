@@ -181,21 +181,45 @@ def test_classify_and_decide_obeys_model_metadata(tmp_path):
     assert list(labels) == [1, 1]  # P(sclerosed)/P(glomerulus) >= 0.3: sclerosed
 
 
-def _hubmap_tile(folder, stem: str, seed: int = 0) -> None:
-    """A tiny hubmap_pas-like tile: one dark disc (the glomerulus) and its GeoJSON outline."""
+def _hubmap_tile(folder, stem: str, seed: int = 0, discs=((200, 250, 90),)) -> None:
+    """A tiny hubmap_pas-like tile: dark discs (the glomeruli) and their GeoJSON outlines."""
     import cv2
 
     rng = np.random.default_rng(seed)
     img = np.clip(rng.normal([190, 120, 180], 20, (500, 700, 3)), 0, 255).astype(np.uint8)
-    cv2.circle(img, (200, 250), 90, (150, 60, 140), -1)
+    feats = []
+    for x, y, r in discs:
+        cv2.circle(img, (x, y), r, (150, 60, 140), -1)
+        ring = [[x + r * np.cos(a), y + r * np.sin(a)] for a in np.linspace(0, 2 * np.pi, 40)]
+        feats.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {"classification": {"name": "glomerulus"}},
+            }
+        )
     cv2.imwrite(str(folder / f"{stem}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    ring = [[200 + 90 * np.cos(a), 250 + 90 * np.sin(a)] for a in np.linspace(0, 2 * np.pi, 40)]
-    feat = {
-        "type": "Feature",
-        "geometry": {"type": "Polygon", "coordinates": [ring]},
-        "properties": {"classification": {"name": "glomerulus"}},
-    }
-    (folder / f"{stem}.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [feat]}))
+    (folder / f"{stem}.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
+
+
+def test_hubmap_crops_edge_glomeruli_white_padded_like_the_pipeline(tmp_path):
+    """A glomerulus cut by the tile edge becomes a glomerulus crop padded with white, as the
+    pipeline's reader pads a patch that leaves the slide (not skipped, not a negative)."""
+    from glomkit.classify.coarse_data import _square, hubmap_crops
+
+    img = np.zeros((100, 100, 3), np.uint8)
+    assert _square(img, 90, 50, 20) is None
+    sq = _square(img, 90, 50, 20, pad=True)
+    assert sq is not None and (sq[:, -50:] == 255).all() and (sq[:, :80] == 0).all()
+    assert _square(img, 105, 50, 20, pad=True) is None  # centre outside the image
+
+    _hubmap_tile(tmp_path, "train_57", discs=((200, 250, 90), (650, 250, 90)))
+    crops = hubmap_crops(tmp_path, np.random.default_rng(0), per_tile_tissue=0, per_tile_false_positives=0)
+    by_source = {c[4]: c for c in crops}
+    assert sorted(by_source) == ["hubmap_glomerulus", "hubmap_glomerulus_edge"]
+    assert all(c[1] == ANY_GLOMERULUS for c in crops)
+    edge = by_source["hubmap_glomerulus_edge"][0]
+    assert (edge[:, -3:] == 255).all() and not (by_source["hubmap_glomerulus"][0] == 255).all(axis=2).any()
 
 
 def test_hubmap_crops_never_read_held_out_test_tiles(tmp_path):

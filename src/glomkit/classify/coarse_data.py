@@ -143,12 +143,24 @@ def hubmap_block(stem: str, size: int = 50) -> str:
     return f"hubmap#b{int(stem.split('_')[-1]) // size}"
 
 
-def _square(img: np.ndarray, cx: float, cy: float, half: float) -> np.ndarray | None:
-    """The square of half-side ``half`` at (cx, cy), resized to OUT_SIZE; None if it leaves the image."""
+def _square(img: np.ndarray, cx: float, cy: float, half: float, pad: bool = False) -> np.ndarray | None:
+    """The square of half-side ``half`` at (cx, cy), resized to OUT_SIZE.
+
+    None if it leaves the image, unless ``pad``: then the part outside the image is white, as the
+    pipeline's slide reader fills it (:meth:`glomkit.slide.reader.Slide.read_level`), and
+    None only when the centre itself is outside.
+    """
     h, w = img.shape[:2]
     x0, y0, x1, y1 = (int(round(v)) for v in (cx - half, cy - half, cx + half, cy + half))
-    if x0 < 0 or y0 < 0 or x1 > w or y1 > h or x1 - x0 < 16:
+    if x1 - x0 < 16:
         return None
+    if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+        if not pad or not (0 <= cx < w and 0 <= cy < h):
+            return None
+        canvas = np.full((y1 - y0, x1 - x0, 3), 255, np.uint8)
+        sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        canvas[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = img[sy0:sy1, sx0:sx1]
+        return cv2.resize(canvas, (OUT_SIZE, OUT_SIZE), interpolation=cv2.INTER_AREA)
     return cv2.resize(img[y0:y1, x0:x1], (OUT_SIZE, OUT_SIZE), interpolation=cv2.INTER_AREA)
 
 
@@ -172,6 +184,7 @@ def hubmap_crops(
     tiles: Path,
     rng: np.random.Generator,
     per_tile_glomeruli: int = 2,
+    per_tile_edge_glomeruli: int = 1,
     per_tile_tissue: int = 2,
     per_tile_false_positives: int = 2,
     mpp: float = HUBMAP_MPP,
@@ -180,12 +193,15 @@ def hubmap_crops(
 
     - ``glomerulus`` (:data:`glomkit.classify.data.ANY_GLOMERULUS`, ungraded): annotated glomeruli
       cut like the pipeline does (minimum enclosing circle + a margin drawn from 5-25 µm around
-      the pipeline's 12.5 µm, centre jittered by 10 % of the radius); crops cut by the tile edge
-      are skipped.
+      the pipeline's 12.5 µm, centre jittered by 10 % of the radius): up to
+      ``per_tile_glomeruli`` whole ones, and up to ``per_tile_edge_glomeruli`` cut by the tile
+      edge, white-padded as the pipeline pads a patch that leaves the slide (source
+      ``hubmap_glomerulus_edge``). Without these the classifier learnt that white padding means
+      non_glomerular and dropped glomeruli at the image edge.
     - ``non_glomerular`` tissue: random squares of glomerulus-patch size that touch no outline
       (outlines dilated by 8 µm) and hold tissue (saturation), i.e. tubules, vessels, interstitium.
     - ``non_glomerular`` detector false positives: circles of the bundled detector whose centre is
-      in no (dilated) outline, cut like the pipeline does. Annotations can be incomplete, so a
+      in no (dilated) outline, cut like the pipeline does (white-padded at the tile edge). Annotations can be incomplete, so a
       few of these may be unannotated glomeruli.
 
     Grouped by contiguous tile-number blocks (:func:`hubmap_block`). The held-out ``test*``
@@ -217,20 +233,34 @@ def hubmap_crops(
         dil = int(round(8.0 / mpp))
         glom_dil = cv2.dilate(glom, np.ones((2 * dil + 1, 2 * dil + 1), np.uint8))
         radii = [a.radius for a in anns] or [115.0]
-        # glomeruli in context
-        kept = 0
+        # glomeruli in context: whole ones, and a few cut by the tile edge (white-padded)
+        kept, kept_edge = 0, 0
         for i in rng.permutation(len(anns)):
-            if kept >= per_tile_glomeruli:
+            if kept >= per_tile_glomeruli and kept_edge >= per_tile_edge_glomeruli:
                 break
             a = anns[int(i)]
             margin = float(rng.uniform(5.0, 25.0)) / mpp
             jx, jy = rng.normal(0, 0.1 * a.radius, 2)
-            crop = _square(img, a.x + jx, a.y + jy, a.radius + margin)
-            if crop is not None:
+            cx, cy, half = a.x + jx, a.y + jy, a.radius + margin
+            whole = _square(img, cx, cy, half)
+            if whole is not None and kept < per_tile_glomeruli:
                 out.append(
-                    (crop, ANY_GLOMERULUS, group, f"hub_glom_{jpg.stem}_{int(i)}", "hubmap_glomerulus")
+                    (whole, ANY_GLOMERULUS, group, f"hub_glom_{jpg.stem}_{int(i)}", "hubmap_glomerulus")
                 )
                 kept += 1
+            elif whole is None and kept_edge < per_tile_edge_glomeruli:
+                cut = _square(img, cx, cy, half, pad=True)
+                if cut is not None:
+                    out.append(
+                        (
+                            cut,
+                            ANY_GLOMERULUS,
+                            group,
+                            f"hub_glomedge_{jpg.stem}_{int(i)}",
+                            "hubmap_glomerulus_edge",
+                        )
+                    )
+                    kept_edge += 1
         # tissue away from every outline
         kept, tries = 0, 0
         while kept < per_tile_tissue and tries < 200:
@@ -255,7 +285,7 @@ def hubmap_crops(
                     break
                 if not (0 <= int(y) < h and 0 <= int(x) < w) or glom_dil[int(y), int(x)]:
                     continue
-                crop = _square(img, x, y, r + PIPELINE_MARGIN_UM / mpp)
+                crop = _square(img, x, y, r + PIPELINE_MARGIN_UM / mpp, pad=True)
                 if crop is not None:
                     out.append(
                         (crop, "non_glomerular", group, f"hub_fp_{jpg.stem}_{kept}", "hubmap_false_positive")

@@ -280,6 +280,10 @@ def summarise(
             "called": int(glom_called_ng.sum()),
             "rate": float(glom_called_ng.mean()) if real_glom.any() else None,
             "rate_argmax_raw": float(raw_ng.mean()) if real_glom.any() else None,
+            "by_source": {
+                src: float(called_ng[real_glom & (np.array([it.source for it in items]) == src)].mean())
+                for src in sorted({items[i].source for i in np.flatnonzero(real_glom)})
+            },
             "graded_bueno_rate": float((~np.isin(nested_labels[ev], scheme.glomerulus_indices)).mean())
             if ev.any()
             else None,
