@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from glomkit import GlomkitError
 from glomkit.classify.cv import CVConfig, cv_folds, evaluated, run_cv
 from glomkit.classify.data import ANY_GLOMERULUS, load_items
 from glomkit.core.schemes import get_scheme
@@ -327,3 +328,39 @@ def _tissue_like(seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     base = np.array([200, 120 + 20 * seed, 190])
     return np.clip(base + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8)
+
+
+def test_summarise_glomerulus_cut_follows_max_glomeruli_dropped():
+    """The non_glomerular cut is the chosen quantile of the real glomeruli's OOF P(glomerulus):
+    a lower share moves the cut down and drops fewer held-out glomeruli; by-source rates add up."""
+    from glomkit.classify.cv import summarise
+    from glomkit.classify.data import LabelledImage
+
+    scheme = get_scheme("coarse_3")
+    rng = np.random.default_rng(0)
+    items, probs = [], []
+    for i in range(400):
+        slide = f"S{i % 4}"
+        if i % 4 == 3:
+            label, source, p_glom = "non_glomerular", "hubmap_tissue", rng.uniform(0.0, 0.3)
+        else:
+            label = ("GS", "nonGS", ANY_GLOMERULUS)[i % 3]
+            source = "hubmap_glomerulus" if label == ANY_GLOMERULUS else "bueno"
+            p_glom = rng.uniform(0.2, 1.0)
+        gs = rng.uniform(0.6, 0.9) if label == "GS" else rng.uniform(0.1, 0.4)
+        label = {"GS": "sclerosed", "nonGS": "normal"}.get(label, label)
+        items.append(LabelledImage(image=f"{i}.png", label=label, slide=slide, source=source))
+        probs.append([p_glom * (1 - gs), p_glom * gs, 1 - p_glom])
+    probs = np.clip(np.asarray(probs), 1e-6, 1)
+    folds = [int(it.slide[1]) for it in items]
+    names = [f"fold{k}" for k in range(4)]
+    loose = summarise(items, folds, names, probs, scheme, "bueno", max_glomeruli_dropped=0.10)
+    tight = summarise(items, folds, names, probs, scheme, "bueno", max_glomeruli_dropped=0.01)
+    cut = lambda s: s["decision"]["decision"]["glomerulus_min"]  # noqa: E731
+    assert cut(tight) < cut(loose)
+    dropped = lambda s: s["real_glomeruli_called_non_glomerular"]["called"]  # noqa: E731
+    assert dropped(tight) < dropped(loose)
+    by = loose["real_glomeruli_called_non_glomerular"]["by_source"]
+    assert set(by) == {"bueno", "hubmap_glomerulus"}
+    with pytest.raises(GlomkitError):
+        summarise(items, folds, names, probs, scheme, "bueno", max_glomeruli_dropped=0.6)

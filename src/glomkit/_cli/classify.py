@@ -288,9 +288,29 @@ def _classify_with_progress(onnx, paths, disable: bool = False) -> list[dict]:
     "longer in --data, e.g. removed held-out tiles, are dropped). Refits the summary and decision "
     "on what remains; with --final trains the final model on --data.",
 )
+@click.option(
+    "--max-glomeruli-dropped",
+    type=click.FloatRange(0.0, 0.5, max_open=True),
+    default=0.02,
+    show_default=True,
+    help="The non_glomerular cut: this share of the real glomeruli's out-of-fold P(glomerulus) "
+    "lies below it.",
+)
 @threads_option()
 def study_cv_cmd(
-    data, out, label_map, by, n_folds, split_seed, only_folds, eval_source, init, final, oof_from, **params
+    data,
+    out,
+    label_map,
+    by,
+    n_folds,
+    split_seed,
+    only_folds,
+    eval_source,
+    init,
+    final,
+    oof_from,
+    max_glomeruli_dropped,
+    **params,
 ) -> None:
     """Cross-validate a classifier recipe by slide or site; fit threshold and temperature on OOF."""
     from glomkit.classify.cv import CVConfig, run_cv
@@ -314,6 +334,7 @@ def study_cv_cmd(
         final_out=None if final is None else str(final),
         only_folds=tuple(only_folds) or None,
         oof_from=None if oof_from is None else str(oof_from),
+        max_glomeruli_dropped=max_glomeruli_dropped,
     )
     s = run_cv(cfg, cv)
     if only_folds:
