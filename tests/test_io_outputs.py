@@ -213,8 +213,8 @@ def test_report_html_counts_percentage_thumbnail_and_gallery(tmp_path):
         assert re.search(
             rf"rgb\({r},{g},{b}\)\"></span>{name}</td><td>[^<]*</td><td class=\"num\">{n}</td>", counts
         )
-    # the thumbnail is an embedded PNG of the thumbnail's size
-    (thumb,) = [i for i in page.imgs if i["src"].startswith("data:image/png;base64,")]
+    # the thumbnail is an embedded JPEG of the thumbnail's size
+    (thumb,) = [i for i in page.imgs if i["src"].startswith("data:image/jpeg;base64,")]
     png = cv2.imdecode(
         np.frombuffer(base64.b64decode(thumb["src"].split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR
     )
