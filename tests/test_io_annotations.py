@@ -16,7 +16,7 @@ from glomkit.core.records import GlomerulusRecord, SlideRecord
 from glomkit.core.schemes import COARSE, FIVE_CLASS, ClassScheme, GlomClass
 from glomkit.io.annotations import Annotation, read_annotations
 from glomkit.io.geojson import read_geojson, write_geojson
-from glomkit.io.imagescope import imagescope_color, read_imagescope_xml, write_imagescope_xml
+from glomkit.io.imagescope import imagescope_color, imagescope_xml, read_imagescope_xml, write_imagescope_xml
 from glomkit.io.shapes import enclosing_circle, polygon_area
 
 
@@ -136,6 +136,27 @@ def test_geojson_is_what_qupath_imports(tmp_path):
     assert a0.polygon is None and a1.polygon is not None
     assert (a1.x, a1.y, a1.radius) == pytest.approx((900, 700, 70), abs=0.01)
     np.testing.assert_allclose(a1.polygon, poly, atol=0.01)
+
+
+def test_xml_text_is_what_elementtree_writes_of_it():
+    """The writer builds the text directly: parsed and written again by ElementTree (indent, then
+    tostring) it comes back byte for byte, odd label characters escaped the same way."""
+    scheme = ClassScheme("odd", (GlomClass('a & <b> "c"\t', (1, 2, 3)), GlomClass("normal", (4, 5, 6))))
+    circles = [(100.0 + 50 * i, 200.0, 20.0 + i) for i in range(4)]
+    labels = [scheme.names[i % 2] for i in range(4)]
+    polys = [wobbly_polygon(x, y, r, seed=i) for i, (x, y, r) in enumerate(circles)]
+    result = make_result(circles, labels, scheme=scheme, mpp=0.2501, polygons=polys)
+    result.glomeruli[1].score = float("nan")
+    text = imagescope_xml(result)
+    root = ET.fromstring(text.encode())
+    ET.indent(root, space="  ")
+    again = (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        + ET.tostring(root, encoding="unicode").replace(" />", "/>")
+        + "\n"
+    )
+    assert text == again
+    assert root.find("Annotation").get("Name") == scheme.names[0]
 
 
 def test_xml_line_color_is_bgr_integer(tmp_path):

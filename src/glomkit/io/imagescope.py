@@ -10,7 +10,7 @@ is the Id of its detection's ellipse. ImageScope colours are BGR integers: R + G
 from __future__ import annotations
 
 import math
-import xml.etree.ElementTree as ET  # builds the file written; files read are parsed with defusedxml
+import xml.etree.ElementTree as ET  # the type and errors of files read (parsed with defusedxml)
 from pathlib import Path
 
 import numpy as np
@@ -54,40 +54,72 @@ def rgb_from_imagescope(value: int) -> tuple[int, int, int]:
 REGION_ATTRIBUTE_HEADERS = (("9999", "Region"), ("9997", "Length"), ("9996", "Area"), ("9998", "Text"))
 
 
+_ATTR_ESCAPES = (
+    ("&", "&amp;"),
+    ("<", "&lt;"),
+    (">", "&gt;"),
+    ('"', "&quot;"),
+    ("\r", "&#13;"),
+    ("\n", "&#10;"),
+    ("\t", "&#09;"),
+)
+
+
+def _attr(value: str) -> str:
+    """An attribute value escaped as ElementTree escapes it (so files stay byte-identical)."""
+    for raw, esc in _ATTR_ESCAPES:
+        if raw in value:
+            value = value.replace(raw, esc)
+    return value
+
+
+def _tag(name: str, attrs: dict[str, str], indent: int, close: bool = False) -> str:
+    """One line: ``<name a="v" ...>`` (``close``: ``.../>``) at ``indent`` levels of two spaces."""
+    body = " ".join(f'{k}="{_attr(v)}"' for k, v in attrs.items())
+    return f"{'  ' * indent}<{name}{' ' + body if body else ''}{'/>' if close else '>'}"
+
+
 def _layer(
-    parent: ET.Element, layer_id: int, name: str, color: tuple[int, int, int], kind: str = LAYER_CIRCLES
-) -> ET.Element:
-    """Append an ``<Annotation>`` layer to ``parent``; returns its ``<Regions>`` element."""
-    ann = ET.SubElement(
-        parent,
-        "Annotation",
-        {
-            "Id": str(layer_id),
-            "Name": name,
-            "ReadOnly": "0",
-            "NameReadOnly": "0",
-            "LineColorReadOnly": "0",
-            "Incremental": "0",
-            "Type": "4",
-            "LineColor": str(imagescope_color(color)),
-            "Visible": "1",
-            "Selected": "0",
-            "MarkupImagePath": "",
-            "MacroName": "",
-        },
+    lines: list[str], layer_id: int, name: str, color: tuple[int, int, int], kind: str, regions: list[str]
+) -> None:
+    """Append an ``<Annotation>`` layer holding the ``<Region>`` lines ``regions`` to ``lines``."""
+    lines.append(
+        _tag(
+            "Annotation",
+            {
+                "Id": str(layer_id),
+                "Name": name,
+                "ReadOnly": "0",
+                "NameReadOnly": "0",
+                "LineColorReadOnly": "0",
+                "Incremental": "0",
+                "Type": "4",
+                "LineColor": str(imagescope_color(color)),
+                "Visible": "1",
+                "Selected": "0",
+                "MarkupImagePath": "",
+                "MacroName": "",
+            },
+            1,
+        )
     )
-    ET.SubElement(ET.SubElement(ann, "Attributes"), "Attribute", Name=LAYER_ATTRIBUTE, Id="0", Value=kind)
-    ET.SubElement(ET.SubElement(ann, "Attributes"), "Attribute", Name=name, Id="0", Value="")
-    regions = ET.SubElement(ann, "Regions")
-    headers = ET.SubElement(regions, "RegionAttributeHeaders")
+    for attr_name, value in ((LAYER_ATTRIBUTE, kind), (name, "")):
+        lines.append("    <Attributes>")
+        lines.append(_tag("Attribute", {"Name": attr_name, "Id": "0", "Value": value}, 3, close=True))
+        lines.append("    </Attributes>")
+    lines.append("    <Regions>")
+    lines.append("      <RegionAttributeHeaders>")
     for hid, hname in REGION_ATTRIBUTE_HEADERS:
-        ET.SubElement(headers, "AttributeHeader", Id=hid, Name=hname, ColumnWidth="-1")
-    ET.SubElement(ann, "Plots")
-    return regions
+        lines.append(_tag("AttributeHeader", {"Id": hid, "Name": hname, "ColumnWidth": "-1"}, 4, close=True))
+    lines.append("      </RegionAttributeHeaders>")
+    lines.extend(regions)
+    lines.append("    </Regions>")
+    lines.append("    <Plots/>")
+    lines.append("  </Annotation>")
 
 
 def _region(
-    regions: ET.Element,
+    lines: list[str],
     region_id: int,
     rtype: int,
     vertices: np.ndarray,
@@ -97,32 +129,38 @@ def _region(
     text: str,
     input_id: int = 0,
 ) -> None:
-    """Append a ``<Region>`` (``rtype`` = ``REGION_*``) with its vertices to ``regions``."""
-    region = ET.SubElement(
-        regions,
-        "Region",
-        {
-            "Id": str(region_id),
-            "Type": str(rtype),
-            "Zoom": "1",
-            "Selected": "0",
-            "ImageLocation": "",
-            "ImageFocus": "-1",
-            "Length": f"{length_px:.1f}",
-            "Area": f"{area_px:.1f}",
-            "LengthMicrons": f"{length_px * mpp:.1f}",
-            "AreaMicrons": f"{area_px * mpp * mpp:.1f}",
-            "Text": text,
-            "NegativeROA": "0",
-            "InputRegionId": str(input_id),
-            "Analyze": "1",
-            "DisplayId": str(region_id),
-        },
+    """Append a ``<Region>`` (``rtype`` = ``REGION_*``) with its vertices to ``lines``."""
+    lines.append(
+        _tag(
+            "Region",
+            {
+                "Id": str(region_id),
+                "Type": str(rtype),
+                "Zoom": "1",
+                "Selected": "0",
+                "ImageLocation": "",
+                "ImageFocus": "-1",
+                "Length": f"{length_px:.1f}",
+                "Area": f"{area_px:.1f}",
+                "LengthMicrons": f"{length_px * mpp:.1f}",
+                "AreaMicrons": f"{area_px * mpp * mpp:.1f}",
+                "Text": text,
+                "NegativeROA": "0",
+                "InputRegionId": str(input_id),
+                "Analyze": "1",
+                "DisplayId": str(region_id),
+            },
+            3,
+        )
     )
-    ET.SubElement(region, "Attributes")
-    verts = ET.SubElement(region, "Vertices")
-    for x, y in np.asarray(vertices, dtype=np.float64).reshape(-1, 2).tolist():
-        ET.SubElement(verts, "Vertex", X=f"{x:.3f}", Y=f"{y:.3f}", Z="0")
+    lines.append("        <Attributes/>")
+    lines.append("        <Vertices>")
+    lines.extend(
+        f'          <Vertex X="{x:.3f}" Y="{y:.3f}" Z="0"/>'
+        for x, y in np.asarray(vertices, dtype=np.float64).reshape(-1, 2).tolist()
+    )
+    lines.append("        </Vertices>")
+    lines.append("      </Region>")
 
 
 def _layers_of(result: SlideRecord) -> list[tuple[str, tuple[int, int, int]]]:
@@ -156,18 +194,22 @@ def imagescope_xml(result: SlideRecord, contents: str = "both") -> str:
         by_label[g.label].append(g)
     # region Ids are unique in the file: ellipses keep the detection id, outlines come after
     offset = max((int(g.id) for g in result.glomeruli), default=0)
-    root = ET.Element("Annotations", MicronsPerPixel=f"{mpp:.6f}")
+    lines = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        _tag("Annotations", {"MicronsPerPixel": f"{mpp:.6f}"}, 0),
+    ]
     circle_layers = layers if contents in ("both", "circles") else []
     outline_layers = layers if contents in ("both", "outlines") else []
     for k, (name, color) in enumerate(circle_layers, start=1):
-        regions = _layer(root, k, name, color, LAYER_CIRCLES)
+        regions: list[str] = []
         for g in by_label[name]:
             r = float(g.radius)
             box = np.array([[g.x - r, g.y - r], [g.x + r, g.y + r]])
             perimeter, area = ellipse_perimeter(r, r), ellipse_area(r, r)
             _region(regions, int(g.id), REGION_ELLIPSE, box, perimeter, area, mpp, _score_text(g.score))
+        _layer(lines, k, name, color, LAYER_CIRCLES, regions)
     for k, (name, color) in enumerate(outline_layers, start=len(circle_layers) + 1):
-        regions = _layer(root, k, name + OUTLINE_SUFFIX, color, LAYER_OUTLINES)
+        regions = []
         for g in by_label[name]:
             if g.polygon is None or len(g.polygon) < 3:
                 continue
@@ -183,11 +225,10 @@ def imagescope_xml(result: SlideRecord, contents: str = "both") -> str:
                 _score_text(g.score),
                 input_id=int(g.id),
             )
-    ET.indent(root, space="  ")
-    # ElementTree writes empty elements as "<Plots />"; "<Plots/>" as before keeps files byte-identical
-    # (attribute values cannot hold " />": ElementTree escapes their ">")
-    body = ET.tostring(root, encoding="unicode").replace(" />", "/>")
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + body + "\n"
+        _layer(lines, k, name + OUTLINE_SUFFIX, color, LAYER_OUTLINES, regions)
+    lines.append("</Annotations>")  # a scheme has at least one class: the root is never empty
+    # the layout ElementTree's indent() + tostring() wrote before (files stay byte-identical)
+    return "\n".join(lines) + "\n"
 
 
 def write_imagescope_xml(path: str | Path, result: SlideRecord, contents: str = "both") -> Path:
