@@ -67,15 +67,16 @@ def reinhard(img: np.ndarray) -> np.ndarray:
     """Reinhard et al. (2001) colour transfer: each CIELAB channel's tissue mean and standard
     deviation mapped to :data:`REINHARD_TARGET_MEAN` / :data:`REINHARD_TARGET_STD`."""
     lab = _lab(img)
-    flat = lab.reshape(-1, 3)
-    tissue = flat[flat[:, 0] < TISSUE_MAX_L]
-    if len(tissue) < MIN_TISSUE_FRACTION * len(flat):
-        tissue = flat
-    mean = tissue.mean(0)
-    std = np.maximum(tissue.std(0), 1e-3)
-    out = (lab - mean) * (REINHARD_TARGET_STD / std) + REINHARD_TARGET_MEAN
-    out[..., 0] = np.clip(out[..., 0], 0.0, 100.0)
-    rgb = cv2.cvtColor(out.astype(np.float32), cv2.COLOR_LAB2RGB)
+    tissue = (lab[..., 0] < TISSUE_MAX_L).astype(np.uint8)
+    if cv2.countNonZero(tissue) < MIN_TISSUE_FRACTION * tissue.size:
+        tissue = None
+    # cv2.meanStdDev: population mean and sd under the mask, ~10x faster than numpy's on a patch
+    mean, std = (v.ravel().astype(np.float32) for v in cv2.meanStdDev(lab, mask=tissue))
+    gain = REINHARD_TARGET_STD / np.maximum(std, 1e-3)
+    out = lab * gain
+    out += REINHARD_TARGET_MEAN - mean * gain
+    np.clip(out[..., 0], 0.0, 100.0, out=out[..., 0])
+    rgb = cv2.cvtColor(out, cv2.COLOR_LAB2RGB)
     return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
