@@ -66,3 +66,15 @@ def test_blank_image_survives():
 def test_unknown_name_is_a_glomkit_error():
     with pytest.raises(GlomkitError, match="vahadane"):
         stain_normaliser("vahadane")
+
+
+@pytest.mark.parametrize("name", STAIN_NORMS)
+def test_a_batch_is_each_image_normalised_alone(name):
+    """The pipeline normalises a classifier batch in one call: the same as image by image."""
+    imgs = np.stack([_tissue(seed=s) for s in range(3)] + [np.full((64, 64, 3), 255, np.uint8)])
+    imgs[1] = (imgs[1] * 0.7).astype(np.uint8)  # a darker image: its own statistics
+    f = stain_normaliser(name)
+    batch = f(imgs)
+    assert batch.shape == imgs.shape and batch.dtype == np.uint8
+    for img, got in zip(imgs, batch, strict=True):
+        assert np.abs(f(img).astype(int) - got).max() <= 1

@@ -59,25 +59,33 @@ MACENKO_OD_MIN = 0.15  # optical density below which a pixel is background (Mace
 MACENKO_ANGLE_PERCENTILE = 1.0
 
 
-def _lab(img: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(img.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
-
-
 def reinhard(img: np.ndarray) -> np.ndarray:
     """Reinhard et al. (2001) colour transfer: each CIELAB channel's tissue mean and standard
-    deviation mapped to :data:`REINHARD_TARGET_MEAN` / :data:`REINHARD_TARGET_STD`."""
-    lab = _lab(img)
-    tissue = (lab[..., 0] < TISSUE_MAX_L).astype(np.uint8)
-    if cv2.countNonZero(tissue) < MIN_TISSUE_FRACTION * tissue.size:
-        tissue = None
-    # cv2.meanStdDev: population mean and sd under the mask, ~10x faster than numpy's on a patch
-    mean, std = (v.ravel().astype(np.float32) for v in cv2.meanStdDev(lab, mask=tissue))
+    deviation mapped to :data:`REINHARD_TARGET_MEAN` / :data:`REINHARD_TARGET_STD`.
+
+    ``img``: one uint8 RGB image (H, W, 3) or a batch (N, H, W, 3) of equal-size images, each
+    normalised by its own statistics. A batch goes through OpenCV's colour conversions as one tall
+    image (one call each way, on OpenCV's threads): the pipeline's classifier batches use that.
+    """
+    batch = img if img.ndim == 4 else img[None]
+    n, h, w, _ = batch.shape
+    tall = np.ascontiguousarray(batch).reshape(n * h, w, 3)
+    lab = cv2.cvtColor(tall.astype(np.float32) * np.float32(1 / 255), cv2.COLOR_RGB2LAB).reshape(n, h * w, 3)
+    tissue = lab[..., 0] < TISSUE_MAX_L
+    tissue[tissue.sum(1) < MIN_TISSUE_FRACTION * h * w] = True  # too little tissue: the whole image
+    weight = tissue.astype(np.float32)[:, None, :]  # (N, 1, HW): sums over the tissue by matmul
+    count = weight.sum(2)
+    mean = (weight @ lab)[:, 0] / count  # population mean and sd over the tissue
+    std = np.sqrt(np.maximum((weight @ (lab * lab))[:, 0] / count - mean * mean, 0.0))
     gain = REINHARD_TARGET_STD / np.maximum(std, 1e-3)
-    out = lab * gain
-    out += REINHARD_TARGET_MEAN - mean * gain
-    np.clip(out[..., 0], 0.0, 100.0, out=out[..., 0])
-    rgb = cv2.cvtColor(out, cv2.COLOR_LAB2RGB)
-    return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    lab *= gain[:, None]
+    lab += (REINHARD_TARGET_MEAN - mean * gain)[:, None]
+    np.clip(lab[..., 0], 0.0, 100.0, out=lab[..., 0])
+    rgb = cv2.cvtColor(lab.reshape(n * h, w, 3), cv2.COLOR_LAB2RGB)
+    rgb *= np.float32(255.0)
+    rgb += np.float32(0.5)
+    np.clip(rgb, 0, 255, out=rgb)
+    return rgb.astype(np.uint8).reshape(img.shape)
 
 
 def macenko_stains(img: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -104,7 +112,9 @@ def macenko_stains(img: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 def macenko(img: np.ndarray) -> np.ndarray:
     """Macenko et al. (2009) stain normalisation: the image's two stain vectors and concentration
     scale replaced by the reference's (:data:`MACENKO_REF_STAINS`, :data:`MACENKO_REF_MAX_CONC`).
-    An image with too little stain comes back unchanged."""
+    An image with too little stain comes back unchanged. A batch (N, H, W, 3): each image alone."""
+    if img.ndim == 4:
+        return np.stack([macenko(x) for x in img]) if len(img) else img
     est = macenko_stains(img)
     if est is None:
         return img
@@ -128,7 +138,8 @@ _NORMALISERS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def stain_normaliser(name: str) -> Callable[[np.ndarray], np.ndarray]:
-    """The uint8 RGB -> uint8 RGB transform a classifier's ``stain_norm`` metadata names."""
+    """The uint8 RGB -> uint8 RGB transform a classifier's ``stain_norm`` metadata names; it takes
+    one image (H, W, 3) or a batch (N, H, W, 3), each image normalised by its own statistics."""
     if name not in _NORMALISERS:
         raise GlomkitError(f"stain normalisation {name!r}: expected one of {', '.join(STAIN_NORMS)}")
     return _NORMALISERS[name]

@@ -45,11 +45,15 @@ def classify_patches(
     out = np.zeros((n, n_classes), dtype=np.float32)
     normalise = stain_normaliser(info.typed.stain_norm)
     for start in range(0, n, batch_size):
-        chunk = [
-            normalise(resize_patch(np.asarray(p, dtype=np.uint8), size))
-            for p in patches[start : start + batch_size]
-        ]
-        probs = model.run(prepare_batch(np.stack(chunk), info))["probs"]
+        chunk = normalise(
+            np.stack(
+                [
+                    resize_patch(np.asarray(p, dtype=np.uint8), size)
+                    for p in patches[start : start + batch_size]
+                ]
+            )
+        )
+        probs = model.run(prepare_batch(chunk, info))["probs"]
         out[start : start + len(chunk)] = probs
     return out
 
