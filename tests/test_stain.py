@@ -78,3 +78,9 @@ def test_a_batch_is_each_image_normalised_alone(name):
     assert batch.shape == imgs.shape and batch.dtype == np.uint8
     for img, got in zip(imgs, batch, strict=True):
         assert np.abs(f(img).astype(int) - got).max() <= 1
+
+
+@pytest.mark.parametrize("name", STAIN_NORMS)
+def test_an_empty_batch_comes_back_empty(name):
+    empty = np.zeros((0, 32, 32, 3), np.uint8)
+    assert stain_normaliser(name)(empty).shape == empty.shape

@@ -69,6 +69,8 @@ def reinhard(img: np.ndarray) -> np.ndarray:
     """
     batch = img if img.ndim == 4 else img[None]
     n, h, w, _ = batch.shape
+    if batch.size == 0:
+        return img.copy()
     tall = np.ascontiguousarray(batch).reshape(n * h, w, 3)
     lab = cv2.cvtColor(tall.astype(np.float32) * np.float32(1 / 255), cv2.COLOR_RGB2LAB).reshape(n, h * w, 3)
     tissue = lab[..., 0] < TISSUE_MAX_L
