@@ -29,6 +29,7 @@ from glomkit._cli.options import (
     test_fold_option,
     threads_option,
 )
+from glomkit.infer.decision import MAX_REAL_GLOM_DROPPED
 from glomkit.io.images import collect_images
 
 DATA_HELP = "labels.csv folder or one subfolder per class."
@@ -291,7 +292,7 @@ def _classify_with_progress(onnx, paths, disable: bool = False) -> list[dict]:
 @click.option(
     "--max-glomeruli-dropped",
     type=click.FloatRange(0.0, 0.5, max_open=True),
-    default=0.02,
+    default=MAX_REAL_GLOM_DROPPED,
     show_default=True,
     help="The non_glomerular cut: this share of the real glomeruli's out-of-fold P(glomerulus) "
     "lies below it.",

@@ -41,6 +41,7 @@ from glomkit.classify.data import (
 )
 from glomkit.core.schemes import get_scheme
 from glomkit.infer.decision import (
+    MAX_REAL_GLOM_DROPPED,
     Decision,
     apply_temperature,
     choose_threshold,
@@ -63,10 +64,8 @@ class CVConfig:
         None  # train and predict only these folds (parallel runs), no summary
     )
     oof_from: str | None = None  # reuse this earlier run's oof.csv (and folds) instead of training folds
-    max_glomeruli_dropped: float = 0.02  # share of real OOF glomeruli the non_glomerular cut may drop
-
-
-MAX_REAL_GLOM_DROPPED = 0.02  # the default of CVConfig.max_glomeruli_dropped
+    # share of the real OOF glomeruli the non_glomerular cut may drop
+    max_glomeruli_dropped: float = MAX_REAL_GLOM_DROPPED
 
 
 def site_of(slide: str) -> str:
@@ -256,6 +255,12 @@ def summarise(
             }
         )
     raw_ng = ~np.isin(oof[real_glom].argmax(1), scheme.glomerulus_indices)
+    sources = np.array([it.source for it in items])
+
+    def called_by_source(mask: np.ndarray) -> dict[str, float]:
+        """Share of the ``mask`` items called non_glomerular, per source."""
+        return {src: float(called_ng[mask & (sources == src)].mean()) for src in sorted(set(sources[mask]))}
+
     summary = {
         "n_images": len(items),
         "n_evaluated": int(ev.sum()),
@@ -281,20 +286,14 @@ def summarise(
             "n": int(real_neg.sum()),
             "called": int(called_ng[real_neg].sum()),
             "rate": float(called_ng[real_neg].mean()) if real_neg.any() else None,
-            "by_source": {
-                src: float(called_ng[real_neg & (np.array([it.source for it in items]) == src)].mean())
-                for src in sorted({items[i].source for i in np.flatnonzero(real_neg)})
-            },
+            "by_source": called_by_source(real_neg),
         },
         "real_glomeruli_called_non_glomerular": {
             "n": int(real_glom.sum()),
             "called": int(glom_called_ng.sum()),
             "rate": float(glom_called_ng.mean()) if real_glom.any() else None,
             "rate_argmax_raw": float(raw_ng.mean()) if real_glom.any() else None,
-            "by_source": {
-                src: float(called_ng[real_glom & (np.array([it.source for it in items]) == src)].mean())
-                for src in sorted({items[i].source for i in np.flatnonzero(real_glom)})
-            },
+            "by_source": called_by_source(real_glom),
             "graded_bueno_rate": float((~np.isin(nested_labels[ev], scheme.glomerulus_indices)).mean())
             if ev.any()
             else None,

@@ -27,6 +27,10 @@ from typing import Any
 
 import numpy as np
 
+# the default share of the real glomeruli (out of fold) that a classifier's non_glomerular cut
+# (Decision.glomerulus_min) may drop: glomkit.classify.cv fits the cut at this quantile
+MAX_REAL_GLOM_DROPPED = 0.02
+
 EPS = 1e-12
 
 
