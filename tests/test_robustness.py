@@ -7,6 +7,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -133,7 +134,13 @@ def test_path_under_refuses_escapes(tmp_path):
 
 
 def test_stale_partials_of_dead_owners_are_removed(tmp_path):
-    from glomkit.io.partial import OWNER, clean_stale_partials, make_partial_dir
+    from glomkit.io.partial import (
+        ORPHAN_AGE_S,
+        OWNER,
+        _host_tag,
+        clean_stale_partials,
+        make_partial_dir,
+    )
 
     mine = make_partial_dir(tmp_path, "s")
     dead = subprocess.run(
@@ -149,9 +156,23 @@ def test_stale_partials_of_dead_owners_are_removed(tmp_path):
     (live / OWNER).write_text(f"{socket.gethostname()} {os.getppid()}\n")
     other = tmp_path / ".s2.zzz.partial"  # another slide's: not touched
     other.mkdir()
+    # the owner in the name: no window in which a killed run leaves a folder nobody can judge
+    assert not list(mine.iterdir()) and f"-{os.getpid()}-" in mine.name
+    host = _host_tag()
+    named_gone = tmp_path / f".s.{host}-{int(dead.stdout)}-q1.partial"
+    named_live = tmp_path / f".s.{host}-{os.getppid()}-q2.partial"
+    elsewhere = tmp_path / f".s.{_host_tag('another-host')}-{int(dead.stdout)}-q3.partial"
+    unknown = tmp_path / ".s.noowner.partial"  # no owner at all: kept until it is a day old
+    for d in (named_gone, named_live, elsewhere, unknown):
+        d.mkdir()
     removed = clean_stale_partials(tmp_path, "s")
-    assert set(removed) == {gone, mine}  # this process's own earlier attempt counts as finished
-    assert live.exists() and other.exists()
+    # this process's own earlier attempt counts as finished
+    assert set(removed) == {gone, mine, named_gone}
+    assert live.exists() and other.exists() and named_live.exists() and elsewhere.exists()
+    assert unknown.exists()
+    old = time.time() - 2 * ORPHAN_AGE_S
+    os.utime(unknown, (old, old))
+    assert clean_stale_partials(tmp_path, "s") == [unknown]
 
 
 def test_refused_pickle_is_one_line_error(tmp_path):

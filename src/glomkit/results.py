@@ -92,7 +92,7 @@ class SlideResult(SlideRecord):
         ``xml``: the ImageScope layers (both, circles or outlines). An existing folder of the
         same slide is replaced only once the new one is complete.
         """
-        from glomkit.io.partial import clean_stale_partials, make_partial_dir, release_partial_dir
+        from glomkit.io.partial import clean_stale_partials, make_partial_dir
         from glomkit.io.paths import path_under
 
         t0 = time.perf_counter()
@@ -109,7 +109,6 @@ class SlideResult(SlideRecord):
             if "total" in self.timings:
                 self.timings["total"] += dt
             self._write_summary_and_report(tmp, outputs)
-            release_partial_dir(tmp)
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
