@@ -8,6 +8,7 @@ import pickle
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -173,6 +174,28 @@ def test_stale_partials_of_dead_owners_are_removed(tmp_path):
     old = time.time() - 2 * ORPHAN_AGE_S
     os.utime(unknown, (old, old))
     assert clean_stale_partials(tmp_path, "s") == [unknown]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_partial_of_a_zombie_owner_is_stale(tmp_path):
+    """A killed worker that nobody reaped (a zombie: os.kill(pid, 0) still succeeds) is gone."""
+    from glomkit.io.partial import _host_tag, clean_stale_partials, process_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            stat = Path(f"/proc/{child.pid}/stat").read_text()
+            if stat[stat.rindex(")") + 2] == "Z":
+                break
+            time.sleep(0.05)
+        assert not process_alive(child.pid)
+        folder = tmp_path / f".s.{_host_tag()}-{child.pid}-z1.partial"
+        folder.mkdir()
+        assert clean_stale_partials(tmp_path, "s") == [folder]
+    finally:
+        child.wait()
+    assert process_alive(os.getpid())
 
 
 def test_refused_pickle_is_one_line_error(tmp_path):

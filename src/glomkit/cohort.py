@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from glomkit import GlomkitError
+from glomkit.io.partial import process_alive
 
 SlideRunner = Callable[[Path, Path, Any], dict[str, Any]]  # (slide, out_root, config) -> summary
 StageHook = Callable[[str, int, int], None]  # (stage, done, total), as process_slide's progress
@@ -235,26 +236,11 @@ def _die_with_parent(parent_pid: int | None) -> None:
         return
 
     def watch() -> None:
-        while _process_alive(parent_pid):
+        while process_alive(parent_pid):
             time.sleep(PARENT_POLL_S)
         os._exit(1)  # the cohort is gone: nobody will read this worker's result
 
     threading.Thread(target=watch, name="glomkit-parent-watch", daemon=True).start()
-
-
-def _process_alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie, killed but not yet reaped, counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2] not in "ZX"
-    except (OSError, ValueError, IndexError):
-        return True
 
 
 class _Terminated(KeyboardInterrupt):

@@ -38,14 +38,20 @@ def make_partial_dir(out_root: Path, stem: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, suffix=".partial", dir=out_root))
 
 
-def _pid_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs on this host. A zombie (killed, not yet reaped: in a container
+    whose init does not reap, an orphaned worker stays one) counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] not in "ZX"
+    except (OSError, ValueError, IndexError):  # no /proc (not Linux): os.kill said it exists
+        return True
 
 
 def _owner(folder: Path, stem: str) -> tuple[str, int] | None:
@@ -73,7 +79,7 @@ def _owner_alive(folder: Path, stem: str) -> bool:
         return True  # another machine's run (shared storage): not ours to judge
     if pid == os.getpid():
         return False  # an earlier attempt of this very process that did not finish
-    return _pid_alive(pid)
+    return process_alive(pid)
 
 
 def stale_partials(out_root: Path, stem: str) -> list[Path]:
