@@ -257,3 +257,14 @@ def test_init_from_a_model_file_and_extra_training_pairs(
                 data=data_dir, out=tmp_path / "x.onnx", size=64, encoder="resnet18", init=str(trained)
             )
         )
+    # the network is fully convolutional: a model of another input size starts a run too
+    cfg.size, cfg.out, cfg.extra_train = 96, tmp_path / "ft96.onnx", []
+    meta96 = read_metadata(train_segmenter(cfg))
+    assert meta96["input_size"] == [96, 96] and meta96["init"]["input_size"] == [64, 64]
+
+
+def test_size_must_be_a_multiple_of_32(tmp_path: Path) -> None:
+    from glomkit._cli.segment import train_cmd
+
+    res = CliRunner().invoke(train_cmd, ["--data", str(tmp_path), "--size", "200"])
+    assert res.exit_code == 2 and "multiple of 32" in res.output

@@ -28,6 +28,12 @@ from glomkit.io.images import collect_images
 DATA_HELP = "labels.csv folder or images/+masks/."
 
 
+def _multiple_of_32(ctx: click.Context, param: click.Parameter, value: int) -> int:  # noqa: ARG001
+    if value % 32:
+        raise click.BadParameter(f"{value} is not a multiple of 32")
+    return value
+
+
 @click.command("segmenter")
 @data_option(DATA_HELP)
 @out_option(MODEL_OUT_HELP)
@@ -37,7 +43,14 @@ DATA_HELP = "labels.csv folder or images/+masks/."
 @click.option(
     "--encoder", default="resnet18", show_default=True, help="timm encoder name (pretrained=False)."
 )
-@click.option("--size", type=click.Choice(["256", "512"]), default="256", show_default=True)
+@click.option(
+    "--size",
+    type=click.IntRange(64, 1024),
+    default=256,
+    show_default=True,
+    callback=_multiple_of_32,
+    help="Square input size in pixels (a multiple of 32).",
+)
 @click.option("--resize-mode", type=click.Choice(["pad", "resize"]), default="resize", show_default=True)
 @schedule_options(epochs=30, batch=8, lr=1e-3)
 @seed_option()
@@ -63,7 +76,7 @@ def train_cmd(size, extra_train, **params) -> None:
     from glomkit.models.runtime import read_metadata
     from glomkit.segment.train import SegTrainConfig, train_segmenter
 
-    cfg = SegTrainConfig(size=int(size), extra_train=[str(p) for p in extra_train], **params)
+    cfg = SegTrainConfig(size=size, extra_train=[str(p) for p in extra_train], **params)
     path = train_segmenter(cfg)
     m = read_metadata(path)["metrics"]
     con = Console()

@@ -123,8 +123,8 @@ def _warm_start(model, cfg: SegTrainConfig, tr_x: np.ndarray, device) -> dict:
 
     path = resolve_model(cfg.init, "segmenter")
     meta = read_metadata(path)
-    want = (cfg.arch, cfg.encoder, [cfg.size, cfg.size])
-    have = (meta.get("architecture"), meta.get("encoder"), list(meta.get("input_size") or []))
+    want = (cfg.arch, cfg.encoder)  # the network is fully convolutional: any input size
+    have = (meta.get("architecture"), meta.get("encoder"))
     if have != want:
         raise GlomkitError(f"{path}: --init model is {have}, this run trains {want}")
     model.cpu()
@@ -133,7 +133,12 @@ def _warm_start(model, cfg: SegTrainConfig, tr_x: np.ndarray, device) -> dict:
     batches = (_to_tensor(tr_x[i : i + 8], torch.device("cpu")) for i in range(0, min(64, len(tr_x)), 8))
     n = recalibrate_batchnorm(model, fused, batches)
     model.to(device)
-    return {"model": path.name, "created": meta.get("created"), "recalibrated_on": n}
+    return {
+        "model": path.name,
+        "created": meta.get("created"),
+        "input_size": meta.get("input_size"),
+        "recalibrated_on": n,
+    }
 
 
 def train_segmenter(cfg: SegTrainConfig) -> Path:
