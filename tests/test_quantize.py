@@ -136,3 +136,70 @@ def test_keep_float_leaves_named_nodes_in_float(tmp_path):
     assert w_of["/stem/node3/Conv"].op_type == "DequantizeLinear"
     r = CliRunner().invoke(cli, [*args, "--keep-float", "/nothing/*"])
     assert r.exit_code != 0 and "matches no node" in str(r.exception)
+
+
+def _same_pad_model(path):
+    """Conv, then a pad to an even size computed from the input's shape (as timm's "same" padding
+    is: Shape -> Cast -> Div -> Ceil -> Mul -> Sub), a 2x2 average pool and a 1x1 conv."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    consts = {
+        "w1": (rng.standard_normal((4, 3, 3, 3)) * 0.3).astype(np.float32),
+        "w2": (rng.standard_normal((1, 4, 1, 1)) * 0.3).astype(np.float32),
+        "two": np.array(2.0, np.float32),
+        "hw": np.array([2, 3], np.int64),
+        "zeros6": np.zeros(6, np.int64),
+    }
+    nodes = [
+        helper.make_node("Conv", ["input", "w1"], ["r"], pads=[1, 1, 1, 1], name="conv1"),
+        helper.make_node("Shape", ["r"], ["s"], name="shape"),
+        helper.make_node("Gather", ["s", "hw"], ["g"], axis=0, name="gather"),
+        helper.make_node("Cast", ["g"], ["gf"], to=TensorProto.FLOAT, name="cast"),
+        helper.make_node("Div", ["gf", "two"], ["half"], name="div"),
+        helper.make_node("Ceil", ["half"], ["up"], name="ceil"),
+        helper.make_node("Mul", ["up", "two"], ["even"], name="mul"),
+        helper.make_node("Sub", ["even", "gf"], ["extra"], name="sub"),
+        helper.make_node("Add", ["extra", "gf"], ["padded_hw"], name="add"),
+        helper.make_node("Sub", ["padded_hw", "gf"], ["extra2"], name="sub2"),
+        helper.make_node("Cast", ["extra2"], ["extra_i"], to=TensorProto.INT64, name="cast2"),
+        helper.make_node("Concat", ["zeros6", "extra_i"], ["pads"], axis=0, name="concat"),
+        helper.make_node("Pad", ["r", "pads"], ["rp"], name="pad"),
+        helper.make_node("AveragePool", ["rp"], ["p"], kernel_shape=[2, 2], strides=[2, 2], name="pool"),
+        helper.make_node("Conv", ["p", "w2"], ["c2"], name="conv2"),
+        helper.make_node("Sigmoid", ["c2"], ["prob"], name="sigmoid"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "samepad",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, "h", "w"])],
+        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["batch", 1, "oh", "ow"])],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    meta = {"format": "glomkit-model/1", "task": "segmenter", "input_size": [32, 32]}
+    model.metadata_props.add(key=META_KEY, value=json.dumps(meta))
+    onnx.save(model, str(path))
+    return path
+
+
+def test_shape_arithmetic_stays_float_so_other_input_sizes_run(tmp_path):
+    """Calibrated at 32 px only, the INT8 model still computes the right padding at odd sizes."""
+    from glomkit.models.quantize import shape_nodes
+
+    src = _same_pad_model(tmp_path / "m.onnx")
+    want = {"shape", "gather", "cast", "div", "ceil", "mul", "sub", "add", "sub2", "cast2", "concat"}
+    assert set(shape_nodes(onnx.load(str(src)))) == want  # not the convs, the pad or the pool
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(8)]
+    quantize_model(src, tmp_path / "q.onnx", images)
+    q = onnx.load(str(tmp_path / "q.onnx"))
+    assert {n.op_type for n in q.graph.node} >= {"QuantizeLinear", "DequantizeLinear"}
+    f32 = OnnxModel(src, device="cpu", threads=1)
+    i8 = OnnxModel(tmp_path / "q.onnx", device="cpu", threads=1)
+    for h, w in [(32, 32), (33, 47), (45, 31), (64, 96)]:
+        x = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+        a, b = f32.run_images(x)["prob"], i8.run_images(x)["prob"]
+        assert a.shape == b.shape == (2, 1, (h + 1) // 2, (w + 1) // 2)
+        assert np.abs(a - b).max() < 0.05

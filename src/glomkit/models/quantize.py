@@ -220,6 +220,29 @@ class _Reader:
         pass
 
 
+def shape_nodes(model) -> list[str]:
+    """Names of the nodes that compute shapes rather than pixels: those fed, through constants and
+    other such nodes only, by a ``Shape``/``Size`` node (e.g. the "same" padding timm computes for
+    an input of any size). They must stay float: quantised, an integer like 12.0 comes back as
+    11.95 or 12.04, a ``Ceil`` turns that into another size, and the model fails or is wrong at
+    input sizes other than its calibration's."""
+    static = {t.name for t in model.graph.initializer}
+    derived: set[str] = set()
+    names = []
+    for n in model.graph.node:  # a valid ONNX graph is topologically sorted
+        inputs = [i for i in n.input if i]
+        if n.op_type == "Constant":
+            static.update(n.output)
+            continue
+        if n.op_type in ("Shape", "Size") or (
+            any(i in derived for i in inputs) and all(i in derived or i in static for i in inputs)
+        ):
+            derived.update(n.output)
+            if n.name:
+                names.append(n.name)
+    return names
+
+
 def quantize_model(
     src: str | Path,
     dst: str | Path,
@@ -272,6 +295,7 @@ def quantize_model(
             quant_pre_process(str(f32), str(pre), skip_symbolic_shape=True)
         except Exception:  # noqa: BLE001 - pre-processing is an optimisation; quantise the plain graph
             pre = f32
+        float_shapes = [n for n in shape_nodes(onnx.load(str(pre))) if n not in exclude_nodes]
         if mode == "static":
             input_name = model.graph.input[0].name
             quantize_static(
@@ -283,11 +307,14 @@ def quantize_model(
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
-                nodes_to_exclude=list(exclude_nodes),
+                nodes_to_exclude=list(exclude_nodes) + float_shapes,
             )
         else:
             quantize_dynamic(
-                str(pre), str(out), weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude_nodes)
+                str(pre),
+                str(out),
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=list(exclude_nodes) + float_shapes,
             )
         q = sort_like(onnx.load(str(out)), order)
     record = {
@@ -303,6 +330,8 @@ def quantize_model(
         record["calibration"] = calibration_note
     if exclude_nodes:
         record["float_nodes"] = list(exclude_nodes)  # the output nodes at least
+    if float_shapes:
+        record["float_shape_nodes"] = len(float_shapes)
     meta = dict(meta, quantization=record)
     del q.metadata_props[:]
     q.metadata_props.add(key=META_KEY, value=json.dumps(meta))
