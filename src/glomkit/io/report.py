@@ -22,7 +22,7 @@ import numpy as np
 
 from glomkit.core.records import GlomerulusRecord, SlideRecord, overlay_of
 from glomkit.core.schemes import ClassScheme
-from glomkit.io.atomic import atomic_path, write_text
+from glomkit.io.atomic import atomic_path, encode_jpeg, write_text
 
 GALLERY_PER_CLASS = 24
 THUMBNAIL_MAX_PX = 1200
@@ -174,13 +174,8 @@ def render_thumbnail_overlay(result: SlideRecord, max_px: int = THUMBNAIL_MAX_PX
 
 def _jpeg_data_uri(img: np.ndarray, quality: int = 90) -> str:
     """The image as a JPEG data URI (the report's thumbnail: a PNG of it cost 5-10x the CPU)."""
-    import cv2
-
-    bgr = cv2.cvtColor(_as_rgb(img), cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise OSError("JPEG encoding failed")
-    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
+    jpeg = encode_jpeg(_as_rgb(img), quality)
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
 
 
 # --------------------------------------------------------------------------- report.html
