@@ -164,17 +164,19 @@ class Detector(_Model):
         source: Source,
         *,
         mpp: float | None = None,
+        mpp_override: bool = False,
         region: Region | None = None,
         score_threshold: float | None = None,
         tta: bool | None = None,
         options: DetectOptions | None = None,
     ) -> Detections:
         """Detections in ``source``: a :class:`~glomkit.Slide`, a slide or image path, or an RGB
-        uint8 array (H, W, 3). ``mpp`` (µm/px) is needed where the source does not record it;
+        uint8 array (H, W, 3). ``mpp`` (µm/px) is needed where the source does not record it (a
+        file recording another scale is refused unless ``mpp_override=True``);
         ``region=(x, y, w, h)`` in level-0 px limits detection to that box. Circles are in level-0 px.
         """
         opts = replace(options or DetectOptions(), score_threshold=score_threshold, tta=tta)
-        with _open(source, mpp) as slide:
+        with _open(source, mpp, mpp_override) as slide:
             circles = detect_slide(slide, self.model, opts, region=region)
             found = Detections(Detection(*map(float, c), slide.mpp) for c in circles)
         found.sort(key=lambda d: -d.score)
@@ -239,6 +241,7 @@ def run_slide(
     source: str | Path | Slide,
     *,
     mpp: float | None = None,
+    mpp_override: bool = False,
     region: Region | None = None,
     roi: str | Path | None = None,
     detector: str | Path | None = None,
@@ -249,7 +252,8 @@ def run_slide(
 ):
     """Analyse a slide in memory: detect, classify, outline and measure every glomerulus.
 
-    ``mpp``: µm/px where the slide does not record it. ``region=(x, y, w, h)`` (level-0 px) or
+    ``mpp``: µm/px where the slide does not record it (a slide recording a scale more than 5 % off
+    is refused unless ``mpp_override=True``). ``region=(x, y, w, h)`` (level-0 px) or
     ``roi`` (an ImageScope XML / QuPath GeoJSON file whose shapes bound the analysis) limit it.
     ``detector`` / ``classifier`` / ``segmenter``: other models than the bundled ones.
     ``images=False`` keeps no patch images. Other ``settings`` are ``PipelineConfig`` fields.
@@ -266,6 +270,7 @@ def run_slide(
         classifier=_str(classifier),
         segmenter=_str(segmenter),
         mpp=mpp,
+        mpp_override=mpp_override,
         region=tuple(region) if region is not None else None,
         roi=_str(roi),
         write_images=images,
@@ -274,7 +279,7 @@ def run_slide(
     )
     if isinstance(source, Slide):
         return analyse_slide(source, config)
-    with _open(source, mpp) as slide:
+    with _open(source, mpp, mpp_override) as slide:
         return analyse_slide(slide, config)
 
 
@@ -285,13 +290,16 @@ def _str(p: str | Path | None) -> str | None:
 class _open:
     """A context for a source: a Slide passed in stays open; one opened here is closed."""
 
-    def __init__(self, source: Source, mpp: float | None) -> None:
+    def __init__(self, source: Source, mpp: float | None, mpp_override: bool = False) -> None:
         if isinstance(source, Slide):
             self.slide, self.own = source, False
         elif isinstance(source, np.ndarray):
             self.slide, self.own = Slide.from_array(source, mpp), True
         elif isinstance(source, (str, Path)):
-            self.slide, self.own = Slide(source, mpp=mpp, mpp_arg="mpp="), True
+            self.slide, self.own = (
+                Slide(source, mpp=mpp, mpp_arg="mpp=", mpp_override=mpp_override),
+                True,
+            )
         else:
             raise GlomkitError(
                 f"source: expected a Slide, a path or an RGB numpy array, got {type(source).__name__}"

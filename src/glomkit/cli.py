@@ -136,7 +136,20 @@ def study() -> None:
     "--mpp",
     type=click.FloatRange(*MPP_RANGE),
     default=None,
-    help=f"µm per pixel, for images that do not record it ({MPP_RANGE[0]:g} to {MPP_RANGE[1]:g}).",
+    help=f"µm per pixel, for images that do not record it ({MPP_RANGE[0]:g} to {MPP_RANGE[1]:g}); "
+    "a slide recording a scale more than 5 % off is refused.",
+)
+@click.option(
+    "--mpp-table",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="CSV of file,mpp: each slide's µm per pixel (file: a path, file name or stem), "
+    "under the same rule as --mpp.",
+)
+@click.option(
+    "--mpp-override",
+    is_flag=True,
+    help="Use --mpp / --mpp-table even where a slide records another scale.",
 )
 @click.option(
     "--detector", default=None, help="Detector: circlenet (default), unet, segnet, or a model file."
@@ -206,6 +219,8 @@ def run(
     inputs,
     out,
     mpp,
+    mpp_table,
+    mpp_override,
     detector,
     classifier,
     segmenter,
@@ -230,11 +245,20 @@ def run(
     from glomkit.pipeline import PipelineConfig
     from glomkit.run_many import run_inputs
 
+    if mpp_table is not None:
+        from glomkit.slide.mpp_table import load_mpp_table
+
+        load_mpp_table(mpp_table)  # a malformed table is refused before any slide runs
+        mpp_table = mpp_table.resolve()
+    if mpp_override and mpp is None and mpp_table is None:
+        raise click.BadParameter("needs --mpp or --mpp-table", param_hint="--mpp-override")
     config = PipelineConfig(
         detector=detector,
         classifier=classifier,
         segmenter=segmenter,
         mpp=mpp,
+        mpp_table=None if mpp_table is None else str(mpp_table),
+        mpp_override=mpp_override,
         device=device,
         threads=threads,
         score_threshold=score_threshold,

@@ -37,6 +37,8 @@ class PipelineConfig:
     classifier: str | None = None
     segmenter: str | None = None
     mpp: float | None = None  # the user's --mpp for images that carry none
+    mpp_table: str | None = None  # a CSV of file,mpp: per-slide --mpp (glomkit.slide.mpp_table)
+    mpp_override: bool = False  # --mpp / the table replaces a contradicting recorded scale
     device: str = "auto"
     threads: int | None = None  # ONNX Runtime intra-op threads; None = all this process may use
     read_threads: int = 2
@@ -215,7 +217,7 @@ def analyse_slide(
         models = models or Models(config)
     own = not isinstance(slide, Slide)
     with timer.stage("open"):
-        sl = Slide(slide, mpp=config.mpp, max_pixels=config.max_pixels) if own else slide
+        sl = open_slide(slide, config) if own else slide
     try:
         roi_path = roi_file(config.roi, sl.path) if config.roi else None
         roi = Roi.read(roi_path, mpp=sl.mpp) if roi_path else None
@@ -286,6 +288,7 @@ def analyse_slide(
         result.extra = {
             "glomkit_version": __version__,
             "mpp_source": sl.mpp_source,
+            "mpp_recorded": getattr(sl, "mpp_recorded", None),
             "slide_format": sl.format,
             "levels": sl.level_count,
             "tissue_fraction": float(tissue.mean()),
@@ -298,6 +301,22 @@ def analyse_slide(
     finally:
         if own:
             sl.close()
+
+
+def open_slide(path: str | Path, config: PipelineConfig) -> Slide:
+    """The slide at ``path`` at its scale: recorded, or ``config.mpp_table``'s row for it, or
+    ``config.mpp`` (the table's and ``--mpp`` only for slides that record none, unless
+    ``config.mpp_override``: ``glomkit.slide.reader.resolve_mpp``)."""
+    mpp, arg = config.mpp, "--mpp"
+    if config.mpp_table:
+        from glomkit.slide.mpp_table import load_mpp_table
+
+        found = load_mpp_table(config.mpp_table).lookup(path)
+        if found is not None:
+            mpp, arg = found, "--mpp-table"
+        elif mpp is None:
+            arg = "--mpp (or a --mpp-table row)"
+    return Slide(path, mpp=mpp, max_pixels=config.max_pixels, mpp_arg=arg, mpp_override=config.mpp_override)
 
 
 def process_slide(

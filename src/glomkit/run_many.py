@@ -21,6 +21,8 @@ def run_inputs(
     slides = find_slides(inputs)
     if not slides:
         raise GlomkitError(f"{', '.join(map(str, inputs))}: no slides or images found")
+    if config.mpp_table and not config.quiet:
+        _warn_unmatched(config.mpp_table, slides)
     from glomkit.cohort import run_cohort
 
     return run_cohort(
@@ -32,3 +34,18 @@ def run_inputs(
         overwrite=overwrite,
         progress=not config.quiet,
     )
+
+
+def _warn_unmatched(table_path: str, slides: list[Path]) -> None:
+    """One line on stderr naming the scale-table rows that match no input (likely typos)."""
+    import sys
+
+    from glomkit.slide.mpp_table import load_mpp_table
+
+    missing = load_mpp_table(table_path).unmatched(slides)
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        print(
+            f"glomkit: warning: --mpp-table rows match no input: {', '.join(missing[:3])}{more}",
+            file=sys.stderr,
+        )

@@ -71,12 +71,52 @@ def _tiff_mpp(path: Path) -> float | None:
     return None
 
 
+MPP_TOLERANCE = 0.05  # a given mpp this far (relative) from a recorded one contradicts it
+
+
+def override_arg(mpp_arg: str) -> str:
+    """How messages name the override of ``mpp_arg``: ``--mpp-override`` for a CLI flag, else
+    ``mpp_override=True``."""
+    return "--mpp-override" if mpp_arg.lstrip().startswith("-") else "mpp_override=True"
+
+
+def resolve_mpp(
+    where: str, recorded: float | None, given: float | None, mpp_arg: str, override: bool
+) -> tuple[float, str]:
+    """(mpp, source) of a slide: ``source`` is "slide" (its recorded scale) or "user" (``given``).
+
+    ``given`` is for images that record no (plausible) scale: against a recorded scale it is used
+    only with ``override``; within ``MPP_TOLERANCE`` of it the recorded scale stays, and further off
+    is a GlomkitError naming both scales and the override.
+    """
+    if given is not None:
+        given = check_mpp(given, where, mpp_arg)
+    if recorded is not None and given is None:
+        what = f"the slide's recorded scale (pass {mpp_arg} to replace it)"
+        return check_mpp(recorded, where, what), "slide"
+    if given is None:
+        raise GlomkitError(f"{where}: the slide does not record its scale; pass {mpp_arg} (µm per pixel)")
+    lo, hi = MPP_RANGE
+    if recorded is None or override or not (math.isfinite(recorded) and lo <= recorded <= hi):
+        return given, "user"
+    off = abs(given / recorded - 1.0)
+    if off > MPP_TOLERANCE:
+        raise GlomkitError(
+            f"{where}: {mpp_arg} {given:g} µm/px contradicts the scale the slide records "
+            f"({recorded:g} µm/px, {off:.0%} off); {mpp_arg} is for images that record no scale "
+            f"(pass {override_arg(mpp_arg)} to use it anyway)"
+        )
+    return recorded, "slide"
+
+
 class Slide:
     """A whole-slide image or a plain image, with its level-0 size and mpp.
 
-    ``mpp`` (µm per level-0 pixel) comes from, in order: the ``mpp`` argument (the user's
-    ``--mpp``), OpenSlide's ``openslide.mpp-x``, TIFF resolution tags. Without any, opening
-    fails with a message asking for ``--mpp``.
+    ``mpp`` (µm per level-0 pixel) comes from OpenSlide's ``openslide.mpp-x`` or TIFF resolution
+    tags; the ``mpp`` argument (the user's ``--mpp``) gives the scale of images that record none.
+    Where the slide records a scale, a given ``mpp`` within ``MPP_TOLERANCE`` of it changes nothing
+    and one further off is refused, unless ``mpp_override`` (then the given one is used). Without
+    any scale, opening fails with a message asking for ``mpp_arg``.
     """
 
     def __init__(
@@ -85,8 +125,11 @@ class Slide:
         mpp: float | None = None,
         max_pixels: int | None = None,
         mpp_arg: str = "--mpp",
+        mpp_override: bool = True,
     ) -> None:
-        # mpp_arg: how the error messages name the mpp setting (the CLI's flag, or the API's mpp=)
+        # mpp_arg: how the error messages name the mpp setting (the CLI's flag, or the API's mpp=).
+        # mpp_override: the given mpp wins over a recorded one (glomkit's own callers, which pass
+        # the scale a run recorded); the user-facing entry points pass the user's choice.
         self.path = Path(path)
         self.max_pixels = max_pixels
         if not self.path.exists():
@@ -97,18 +140,8 @@ class Slide:
         self._image: np.ndarray | None = None
         self._open()
         found = self._find_mpp()
-        if mpp is not None:
-            self.mpp = check_mpp(mpp, str(self.path), mpp_arg)
-            self.mpp_source = "user"
-        elif found is not None:
-            self.mpp = check_mpp(
-                found, str(self.path), f"the slide's recorded scale (pass {mpp_arg} to override)"
-            )
-            self.mpp_source = "slide"
-        else:
-            raise GlomkitError(
-                f"{self.path}: the slide does not record its scale; pass {mpp_arg} (µm per pixel)"
-            )
+        self.mpp, self.mpp_source = resolve_mpp(str(self.path), found, mpp, mpp_arg, mpp_override)
+        self.mpp_recorded = found
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -126,6 +159,7 @@ class Slide:
         self._set_image(img, "array")
         self.mpp = check_mpp(mpp, name, "mpp=")
         self.mpp_source = "user"
+        self.mpp_recorded = None
         return self
 
     def _open(self) -> None:
