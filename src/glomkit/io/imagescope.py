@@ -103,10 +103,12 @@ def _layer(
             1,
         )
     )
-    for attr_name, value in ((LAYER_ATTRIBUTE, kind), (name, "")):
-        lines.append("    <Attributes>")
-        lines.append(_tag("Attribute", {"Name": attr_name, "Id": "0", "Value": value}, 3, close=True))
-        lines.append("    </Attributes>")
+    # one <Attributes> element, as ImageScope writes (readers take an Annotation's children by
+    # position: [0] Attributes, [1] Regions); its rows are the class name, then the layer marker
+    lines.append("    <Attributes>")
+    for aid, (attr_name, value) in enumerate(((name, ""), (LAYER_ATTRIBUTE, kind))):
+        lines.append(_tag("Attribute", {"Name": attr_name, "Id": str(aid), "Value": value}, 3, close=True))
+    lines.append("    </Attributes>")
     lines.append("    <Regions>")
     lines.append("      <RegionAttributeHeaders>")
     for hid, hname in REGION_ATTRIBUTE_HEADERS:
@@ -183,7 +185,8 @@ def imagescope_xml(result: SlideRecord, contents: str = "both") -> str:
     """The text of the ImageScope file of a slide's detections (see the module docstring).
 
     ``contents``: ``both`` (circle layers, then outline layers), ``circles`` or ``outlines``. Each
-    layer carries the attribute ``glomkit-layer`` = ``circles`` or ``outlines``.
+    layer's one ``<Attributes>`` element holds the class name and the row ``glomkit-layer`` =
+    ``circles`` or ``outlines`` (:func:`layer_kind`).
     """
     if contents not in XML_CONTENTS:
         raise GlomkitError(f"--xml {contents!r}: expected one of {', '.join(XML_CONTENTS)}")
@@ -227,7 +230,7 @@ def imagescope_xml(result: SlideRecord, contents: str = "both") -> str:
             )
         _layer(lines, k, name + OUTLINE_SUFFIX, color, LAYER_OUTLINES, regions)
     lines.append("</Annotations>")  # a scheme has at least one class: the root is never empty
-    # the layout ElementTree's indent() + tostring() wrote before (files stay byte-identical)
+    # the layout of ElementTree's indent() + tostring()
     return "\n".join(lines) + "\n"
 
 
@@ -277,9 +280,19 @@ def _layer_name(ann: ET.Element, index: int) -> str:
         return name
     for attr in ann.findall("./Attributes/Attribute"):
         n = (attr.get("Name") or "").strip()
-        if n and n.lower() != "description":
+        if n and n.lower() != "description" and n != LAYER_ATTRIBUTE:
             return n
     return f"layer {ann.get('Id') or index}"
+
+
+def layer_kind(ann: ET.Element) -> str | None:
+    """What an ``<Annotation>`` layer written by glomkit holds (``circles`` or ``outlines``), from its
+    ``glomkit-layer`` attribute row: in its one ``<Attributes>`` element, or (files written before
+    issue 23) in a second one. None for layers that carry no marker."""
+    for attr in ann.findall("./Attributes/Attribute"):
+        if attr.get("Name") == LAYER_ATTRIBUTE:
+            return attr.get("Value") or None
+    return None
 
 
 def read_imagescope_xml(path: str | Path, mpp: float | None = None) -> list[Annotation]:
