@@ -90,7 +90,7 @@ class SlideResult(SlideRecord):
         """Write ``out_root/<stem>/`` atomically and return it (see docs/OUTPUTS.md).
 
         ``xml``: the ImageScope layers (both, circles or outlines). An existing folder of the
-        same slide is replaced only once the new one is complete.
+        same slide is replaced only once the new one is complete; its ``review/`` is kept.
         """
         from glomkit.io.partial import clean_stale_partials, make_partial_dir
         from glomkit.io.paths import path_under
@@ -109,9 +109,8 @@ class SlideResult(SlideRecord):
             if "total" in self.timings:
                 self.timings["total"] += dt
             self._write_summary_and_report(tmp, outputs)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            _replace_keeping_review(tmp, final, out_root)
+            clean_stale_partials(out_root, self.stem)  # a review a killed replacement left behind
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -161,3 +160,32 @@ class SlideResult(SlideRecord):
         write_report_html(d / REPORT, self, summary)
         os.replace(d / ".summary.json", d / SUMMARY)
         return summary
+
+
+def _replace_keeping_review(tmp: Path, final: Path, out_root: Path) -> None:
+    """Put the complete folder ``tmp`` in place of ``final``, keeping ``final/review/`` (a
+    pathologist's work: ``glomkit review`` flags it when the new run differs from its own).
+
+    Only renames happen between the old folder leaving and the new one arriving; a run killed in
+    that instant leaves the review in a stale partial folder, which the next run puts back.
+    """
+    from glomkit.io.partial import make_partial_dir
+    from glomkit.review.provenance import REVIEW_DIR
+
+    if not final.exists():
+        os.replace(tmp, final)
+        return
+    old = make_partial_dir(out_root, final.name)
+    os.replace(final, old)  # an empty folder is replaced by the rename
+    review = old / REVIEW_DIR
+    try:
+        if review.is_dir() and not review.is_symlink():
+            os.replace(review, tmp / REVIEW_DIR)
+        os.replace(tmp, final)
+    except OSError:
+        if (tmp / REVIEW_DIR).is_dir():  # put everything back as it was
+            os.replace(tmp / REVIEW_DIR, review)
+        if not final.exists():
+            os.replace(old, final)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -40,6 +40,10 @@ def review_cmd(
     from glomkit.review.session import ReviewSession
 
     session = ReviewSession(folder, slide=slide, reviewer=reviewer)
+    if session.run_changed:
+        from glomkit.review.provenance import stale_message
+
+        click.echo(f"glomkit: warning: {stale_message(session.out_dir)}", err=True)
     local = host.strip("[]") in {h.strip("[]") for h in LOCAL_HOSTS}
     if not local:
         click.echo(
@@ -78,6 +82,10 @@ def recount_cmd(folder: Path, annotations: Path | None, slide: Path | None) -> N
     from glomkit.review.recount import describe, recount
 
     summary = recount(folder, annotations=annotations, slide=slide)
+    if summary["review"].get("run_changed"):
+        from glomkit.review.provenance import stale_message
+
+        click.echo(f"glomkit: warning: {stale_message(Path(folder))}", err=True)
     unknown = summary["review"]["labels_outside_scheme"]
     if unknown:
         click.echo(

@@ -98,9 +98,21 @@ def stale_partials(out_root: Path, stem: str) -> list[Path]:
 
 
 def clean_stale_partials(out_root: Path, stem: str) -> list[Path]:
-    """Remove the partial folders of ``stem`` left by killed runs; returns those removed."""
+    """Remove the partial folders of ``stem`` left by killed runs; returns those removed.
+
+    A review caught in one (a run killed while replacing ``OUT/<stem>/``) is put back into
+    ``OUT/<stem>/review/``; where that folder holds a review already, the partial folder is kept.
+    """
     removed = []
     for p in stale_partials(out_root, stem):
+        review, final = p / "review", Path(out_root) / stem
+        if review.is_dir() and not review.is_symlink():
+            if not final.is_dir() or (final / "review").exists():
+                continue
+            try:
+                os.replace(review, final / "review")
+            except OSError:
+                continue
         shutil.rmtree(p, ignore_errors=True)
         if not p.exists():
             removed.append(p)

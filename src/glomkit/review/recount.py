@@ -17,6 +17,7 @@ from typing import Any
 from glomkit import GlomkitError
 from glomkit.core.records import SlideRecord
 from glomkit.io.paths import path_under
+from glomkit.review.provenance import run_state
 from glomkit.review.session import (
     REVIEW_DIR,
     find_slide,
@@ -58,7 +59,10 @@ def recount(
     if annotations is None and not path.is_file():
         raise GlomkitError(f"{path}: no review yet (run 'glomkit review {out_dir}' or pass --annotations)")
     items = read_items(path, scheme, mpp)
-    patches = _patches(out_dir, stem)
+    # the run the review was made on: known for glomkit's own reviewed GeoJSON (review/run.json)
+    own_review = path.resolve() == path_under(review_dir, f"{stem}_reviewed.geojson").resolve()
+    state = run_state(out_dir, stem) if own_review else {"run_changed": None}
+    patches = {} if state["run_changed"] else _patches(out_dir, stem)  # ids of another run differ
     for it in items:
         if it.status != "added" and it.id in patches:
             it.patch = "../" + patches[it.id]  # the report sits in review/
@@ -94,6 +98,8 @@ def recount(
             "reviewers": reviewers,
             "last_change": times[-1] if times else None,
             "labels_outside_scheme": unknown,
+            "n_shapes": len(items),
+            **state,
             "model": {
                 "scheme": model_scheme.name,
                 "n_glomeruli": summary.get("n_glomeruli"),

@@ -29,8 +29,8 @@ from glomkit.core.records import GlomerulusRecord, SlideRecord
 from glomkit.core.schemes import FIVE_CLASS, ClassScheme
 from glomkit.io.annotations import Annotation
 from glomkit.io.paths import path_under
+from glomkit.review.provenance import REVIEW_DIR, RUN_RECORD, run_record, run_state
 
-REVIEW_DIR = "review"
 STATUSES = ("unreviewed", "accepted", "relabelled", "rejected", "added")
 OPS = ("accept", "reject", "relabel", "add", "delete", "undo")
 UNDO_DEPTH = 1000
@@ -40,6 +40,14 @@ SPARE_COLORS = [(140, 20, 60), (23, 190, 207), (188, 189, 34), (227, 119, 194), 
 
 class ReviewInputError(ValueError):
     """An operation from the browser that is malformed or not allowed; nothing was changed."""
+
+    status_code = 400
+
+
+class UnknownItemError(ReviewInputError):
+    """An operation on a glomerulus id that does not exist (or was deleted meanwhile)."""
+
+    status_code = 404
 
 
 def review_scheme(model: ClassScheme) -> ClassScheme:
@@ -178,8 +186,9 @@ def items_from_annotations(
             item.model_label = ""
         raw_id = own.get("id")
         meta = props.get("metadata") if isinstance(props.get("metadata"), dict) else {}
-        if raw_id is None and isinstance(meta.get("glomkit_id"), str) and meta["glomkit_id"].isdigit():
-            raw_id = int(meta["glomkit_id"])  # a file QuPath exported again keeps glomkit's id here
+        text_id = meta.get("glomkit_id")
+        if raw_id is None and isinstance(text_id, str) and text_id.isascii() and text_id.isdigit():
+            raw_id = int(text_id)  # a file QuPath exported again keeps glomkit's id here
         if isinstance(raw_id, int) and not isinstance(raw_id, bool) and raw_id > 0 and raw_id not in used:
             item.id = raw_id
             used.add(raw_id)
@@ -313,7 +322,11 @@ class ReviewSession:
         items = read_items(source, self.scheme, self.mpp)
         # GeoJSON geometry is in QuPath's frame (level-0 minus the slide's bounds origin)
         self.origin = geojson_origin(source) or slide_origin(self.slide_path, self.mpp)
-        patches = self._patches()
+        # the run this review started from: recorded at the first save of a new review; a resumed
+        # review whose run has changed since keeps its items but not the new run's patches (ids differ)
+        self.run_record = None if self.resumed else run_record(self.out_dir, self.stem, self.summary)
+        self.run_changed = bool(self.resumed and run_state(self.out_dir, self.stem)["run_changed"])
+        patches = {} if self.run_changed else self._patches()
         for it in items:
             it.patch = patches.get(it.id, "") if it.status != "added" else ""
         self.items: dict[int, ReviewItem] = {it.id: it for it in items}
@@ -355,8 +368,8 @@ class ReviewSession:
     # -- changing --------------------------------------------------------------------------
     def apply(self, op: Any) -> dict[str, Any]:
         """Validate and apply one operation, save, and return what changed plus the new counts."""
-        op = validate_op(op, self)
-        with self._lock:
+        with self._lock:  # validated under the lock: a concurrent delete cannot pull an id away
+            op = validate_op(op, self)
             kind = op["op"]
             stamp = now_utc()
             out: dict[str, Any] = {}
@@ -463,6 +476,11 @@ class ReviewSession:
 
         with self._lock:
             text = json.dumps(self.geojson(), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            if self.run_record is not None:  # the first save of a new review
+                write_text(
+                    path_under(self.review_dir, RUN_RECORD), json.dumps(self.run_record, indent=2) + "\n"
+                )
+                self.run_record = None
             write_text(self.geojson_path, text + "\n")
             write_imagescope_xml(self.xml_path, self.result())
             self.saved_at = now_utc()
@@ -539,7 +557,7 @@ def validate_op(op: Any, session: ReviewSession) -> dict[str, Any]:
         if isinstance(gid, bool) or not isinstance(gid, int):
             raise ReviewInputError("'id' must be an integer")
         if gid not in session.items:
-            raise ReviewInputError(f"no glomerulus with id {gid}")
+            raise UnknownItemError(f"no glomerulus with id {gid}")
         clean["id"] = gid
     if "label" in op or kind == "relabel":
         label = op.get("label")
