@@ -69,7 +69,13 @@ from glomkit.infer.kinds import architectures
 @click.option(
     "--mpp", type=float, default=4.0, show_default=True, help="Working resolution of the model (µm/px)."
 )
-@data_mpp_option()
+@click.option(
+    "--data-mpp",
+    "data_mpp",
+    type=click.FloatRange(min=0, min_open=True),
+    multiple=True,
+    help="µm/px of user images that do not record it: one value for all --data sources, or one per source.",
+)
 @click.option(
     "--scale-jitter",
     type=click.FloatRange(0, 1),
@@ -145,7 +151,7 @@ def train_cmd(
             sources=[str(d) for d in data],
             weights=list(weights) or None,
             backbone=backbone,
-            data_mpp=data_mpp,
+            data_mpp=list(data_mpp) or None,
             options=dict(out=str(out), resume=str(resume) if resume else None, **params),
             scale_jitter=scale_jitter,
             hard_fraction=hard_fraction,

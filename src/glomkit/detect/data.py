@@ -20,6 +20,7 @@ bueno fields, synthetic material. Validation is then on the real images' held-ou
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 import re
 from collections.abc import Callable
@@ -297,11 +298,50 @@ def _number_key(p: Path) -> tuple[int, str]:
     return (int(nums[-1]) if nums else -1, p.name)
 
 
+GROUP_PATTERN = re.compile(r"^(?P<group>.+?)_\d+_\d+$")  # <biopsy>_<row>_<col>: tiles of one biopsy
+GROUP_TEST_SHARE = 1 / 3  # biopsies held out for test when no file is named test*
+MIN_GROUPS = 6
+
+
+def image_group(p: Path) -> str | None:
+    """The biopsy / slide a tile comes from, when its stem reads ``<group>_<row>_<col>`` (else None)."""
+    m = GROUP_PATTERN.match(p.stem)
+    return m.group("group") if m else None
+
+
+def _group_rank(group: str) -> str:
+    """A fixed pseudo-random order of groups (sha1 of the name): the same split on every machine."""
+    return hashlib.sha1(group.encode()).hexdigest()
+
+
+def split_groups(groups: list[str], n_blocks: int = 5, val_block: int = -1) -> tuple[set, set, set]:
+    """(train, validation, test) groups: ordered by the sha1 of their name, the first third is test
+    (fixed before any training), the rest is cut into ``n_blocks`` blocks and ``val_block`` validates."""
+    order = sorted(set(groups), key=_group_rank)
+    n_test = max(1, int(round(len(order) * GROUP_TEST_SHARE)))
+    test, rest = order[:n_test], order[n_test:]
+    n = max(2, min(n_blocks, len(rest)))
+    bounds = np.linspace(0, len(rest), n + 1).round().astype(int)
+    b = val_block % n
+    return set(rest[: bounds[b]] + rest[bounds[b + 1] :]), set(rest[bounds[b] : bounds[b + 1]]), set(test)
+
+
 def split_annotated(
     images: list[AnnotatedImage], n_blocks: int = 5, val_block: int = -1
 ) -> tuple[list[AnnotatedImage], list[AnnotatedImage], list[AnnotatedImage]]:
-    """(train, validation, test) files: ``test*`` files are test; the others, ordered by the number
-    in their name, are cut into ``n_blocks`` contiguous blocks and block ``val_block`` validates."""
+    """(train, validation, test) files.
+
+    Tiles named ``<group>_<row>_<col>`` (tiles of one biopsy, as in cgmh_he) are split by group,
+    never by tile: when no file is named ``test*`` and there are at least ``MIN_GROUPS`` groups,
+    a fixed third of the groups (``split_groups``) is the test set, and the rest is cut into blocks
+    of whole groups. Otherwise ``test*`` files are test; the others, ordered by the number in
+    their name, are cut into ``n_blocks`` contiguous blocks and block ``val_block`` validates."""
+    groups = [image_group(im.path) for im in images]
+    named_test = any(im.path.stem.lower().startswith("test") for im in images)
+    if not named_test and all(groups) and len(set(groups)) >= MIN_GROUPS:
+        tr, va, te = split_groups([g for g in groups if g], n_blocks, val_block)
+        pick = lambda s: [im for im, g in zip(images, groups, strict=True) if g in s]  # noqa: E731
+        return pick(tr), pick(va), pick(te)
     test = [im for im in images if im.path.stem.lower().startswith("test")]
     rest = sorted((im for im in images if im not in test), key=lambda im: _number_key(im.path))
     if len(rest) < 2:
@@ -346,8 +386,15 @@ class AnnotatedSource:
         self.description = {
             "kind": "annotated_images",
             "origin": origin,
-            "split": f"contiguous blocks of file numbers: block {val_block} of {n_blocks} validates; "
-            "test* files held out",
+            "split": (
+                f"by biopsy (<group>_<row>_<col>): a fixed third of groups (sha1 order) is test; "
+                f"block {val_block} of {n_blocks} of the rest validates"
+                if image_group(images[0].path)
+                and len(test)
+                and not test[0].path.stem.lower().startswith("test")
+                else f"contiguous blocks of file numbers: block {val_block} of {n_blocks} validates; "
+                "test* files held out"
+            ),
             "train_files": len(train),
             "val_files": [im.path.name for im in val],
             "test_files": [im.path.name for im in test],
@@ -375,7 +422,9 @@ class AnnotatedSource:
         keep: int = 400,
     ) -> int:
         """Run ``predict`` on ``n_images`` random training images and remember its false positives
-        (score ≥ ``score``, centre outside every annotated circle); returns how many were found."""
+        (score ≥ ``score``, centre outside every annotated circle and at least one median glomerulus
+        radius from the image edge, where glomeruli cut by the edge are often not outlined); returns
+        how many were found."""
         sampler = self.train
         ks = rng.choice(len(sampler.images), size=min(n_images, len(sampler.images)), replace=False)
         fields = [sampler.whole_image(int(k)) for k in ks]
@@ -384,11 +433,14 @@ class AnnotatedSource:
             sl = sampler.slides[int(k)]
             back = sl.width / max(1, int(round(sl.width * sl.mpp / sampler.mpp)))  # tile px -> level-0
             gt = sampler.images[int(k)].circles
+            edge = float(np.median(gt[:, 2])) if len(gt) else 0.0  # about one glomerulus radius
             for x, y, _r, s in p:
                 if s < score:
                     continue
                 X, Y = x * back, y * back
                 if len(gt) and np.any(np.hypot(gt[:, 0] - X, gt[:, 1] - Y) < gt[:, 2] * 1.1):
+                    continue
+                if min(X, Y, sl.width - X, sl.height - Y) < edge:  # edge-cut glomeruli often lack outlines
                     continue
                 sampler.hard_negatives.append((int(k), float(X), float(Y)))
                 found += 1
@@ -409,8 +461,8 @@ def _predict_each(predict, fields: list[Field]) -> list[np.ndarray]:
 
 
 class MixedSource:
-    """Training fields drawn from several sources, each with a weight; validation from the first
-    source that has real (annotated) validation images, else from the first source."""
+    """Training fields drawn from several sources, each with a weight; validation on the held-out
+    images of every real (annotated) source together, else on the first source's fields."""
 
     def __init__(self, parts: list[tuple[Any, float]]) -> None:
         if not parts:
@@ -421,9 +473,17 @@ class MixedSource:
         self.parts = [p for p, _ in parts]
         self.weights = w / w.sum()
         real = [p for p in self.parts if isinstance(p, AnnotatedSource)]
-        self.val_source = real[0] if real else self.parts[0]
-        self.val_fields = self.val_source.val_fields
-        self.val_description = self.val_source.val_description
+        if real:
+            self.val_fields = _pad_together([f for p in real for f in p.val_fields])
+            self.val_description = {
+                "images": sum(p.val_description["images"] for p in real),
+                "glomeruli": sum(p.val_description["glomeruli"] for p in real),
+                "split": "held-out whole images of every annotated source",
+                "origin": [p.description["origin"] for p in real],
+            }
+        else:
+            self.val_fields = self.parts[0].val_fields
+            self.val_description = self.parts[0].val_description
         self.description = {
             "kind": "mixed",
             "sources": [p.description for p in self.parts],
@@ -437,6 +497,24 @@ class MixedSource:
         return sum(
             p.mine_hard_negatives(predict, rng) for p in self.parts if hasattr(p, "mine_hard_negatives")
         )
+
+
+def _pad_together(fields: list[Field]) -> list[Field]:
+    """Fields padded at the right and bottom (white image, empty mask) to one size, so they batch."""
+    if not fields:
+        return fields
+    h = max(f.image.shape[0] for f in fields)
+    w = max(f.image.shape[1] for f in fields)
+    out = []
+    for f in fields:
+        img = np.full((h, w, 3), 255, np.uint8)
+        img[: f.image.shape[0], : f.image.shape[1]] = f.image
+        mask = None
+        if f.mask is not None:
+            mask = np.zeros((h, w), f.mask.dtype)
+            mask[: f.mask.shape[0], : f.mask.shape[1]] = f.mask
+        out.append(Field(img, f.circles, mask))
+    return out
 
 
 def read_user_images(path: str | Path, data_mpp: float | None = None, model_mpp: float | None = None):
@@ -454,8 +532,21 @@ def is_bueno_folder(path: str | Path) -> bool:
     return (path / "labels.csv").is_file() and (path / "masks").is_dir()
 
 
-def _one_source(path: str, cfg: Any):
-    """One training source: a bueno_pas folder (composed fields) or annotated user images."""
+def source_mpps(cfg: Any, n: int) -> list[float | None]:
+    """The µm/px of each of ``n`` sources' images: ``cfg.data_mpp`` is one value for all, or one per source."""
+    v = getattr(cfg, "data_mpp", None)
+    if v is None or isinstance(v, int | float):
+        return [v] * n
+    v = list(v)
+    if len(v) == 1:
+        return v * n
+    if len(v) != n:
+        raise GlomkitError(f"{n} --data sources but {len(v)} --data-mpp values (give one, or one per source)")
+    return v
+
+
+def _one_source(path: str, cfg: Any, data_mpp: float | None = None):
+    """One training source: a bueno_pas folder (composed fields) or annotated user images at ``data_mpp``."""
     if is_bueno_folder(path):
         return ComposedSource(
             str(path),
@@ -468,7 +559,7 @@ def _one_source(path: str, cfg: Any):
             cfg.pool,
             cfg.test_fold,
         )
-    images = read_user_images(path, getattr(cfg, "data_mpp", None), cfg.mpp)
+    images = read_user_images(path, data_mpp, cfg.mpp)
     return AnnotatedSource(
         images,
         cfg.mpp,
@@ -485,9 +576,12 @@ def _one_source(path: str, cfg: Any):
 def load_detection_source(cfg: Any):
     """The training source(s) named by ``cfg.data`` (one path, or several mixed by ``cfg.data_weights``)."""
     paths = [cfg.data] if isinstance(cfg.data, str | Path) else list(cfg.data)
+    mpps = source_mpps(cfg, len(paths))
     if len(paths) == 1:
-        return _one_source(str(paths[0]), cfg)
+        return _one_source(str(paths[0]), cfg, mpps[0])
     weights = list(getattr(cfg, "data_weights", None) or [1.0] * len(paths))
     if len(weights) != len(paths):
         raise GlomkitError(f"{len(paths)} --data sources but {len(weights)} --weight values")
-    return MixedSource([(_one_source(str(p), cfg), w) for p, w in zip(paths, weights, strict=True)])
+    return MixedSource(
+        [(_one_source(str(p), cfg, m), w) for p, w, m in zip(paths, weights, mpps, strict=True)]
+    )

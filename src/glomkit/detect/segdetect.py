@@ -64,7 +64,7 @@ class SegDetectorTrainConfig:
     checkpoint: str | None = None
     threshold: float = 0.5
     min_diameter_um: float = 40.0
-    data_mpp: float | None = None  # µm/px of user images that do not record it
+    data_mpp: float | list[float] | None = None  # µm/px of user images that lack it (one, or one per source)
     command: str = field(default_factory=lambda: " ".join(shlex.quote(a) for a in sys.argv))
 
 

@@ -56,7 +56,7 @@ class DetectorTrainConfig:
     pool: int = 48  # synthetic tissue / glomerulus pool size per split
     test_fold: int = 0
     checkpoint: str | None = None  # default: <out>.ckpt.pt
-    data_mpp: float | None = None  # µm/px of user images that do not record it
+    data_mpp: float | list[float] | None = None  # µm/px of user images that lack it (one, or one per source)
     data_weights: list[float] | None = None  # sampling weight per ``data`` source
     scale_jitter: float = 0.3  # annotated images: tiles read at 1/(1+j)..(1+j) times the nominal scale
     hard_fraction: float = 0.15  # annotated images: share of tiles centred on mined false positives

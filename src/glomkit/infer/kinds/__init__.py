@@ -34,7 +34,7 @@ class TrainRequest:
     sources: list[str]
     weights: list[float] | None
     backbone: str | None
-    data_mpp: float | None
+    data_mpp: float | list[float] | None
     options: dict[str, Any]  # the shared schedule / output options (out, epochs, lr, resume...)
     scale_jitter: float | None = None
     hard_fraction: float | None = None
