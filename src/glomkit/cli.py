@@ -274,7 +274,7 @@ def run(
     rows = run_inputs(
         list(inputs), out, config, overwrite=overwrite, workers=workers, scheduler=dask_scheduler
     )
-    failed = [r for r in rows if r["status"] == "failed"]
+    failed = [r for r in rows if r["status"] in ("failed", "missing")]
     if as_json:
         click.echo(json.dumps({"out": str(out), "slides": rows}, indent=2, default=str))
     elif not silent:
@@ -284,11 +284,13 @@ def run(
 
 
 def result_line(rows: list[dict], out: Path) -> str:
-    """The one-line result of a run: slides done, skipped and failed, and where the outputs are."""
-    n = {s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", "failed")}
-    glom = sum(int(r.get("n_glomeruli") or 0) for r in rows if r["status"] != "failed")
-    parts = [f"{n['ok']} done"] + [f"{n[s]} {s}" for s in ("skipped", "failed") if n[s]]
-    return f"{len(rows)} slide(s): {', '.join(parts)}; {glom} glomeruli; outputs in {out}/"
+    """The one-line result of a run: slides done, skipped, failed and missing, and where the outputs are."""
+    from glomkit.core.wording import count_of
+
+    n = {s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", "failed", "missing")}
+    glom = sum(int(r.get("n_glomeruli") or 0) for r in rows if r["status"] in ("ok", "skipped"))
+    parts = [f"{n['ok']} done"] + [f"{n[s]} {s}" for s in ("skipped", "failed", "missing") if n[s]]
+    return f"{count_of(len(rows), 'slide')}: {', '.join(parts)}; {count_of(glom, 'glomerulus')}; outputs in {out}/"
 
 
 @cli.command()

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from glomkit import GlomkitError
+from glomkit.core.wording import count_of
 from glomkit.io.partial import process_alive
 
 SlideRunner = Callable[[Path, Path, Any], dict[str, Any]]  # (slide, out_root, config) -> summary
@@ -87,7 +88,7 @@ def skipped_row(slide: Path, out_root: Path, worker: str = "") -> dict[str, Any]
     """The row of a slide whose outputs are complete: its figures are read back from summary.json."""
     from glomkit.pipeline import SUMMARY, output_dir
 
-    row = _base_row(slide, "skipped", "outputs complete", worker)
+    row = _base_row(slide, "skipped", worker=worker)
     try:
         summary = json.loads((output_dir(slide, out_root) / SUMMARY).read_text())
     except (OSError, ValueError):
@@ -98,6 +99,36 @@ def skipped_row(slide: Path, out_root: Path, worker: str = "") -> dict[str, Any]
 def failed_row(slide: Path, error: str, worker: str = "", seconds: float | None = None) -> dict[str, Any]:
     row = _base_row(slide, "failed", error, worker)
     row["seconds"] = None if seconds is None else round(seconds, 3)
+    return row
+
+
+def missing_row(path: Path) -> dict[str, Any]:
+    """The row of an input that does not exist (the others are run; the run exits non-zero)."""
+    return _base_row(Path(path), "missing", f"{path}: no such file or folder")
+
+
+def with_review(row: dict[str, Any], out_root: Path) -> dict[str, Any]:
+    """The row with a pathologist's figures where ``glomkit recount`` wrote them
+    (``OUT/<stem>/review/summary.json``): counts, GGS % and the like come from the review, and
+    ``reviewed`` is ``yes`` (``yes, on an earlier run`` when the slide was run again since)."""
+    from glomkit.review.provenance import REVIEW_DIR, REVIEW_SUMMARY, run_state
+
+    row["reviewed"] = ""
+    if row.get("status") not in ("ok", "skipped"):
+        return row
+    folder = Path(out_root) / str(row["stem"])
+    try:
+        summary = json.loads((folder / REVIEW_DIR / REVIEW_SUMMARY).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return row
+    if not isinstance(summary, dict) or summary.get("reviewed") is not True:
+        return row
+    timings = row.get("timings")
+    _fill_from_summary(row, summary)
+    row["timings"] = timings  # the run's, not the recount's
+    row["reviewed"] = (
+        "yes, on an earlier run" if run_state(folder, str(row["stem"]))["run_changed"] else "yes"
+    )
     return row
 
 
@@ -350,6 +381,7 @@ def run_cohort(
     *,
     retries: int = 1,
     runner: SlideRunner | None = None,
+    missing: list[Path] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every slide; return one row per slide in input order and write the cohort CSV and HTML.
 
@@ -358,7 +390,12 @@ def run_cohort(
     the slides (1 = in this process). Slides whose outputs are complete are skipped unless
     ``overwrite``. ``retries`` re-runs a slide whose worker crashed with an unexpected exception
     or died. ``runner`` replaces :func:`glomkit.pipeline.process_slide` (``(slide, out_root, config)
-    -> summary``; it must be importable by the workers).
+    -> summary``; it must be importable by the workers). ``missing``: inputs that do not exist,
+    each reported in one line and as a ``missing`` row after the slides.
+
+    Rows show a slide's reviewed figures where ``glomkit recount`` counted it again. When the run
+    is interrupted (Ctrl-C, SIGTERM), the cohort table is written with the slides finished so far
+    (the others ``interrupted``) before the interruption goes on.
     """
     if workers < 1:
         raise GlomkitError(f"--workers {workers}: must be at least 1")
@@ -390,17 +427,30 @@ def run_cohort(
         else:
             todo.append(i)
 
-    with _stop_on_sigterm(), _CohortProgress(len(slides), len(rows), progress) as prog:
-        if todo:
-            if scheduler is not None:
-                _run_dask(slides, todo, out_root, config, scheduler, overwrite, retries, runner, rows, prog)
-            elif workers > 1:
-                _run_processes(
-                    slides, todo, out_root, config, workers, overwrite, retries, runner, rows, prog
-                )
-            else:
-                _run_sequential(slides, todo, out_root, config, overwrite, runner, rows, prog)
-    ordered = [rows[i] for i in range(len(slides))]
+    absent = [missing_row(p) for p in missing or []]
+    try:
+        with _stop_on_sigterm(), _CohortProgress(len(slides), len(rows), progress) as prog:
+            for row in absent:
+                prog.done(row, advance=False)
+            if todo:
+                if scheduler is not None:
+                    _run_dask(
+                        slides, todo, out_root, config, scheduler, overwrite, retries, runner, rows, prog
+                    )
+                elif workers > 1:
+                    _run_processes(
+                        slides, todo, out_root, config, workers, overwrite, retries, runner, rows, prog
+                    )
+                else:
+                    _run_sequential(slides, todo, out_root, config, overwrite, runner, rows, prog)
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM (_Terminated): the table of what is finished, then stop
+        done = [rows.get(i) or _base_row(s, "interrupted") for i, s in enumerate(slides)]
+        try:
+            write_cohort_outputs(out_root, [with_review(r, out_root) for r in done] + absent)
+        except OSError:
+            pass
+        raise
+    ordered = [with_review(rows[i], out_root) for i in range(len(slides))] + absent
     write_cohort_outputs(out_root, ordered)
     return ordered
 
@@ -419,7 +469,9 @@ class _CohortProgress:
         self.task = self.progress.add_task("slides", total=total, completed=skipped, info="")
         self.stage_task = self.progress.add_task("", total=None, visible=False, info="")
         if enabled and skipped:
-            self.console.print(f"{skipped} slide(s) already complete: skipped (use --overwrite to redo)")
+            self.console.print(
+                f"{count_of(skipped, 'slide')} already complete: skipped (use --overwrite to redo)"
+            )
 
     def __enter__(self) -> _CohortProgress:
         self.progress.__enter__()
@@ -440,23 +492,25 @@ class _CohortProgress:
 
         return hook
 
-    def done(self, row: dict[str, Any]) -> None:
+    def done(self, row: dict[str, Any], advance: bool = True) -> None:
         self.progress.update(self.stage_task, visible=False)
         self.progress.update(self.task, description="slides")
-        self.progress.advance(self.task)
+        if advance:
+            self.progress.advance(self.task)
         if not self.enabled:
-            if row["status"] == "failed":  # an error always reaches stderr, whatever the flags
+            if row["status"] in ("failed", "missing"):  # an error always reaches stderr, whatever the flags
                 self.console.print(
                     f"glomkit: error: {row['error']}", markup=False, highlight=False, soft_wrap=True
                 )
             return
         where = f" [dim]({row['worker']}, {row['seconds']} s)[/dim]" if row.get("worker") else ""
-        if row["status"] == "failed":
+        if row["status"] in ("failed", "missing"):
             self.console.print(f"glomkit: error: {row['error']}", style="red", markup=False, soft_wrap=True)
         else:
             g = row.get("ggs_percent")
             ggs = f", global sclerosis {g:.1f} %" if isinstance(g, (int, float)) else ""
-            self.console.print(f"{row['stem']}: {row.get('n_glomeruli') or 0} glomeruli{ggs}{where}")
+            n = count_of(row.get("n_glomeruli") or 0, "glomerulus")
+            self.console.print(f"{row['stem']}: {n}{ggs}{where}")
 
 
 def _run_sequential(slides, todo, out_root, config, overwrite, runner, rows, prog) -> None:
@@ -624,3 +678,39 @@ def write_cohort_outputs(out_root: Path, rows: list[dict[str, Any]]) -> list[Pat
     write_cohort_csv(csv_path, rows)
     write_cohort_report(html_path, rows)
     return [csv_path, html_path]
+
+
+def refresh_cohort_outputs(out_root: Path, stem: str | None = None) -> Path | None:
+    """Rewrite ``OUT/cohort_summary.csv`` and the cohort report from the slides' folders (their
+    reviewed figures included), keeping each row's status, error, time and worker. Returns the
+    CSV, or None when ``out_root`` holds no cohort table (or none with a row for ``stem``)."""
+    import csv
+
+    from glomkit.pipeline import SUMMARY
+
+    out_root = Path(out_root)
+    path = out_root / COHORT_CSV
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            old = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    if stem is not None and all(rec.get("stem") != stem for rec in old):
+        return None
+    rows = []
+    for rec in old:
+        slide = Path(rec.get("source") or rec.get("stem") or "")
+        row = _base_row(slide, rec.get("status") or "", rec.get("error") or "", rec.get("worker") or "")
+        row["stem"] = rec.get("stem") or slide.stem
+        try:
+            row["seconds"] = float(rec["seconds"]) if rec.get("seconds") else None
+        except ValueError:
+            pass
+        if row["status"] in ("ok", "skipped") and row["stem"]:
+            try:
+                _fill_from_summary(row, json.loads((out_root / row["stem"] / SUMMARY).read_text()))
+            except (OSError, UnicodeDecodeError, ValueError):
+                pass
+        rows.append(with_review(row, out_root))
+    write_cohort_outputs(out_root, rows)
+    return path

@@ -82,8 +82,10 @@ class PipelineConfig:
         )
 
 
-def find_slides(inputs: Iterable[str | Path]) -> list[Path]:
-    """Expand files and folders (recursively) into slide or image files, sorted, unique."""
+def find_slides(inputs: Iterable[str | Path], missing: list[Path] | None = None) -> list[Path]:
+    """Expand files and folders (recursively) into slide or image files, sorted, unique.
+
+    An input that does not exist raises GlomkitError, or is appended to ``missing`` when given."""
     out: list[Path] = []
     for p in map(Path, inputs):
         if p.is_dir():
@@ -92,6 +94,8 @@ def find_slides(inputs: Iterable[str | Path]) -> list[Path]:
                     out.append(q)
         elif p.exists():
             out.append(p)
+        elif missing is not None:
+            missing.append(p)
         else:
             raise GlomkitError(f"{p}: no such file or folder")
     seen: set[Path] = set()

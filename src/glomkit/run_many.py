@@ -17,8 +17,12 @@ def run_inputs(
     workers: int = 1,
     scheduler: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every slide found in ``inputs``; one row per slide (status ok, skipped or failed)."""
-    slides = find_slides(inputs)
+    """Run every slide found in ``inputs``; one row per slide (status ok, skipped or failed), then
+    one per input that does not exist (status missing), when others do."""
+    missing: list[Path] = []
+    slides = find_slides(inputs, missing)
+    if not slides and missing:
+        raise GlomkitError(f"{', '.join(map(str, missing))}: no such file or folder")
     if not slides:
         raise GlomkitError(f"{', '.join(map(str, inputs))}: no slides or images found")
     if config.mpp_table and not config.quiet:
@@ -33,6 +37,7 @@ def run_inputs(
         scheduler=scheduler,
         overwrite=overwrite,
         progress=not config.quiet,
+        missing=missing,
     )
 
 

@@ -92,5 +92,25 @@ def recount_cmd(folder: Path, annotations: Path | None, slide: Path | None) -> N
             f"glomkit: warning: labels outside the scheme, not counted as glomeruli: {', '.join(map(repr, unknown))}",
             err=True,
         )
+    if not summary["review"].get("n_shapes"):
+        where = annotations or Path(folder) / "review"
+        click.echo(
+            f"glomkit: warning: {where}: no glomeruli or regions found; the recount is empty", err=True
+        )
     click.echo(describe(summary))
     click.echo(f"wrote {Path(folder) / 'review' / 'summary.json'} and report.html")
+    from glomkit.cohort import COHORT_CSV
+
+    table = Path(folder).resolve().parent / COHORT_CSV
+    if Path(folder).resolve().name == summary.get("stem") and _has_row(table, summary["stem"]):
+        click.echo(f"updated {table} with the reviewed figures")
+
+
+def _has_row(table: Path, stem: str) -> bool:
+    import csv
+
+    try:
+        with open(table, newline="", encoding="utf-8") as fh:
+            return any(r.get("stem") == stem for r in csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False

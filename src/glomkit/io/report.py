@@ -461,6 +461,7 @@ COHORT_FIXED = [
     "n_glomeruli",
     "n_sclerosed",
     "ggs_percent",
+    "reviewed",  # "yes" (or "yes, on an earlier run") for a pathologist's figures (glomkit recount)
     "seconds",
     "worker",
 ]
@@ -552,8 +553,13 @@ def write_cohort_report(
             for c in classes:
                 tot_counts[c] += int(counts.get(c, 0))
         name = _e(stem)
+        reviewed = str(r.get("reviewed") or "")
         if has and status != "failed":
-            name = f'<a href="{_url(stem + "/report.html")}">{name}</a>'
+            report = stem + ("/review/report.html" if reviewed else "/report.html")
+            name = f'<a href="{_url(report)}">{name}</a>'
+        if reviewed:
+            note = "reviewed" if reviewed == "yes" else "reviewed on an earlier run"
+            name += f' <span class="muted">({note})</span>'
         ggs = r.get("ggs_percent")
         cells = [
             f"<td>{name}</td>",

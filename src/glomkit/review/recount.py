@@ -16,6 +16,7 @@ from typing import Any
 
 from glomkit import GlomkitError
 from glomkit.core.records import SlideRecord
+from glomkit.core.wording import count_of
 from glomkit.io.paths import path_under
 from glomkit.review.provenance import run_state
 from glomkit.review.session import (
@@ -36,8 +37,12 @@ def recount(
     out_dir: str | Path,
     annotations: str | Path | None = None,
     slide: str | Path | None = None,
+    cohort: bool = True,
 ) -> dict[str, Any]:
-    """Write ``review/summary.json`` and ``review/report.html`` of an output folder; return the summary."""
+    """Write ``review/summary.json`` and ``review/report.html`` of an output folder; return the summary.
+
+    With ``cohort``, a cohort table beside the folder (``OUT/cohort_summary.csv`` with a row for
+    this slide) is rewritten to show the reviewed figures."""
     from glomkit.core.schemes import ClassScheme
     from glomkit.io.report import write_report_html, write_summary
 
@@ -116,6 +121,10 @@ def recount(
     data = write_summary(tmp, result, extra)
     write_report_html(path_under(review_dir, "report.html"), result, data)
     tmp.replace(path_under(review_dir, "summary.json"))
+    if cohort and out_dir.name == stem:
+        from glomkit.cohort import refresh_cohort_outputs
+
+        refresh_cohort_outputs(out_dir.parent, stem)
     return data
 
 
@@ -150,4 +159,5 @@ def describe(summary: dict[str, Any]) -> str:
         else ""
     )
     now = "no glomeruli" if pct is None else f"GGS {pct:.1f} %"
-    return f"{now}: {summary.get('n_sclerosed')} sclerosed of {summary.get('n_glomeruli')} glomeruli{was}"
+    of = count_of(int(summary.get("n_glomeruli") or 0), "glomerulus")
+    return f"{now}: {summary.get('n_sclerosed')} sclerosed of {of}{was}"
