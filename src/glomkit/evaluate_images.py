@@ -126,8 +126,12 @@ def evaluate_images(
     tta: bool | None = None,
     threads: int | None = None,
     outline_margin_um: float | None = -1.0,
+    edge_ignore: bool = False,
 ) -> dict[str, Any]:
     """Figures of the detector (and, with ``pipeline``, of the whole pipeline) on annotated images.
+
+    ``edge_ignore``: glomeruli cut by the image edge are ignore regions (``edge_ignored``), for
+    tile sets such as cgmh_he where such glomeruli are often not outlined.
 
     ``data``: a folder of images or slides with GeoJSON / ImageScope XML beside them, or a circles
     CSV. ``data_mpp`` is the µm/px of images that do not record it. ``outline_margin_um``: as
@@ -166,18 +170,33 @@ def evaluate_images(
     lost_to_filter = 0
     matched_default = 0
     det_seconds = 0.0
+    n_ignored = [0, 0]  # truth objects, predictions
     for im in images:
         key = im.path.name
-        truth[key] = im
         if models is None:
             circles, secs = _detect_image(im.path, im.mpp, det, config)
             det_seconds += secs
+            if edge_ignore:
+                with Slide(im.path, mpp=im.mpp) as slide:
+                    im, keep_p = edge_ignored(im, circle_boxes(circles[:, :3]), slide.width, slide.height)
+                circles = circles[keep_p]
+                n_ignored[0] += len(truth_of(key, images)) - len(im.circles)
+                n_ignored[1] += int((~keep_p).sum())
+            truth[key] = im
             raw[key] = circles
             continue
         with Slide(im.path, mpp=im.mpp) as slide:
             res = analyse_slide(slide, config, models)
+            size = (slide.width, slide.height)
         det_seconds += res.timings["tissue"] + res.timings["detect"]
         records = res.glomeruli
+        if edge_ignore:
+            n0 = len(im.circles)
+            im, keep_p = edge_ignored(im, np.array([_record_box(r) for r in records]).reshape(-1, 4), *size)
+            records = [r for r, k in zip(records, keep_p, strict=True) if k]
+            n_ignored[0] += n0 - len(im.circles)
+            n_ignored[1] += int((~keep_p).sum())
+        truth[key] = im
         raw[key] = np.array([[r.x, r.y, r.radius, r.score] for r in records], np.float64).reshape(-1, 4)
         keep = np.array([r.is_glomerulus for r in records], bool)
         arr = np.array([[r.x, r.y, r.radius, r.score] for r in records], np.float64).reshape(-1, 4)
@@ -205,6 +224,9 @@ def evaluate_images(
             "images": len(images),
             "glomeruli": int(sum(len(im.circles) for im in images)),
             "data_mpp": data_mpp,
+            "edge_ignore": edge_ignore,
+            "ignored_truth": n_ignored[0],
+            "ignored_predictions": n_ignored[1],
         },
         "detector": {
             "model": str(det.path),
@@ -236,6 +258,45 @@ def evaluate_images(
             },
         }
     return report
+
+
+def truth_of(key: str, images: list[AnnotatedImage]) -> np.ndarray:
+    """The truth circles of the image named ``key``."""
+    return next(im.circles for im in images if im.path.name == key)
+
+
+EDGE_PX = 2.0  # an outline within this many px of the image border is cut by it
+
+
+def edge_ignored(
+    im: AnnotatedImage, pred_boxes: np.ndarray, width: float, height: float
+) -> tuple[AnnotatedImage, np.ndarray]:
+    """``im`` without the glomeruli cut by the image edge, and a keep-mask of the predictions.
+
+    Truth whose box touches the border (within ``EDGE_PX``) is an ignore region; a prediction is
+    ignored when it matches an ignored truth (box IoU ≥ 0.5), or when its box crosses the border
+    and it matches no kept truth (an edge-cut glomerulus nobody outlined). Everything else counts.
+    """
+    boxes = im.boxes()
+    edge = (
+        (boxes[:, 0] <= EDGE_PX)
+        | (boxes[:, 1] <= EDGE_PX)
+        | (boxes[:, 0] + boxes[:, 2] >= width - EDGE_PX)
+        | (boxes[:, 1] + boxes[:, 3] >= height - EDGE_PX)
+    )
+    pb = np.asarray(pred_boxes, np.float64).reshape(-1, 4)
+    keep = np.ones(len(pb), bool)
+    if len(pb):
+        iou = box_iou(pb, boxes) if len(boxes) else np.zeros((len(pb), 0))
+        on_ignored = (iou[:, edge] >= 0.5).any(axis=1) if edge.any() else np.zeros(len(pb), bool)
+        on_kept = (iou[:, ~edge] >= 0.5).any(axis=1) if (~edge).any() else np.zeros(len(pb), bool)
+        crosses = (
+            (pb[:, 0] < 0) | (pb[:, 1] < 0) | (pb[:, 0] + pb[:, 2] > width) | (pb[:, 1] + pb[:, 3] > height)
+        )
+        keep = ~(on_ignored & ~on_kept) & ~(crosses & ~on_kept)
+    kept = [i for i in range(len(im.circles)) if not edge[i]]
+    outlines = [im.outlines[i] if i < len(im.outlines) else None for i in kept]
+    return AnnotatedImage(im.path, im.circles[kept].reshape(-1, 3), im.mpp, outlines), keep
 
 
 def _record_box(rec) -> tuple[float, float, float, float]:

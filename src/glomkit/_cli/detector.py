@@ -318,7 +318,8 @@ def _print_image_report(report: dict, title: str) -> None:
     type=click.Choice(["test", "val", "train", "all"]),
     default="test",
     show_default=True,
-    help="test = the files named test*, val = the held-out block of file numbers (see --val-block).",
+    help="test = the files named test* (tiles named <biopsy>_<row>_<col>: a fixed third of the "
+    "biopsies), val = the held-out block (see --val-block).",
 )
 @click.option("--val-block", type=int, default=-1, show_default=True, help="The validation block.")
 @data_mpp_option()
@@ -332,9 +333,31 @@ def _print_image_report(report: dict, title: str) -> None:
     show_default=True,
     help="Segment each patch cut down to its circle plus this many µm (-1: the pipeline's default).",
 )
+@click.option(
+    "--edge-ignore",
+    is_flag=True,
+    help="Glomeruli cut by an image's edge are ignore regions (tile sets that often leave them unoutlined).",
+)
+@click.option(
+    "--no-pipeline",
+    "detector_only",
+    is_flag=True,
+    help="The detector alone, as the pipeline runs it (no filter, no outlines).",
+)
 @out_option("Report JSON.", required=False)
 def evaluate_pipeline_cmd(
-    data, detector, classifier, segmenter, split, val_block, data_mpp, tta, outline_margin, out
+    data,
+    detector,
+    classifier,
+    segmenter,
+    split,
+    val_block,
+    data_mpp,
+    tta,
+    outline_margin,
+    edge_ignore,
+    detector_only,
+    out,
 ) -> None:
     """The whole pipeline on annotated images: detection before and after the non-glomerular
     filter (box and circle AP, recall, precision) and the outlines' Dice against the true ones."""
@@ -348,9 +371,10 @@ def evaluate_pipeline_cmd(
         data_mpp=data_mpp,
         split=split,
         val_block=val_block,
-        pipeline=True,
+        pipeline=not detector_only,
         tta=tta,
         outline_margin_um=outline_margin,
+        edge_ignore=edge_ignore,
     )
     _print_image_report(report, f"pipeline on {report['data']['images']} {split} images of {data}")
     _write_report(out, report)

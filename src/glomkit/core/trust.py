@@ -1,0 +1,177 @@
+"""How far a slide's figures can be trusted: the GGS % interval and the slide's quality flags.
+
+* ``ggs_interval``: a 95 % interval for the global glomerulosclerosis % of the tissue a biopsy
+  samples. Two uncertainties are in it. (1) Classification: the number of sclerosed glomeruli
+  among the n seen is a Poisson-binomial count of the classifier's calibrated P(GGS | glomerulus)
+  (a reviewed label is certain: 0 or 1). (2) Sampling: given k of n, the tissue's own share has
+  the Jeffreys posterior Beta(k + 1/2, n - k + 1/2) (Brown, Cai & DasGupta 2001). The interval is
+  the central 95 % of that mixture. Its coverage is measured on the classifier's out-of-fold
+  predictions (``benchmarks/ggs_interval_coverage.py``; docs/models/classifier.md).
+* ``quality_flags``: what a pathologist must know before reading the GGS %: too few glomeruli,
+  no kidney cortex recognised, a stain the grade was not validated on, calls near the decision.
+
+Pure numpy / scipy on records; imports nothing above ``core``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+INTERVAL_LEVEL = 0.95
+# Biopsy adequacy: the Banff classification asks for at least 10 glomeruli (and 2 arteries) for an
+# adequate renal biopsy, 7 for a minimal one (Racusen et al., Kidney Int 1999;55:713-723). With
+# fewer than 10 glomeruli one sclerosed glomerulus moves the GGS % by more than 10 points.
+MIN_GLOMERULI = 10
+# No kidney cortex recognised: fewer glomeruli than this, or their mean P(glomerulus) below
+# CORTEX_MIN_MEAN_PGLOM, or most detections rejected as non-glomerular.
+CORTEX_MIN_GLOMERULI = 3
+CORTEX_MIN_MEAN_PGLOM = 0.85
+CORTEX_MAX_REJECTED = 0.5
+# A call is uncertain when P(glomerulus) < UNCERTAIN_PGLOM (the cut is lower: the detection is
+# kept but it might not be a glomerulus) or when P(GGS | glomerulus) lies within
+# UNCERTAIN_GGS_MARGIN of the model's GGS threshold.
+UNCERTAIN_PGLOM = 0.5
+UNCERTAIN_GGS_MARGIN = 0.25
+VALIDATED_STAINS = ("PAS",)  # the stains the grade was validated on (bueno_pas, hubmap_pas)
+
+FLAG_TEXT = {
+    "too_few_glomeruli": f"fewer than {MIN_GLOMERULI} glomeruli: the GGS % is not reliable (see its interval)",
+    "no_kidney_cortex": "no kidney cortex recognised: too few or doubtful glomeruli; no GGS % is given",
+    "stain_not_validated": "the grade was validated on PAS only; on this stain it is not validated",
+    "uncertain_calls": "some calls are near the decision: check them first in the review",
+}
+
+
+def poisson_binomial_pmf(p: Sequence[float]) -> np.ndarray:
+    """P(K = k), k = 0..n, for K the number of successes of independent Bernoulli(p_i)."""
+    pmf = np.zeros(len(p) + 1)
+    pmf[0] = 1.0
+    for i, q in enumerate(np.clip(np.asarray(p, np.float64), 0.0, 1.0)):
+        pmf[1 : i + 2] = pmf[1 : i + 2] * (1 - q) + pmf[: i + 1] * q
+        pmf[0] *= 1 - q
+    return pmf
+
+
+def ggs_interval(p_ggs: Sequence[float], level: float = INTERVAL_LEVEL) -> tuple[float, float] | None:
+    """(low, high) GGS % of the sampled tissue, from each glomerulus's P(GGS) (0/1 when reviewed).
+
+    None when there is no glomerulus. See the module docstring for the model.
+    """
+    from scipy.stats import beta
+
+    n = len(p_ggs)
+    if n == 0:
+        return None
+    pmf = poisson_binomial_pmf(p_ggs)
+    ks = np.flatnonzero(pmf > 1e-12)
+    w = pmf[ks] / pmf[ks].sum()
+    grid = np.linspace(0.0, 1.0, 4001)
+    cdf = (w[None, :] * beta.cdf(grid[:, None], ks[None, :] + 0.5, n - ks[None, :] + 0.5)).sum(axis=1)
+    a = (1 - level) / 2
+    lo = float(np.interp(a, cdf, grid)) if cdf[0] < a else 0.0
+    hi = float(np.interp(1 - a, cdf, grid))
+    # Jeffreys' interval is one-sided at the ends (Brown et al. 2001): 0 is in it when k = 0 is sure
+    if pmf[0] > 1 - 1e-9:
+        lo = 0.0
+    if pmf[-1] > 1 - 1e-9:
+        hi = 1.0
+    return 100.0 * lo, 100.0 * hi
+
+
+@dataclass(frozen=True)
+class Call:
+    """One counted glomerulus's probabilities, as the trust figures need them."""
+
+    p_glomerulus: float  # P(any glomerulus class)
+    p_ggs: float  # P(GGS | glomerulus)
+    reviewed: bool = False
+
+
+def calls_of(result: Any) -> list[Call]:
+    """The counted glomeruli of a ``SlideRecord``; a record whose label a reviewer set is certain."""
+    scheme = result.scheme
+    glom = [c.name for c in scheme.classes if c.is_glomerulus]
+    ggs = {c.name for c in scheme.classes if c.is_ggs}
+    out = []
+    for g in result.glomeruli:
+        if not g.is_glomerulus:
+            continue
+        reviewed = bool(getattr(g, "reviewed", False))
+        pg = sum(float(g.probs.get(n, 0.0)) for n in glom) if g.probs else float("nan")
+        if reviewed or not g.probs or not np.isfinite(pg) or pg <= 0:
+            out.append(Call(1.0, 1.0 if g.label in ggs else 0.0, True))
+            continue
+        pgs = sum(float(g.probs.get(n, 0.0)) for n in ggs) / pg
+        out.append(Call(pg, float(np.clip(pgs, 0.0, 1.0))))
+    return out
+
+
+def uncertain(call: Call, ggs_threshold: float = 0.5) -> bool:
+    """True when the call is near the decision (see ``UNCERTAIN_*``); never for a reviewed one."""
+    if call.reviewed:
+        return False
+    return call.p_glomerulus < UNCERTAIN_PGLOM or abs(call.p_ggs - ggs_threshold) < UNCERTAIN_GGS_MARGIN
+
+
+def trust_summary(
+    calls: list[Call],
+    n_detections: int,
+    stain: str | None = None,
+    ggs_threshold: float = 0.5,
+    reviewed: bool = False,
+) -> dict[str, Any]:
+    """The trust keys of summary.json: ``ggs_interval``, ``flags`` (codes), ``flag_text``,
+    ``n_uncertain``, ``grade_validated`` and ``ggs_reportable`` (False: show no GGS %)."""
+    n = len(calls)
+    interval = ggs_interval([c.p_ggs for c in calls])
+    n_unc = sum(uncertain(c, ggs_threshold) for c in calls)
+    flags: list[str] = []
+    mean_pg = float(np.mean([c.p_glomerulus for c in calls])) if calls else 0.0
+    rejected = (n_detections - n) / n_detections if n_detections else 0.0
+    no_cortex = not reviewed and (
+        n < CORTEX_MIN_GLOMERULI or mean_pg < CORTEX_MIN_MEAN_PGLOM or rejected > CORTEX_MAX_REJECTED
+    )
+    if no_cortex:
+        flags.append("no_kidney_cortex")
+    if n < MIN_GLOMERULI:
+        flags.append("too_few_glomeruli")
+    validated = stain is None or stain in VALIDATED_STAINS
+    if not validated:
+        flags.append("stain_not_validated")
+    if n_unc:
+        flags.append("uncertain_calls")
+    return {
+        "ggs_interval": None if interval is None or no_cortex else [round(v, 2) for v in interval],
+        "ggs_interval_level": INTERVAL_LEVEL,
+        "ggs_interval_kind": "reviewed labels: sampling only"
+        if reviewed
+        else "calibrated P(GGS) and sampling",
+        "ggs_reportable": not no_cortex and n > 0,
+        "grade_validated": validated,
+        "n_uncertain": int(n_unc),
+        "mean_p_glomerulus": round(mean_pg, 4) if calls else None,
+        "flags": flags,
+        "flag_text": [FLAG_TEXT[f] for f in flags],
+    }
+
+
+def format_ggs(summary: dict[str, Any]) -> str:
+    """The GGS % as a pathologist should read it: '46.2 % (95 % CI 24-69 %)', or why there is none."""
+    g = summary.get("ggs_percent")
+    if summary.get("ggs_reportable") is False or g is None:
+        return (
+            "no GGS % ("
+            + (FLAG_TEXT["no_kidney_cortex"].split(":")[0] if g is not None else "no glomeruli")
+            + ")"
+        )
+    ci = summary.get("ggs_interval")
+    text = f"{g:.1f} %"
+    if ci:
+        text += f" (95 % interval {ci[0]:.0f}-{ci[1]:.0f} %)"
+    if summary.get("grade_validated") is False:
+        text += f", not validated on {summary.get('stain', 'this stain')}"
+    return text

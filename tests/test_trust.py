@@ -1,0 +1,63 @@
+"""The GGS % interval and the quality flags (glomkit.core.trust), and edge ignore regions in evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from glomkit.core.trust import Call, ggs_interval, poisson_binomial_pmf, trust_summary, uncertain
+
+
+def test_poisson_binomial_matches_enumeration():
+    p = [0.1, 0.5, 0.9]
+    pmf = poisson_binomial_pmf(p)
+    brute = np.zeros(4)
+    for bits in range(8):
+        b = [(bits >> i) & 1 for i in range(3)]
+        brute[sum(b)] += np.prod([q if x else 1 - q for q, x in zip(p, b, strict=True)])
+    assert pmf == pytest.approx(brute)
+
+
+def test_interval_narrows_with_more_glomeruli_and_widens_with_doubt():
+    small = ggs_interval([1.0] * 3 + [0.0] * 4)
+    large = ggs_interval([1.0] * 30 + [0.0] * 40)
+    assert small[0] < 100 * 3 / 7 < small[1] and large[0] < 100 * 30 / 70 < large[1]
+    assert large[1] - large[0] < (small[1] - small[0]) / 2
+    doubtful = ggs_interval([0.6] * 30 + [0.4] * 40)  # same expected share, uncertain calls
+    assert doubtful[1] - doubtful[0] > large[1] - large[0]
+    assert ggs_interval([0.0] * 7)[0] == 0.0 and ggs_interval([1.0] * 7)[1] == 100.0
+    assert ggs_interval([]) is None
+
+
+def test_flags():
+    sure = [Call(0.99, 0.0)] * 12
+    s = trust_summary(sure, 12, stain="PAS", ggs_threshold=0.5)
+    assert s["flags"] == [] and s["ggs_reportable"] and s["grade_validated"]
+    few = trust_summary(sure[:5], 5, stain="H&E")
+    assert "too_few_glomeruli" in few["flags"] and "stain_not_validated" in few["flags"]
+    assert not few["grade_validated"] and few["ggs_reportable"]
+    none = trust_summary(sure[:2], 9)  # two glomeruli, most detections rejected
+    assert "no_kidney_cortex" in none["flags"] and not none["ggs_reportable"] and none["ggs_interval"] is None
+    doubt = trust_summary([Call(0.3, 0.1)] + sure, 13, ggs_threshold=0.5)
+    assert doubt["n_uncertain"] == 1 and "uncertain_calls" in doubt["flags"]
+    assert uncertain(Call(0.99, 0.6), 0.5) and not uncertain(Call(0.99, 0.6, reviewed=True), 0.5)
+    reviewed = trust_summary([Call(1.0, 1.0, True)] * 2, 2, reviewed=True)
+    assert "no_kidney_cortex" not in reviewed["flags"] and reviewed["ggs_interval_kind"].startswith(
+        "reviewed"
+    )
+
+
+def test_edge_cut_truth_and_its_predictions_are_ignored():
+    from glomkit.detect.data import AnnotatedImage
+    from glomkit.evaluate_images import edge_ignored
+
+    circles = np.array([[50.0, 50, 10], [5, 50, 10], [150, 150, 10]])
+    im = AnnotatedImage(Path("t.jpg"), circles, 1.0)
+    preds = np.array([[40, 40, 20, 20], [-5, 40, 20, 20], [190, 10, 20, 20], [100, 100, 20, 20]], float)
+    kept, keep = edge_ignored(im, preds, 200, 200)
+    assert kept.circles.tolist() == [[50, 50, 10], [150, 150, 10]]
+    # on a kept truth: counts; on the edge truth: ignored; crossing the border, unmatched: ignored;
+    # inside, unmatched: a false positive that counts
+    assert keep.tolist() == [True, False, False, True]
