@@ -23,10 +23,24 @@ PATH = click.Path(path_type=Path)
     show_default=True,
     help="Address to listen on; anything but this machine lets other computers in.",
 )
+@click.option(
+    "--allow-host",
+    "allow_host",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer requests that name this host (repeatable), e.g. the machine's name or address "
+    "when --host 0.0.0.0; '*.example.org' allows its subdomains. Other Host headers are refused.",
+)
 @click.option("--reviewer", default=None, help="Name saved with each correction (default: the user name).")
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in the default browser.")
 def review_cmd(
-    folder: Path, slide: Path | None, port: int, host: str, reviewer: str | None, open_browser: bool
+    folder: Path,
+    slide: Path | None,
+    port: int,
+    host: str,
+    allow_host: tuple[str, ...],
+    reviewer: str | None,
+    open_browser: bool,
 ):
     """Review and correct a slide's results in the browser; saves to FOLDER/review/ as you go."""
     try:
@@ -36,36 +50,55 @@ def review_cmd(
         raise GlomkitError(
             f"glomkit review needs the 'review' extra ({exc.name} is missing): pip install 'glomkit[review]'"
         ) from None
-    from glomkit.review.server import LOCAL_HOSTS, bind, create_app, make_server, url_of
-    from glomkit.review.session import ReviewSession
-
-    session = ReviewSession(folder, slide=slide, reviewer=reviewer)
-    if session.run_changed:
-        from glomkit.review.provenance import stale_message
-
-        click.echo(f"glomkit: warning: {stale_message(session.out_dir)}", err=True)
-    local = host.strip("[]") in {h.strip("[]") for h in LOCAL_HOSTS}
-    if not local:
-        click.echo(
-            f"glomkit: warning: listening on {host}: other computers can open this slide and change its review",
-            err=True,
-        )
-    bare = host.strip("[]")
-    named = [bare, f"[{bare}]"] if ":" in bare else [bare]  # Host headers bracket IPv6 literals
-    allowed = None if local else (["*"] if bare in ("0.0.0.0", "::") else [*named, *LOCAL_HOSTS])
-    app = create_app(session, allowed_hosts=allowed)
-    sock = bind(host, port)
-    url = url_of(sock, "127.0.0.1" if bare in ("0.0.0.0", "::") else host)
-    what = "resuming" if session.resumed else "starting"
-    click.echo(
-        f"{what} the review of {session.stem}: {len(session.items)} detections, saved to {session.geojson_path}"
+    from glomkit.review.lock import ReviewLock
+    from glomkit.review.server import (
+        LOCAL_HOSTS,
+        WILDCARD_ADDRESSES,
+        allowed_hosts,
+        bind,
+        create_app,
+        make_server,
+        url_of,
     )
-    click.echo(f"open {url}  (Ctrl+C to stop)")
-    if open_browser:
-        import webbrowser
+    from glomkit.review.session import ReviewSession, read_summary
 
-        webbrowser.open(url)
-    make_server(app).run(sockets=[sock])
+    allowed = allowed_hosts(host, allow_host)
+    if not Path(folder).is_dir():
+        raise GlomkitError(f"{folder}: no such output folder")
+    read_summary(Path(folder))  # a glomkit output folder, before a lock is made in it
+    with ReviewLock(folder):  # one server per folder: a second would overwrite this one's changes
+        session = ReviewSession(folder, slide=slide, reviewer=reviewer)
+        if session.run_changed:
+            from glomkit.review.provenance import stale_message
+
+            click.echo(f"glomkit: warning: {stale_message(session.out_dir)}", err=True)
+        bare = host.strip("[]")
+        if bare not in {h.strip("[]") for h in LOCAL_HOSTS}:
+            how = (
+                f"; they must name it as one of: {', '.join(allow_host)}"
+                if allow_host
+                else "; give its name with --allow-host NAME"
+                if bare in WILDCARD_ADDRESSES
+                else ""
+            )
+            click.echo(
+                f"glomkit: warning: listening on {host}: other computers can open this slide and "
+                f"change its review{how}",
+                err=True,
+            )
+        app = create_app(session, allowed_hosts=allowed)
+        sock = bind(host, port)
+        url = url_of(sock, "127.0.0.1" if bare in WILDCARD_ADDRESSES else host)
+        what = "resuming" if session.resumed else "starting"
+        click.echo(
+            f"{what} the review of {session.stem}: {len(session.items)} detections, saved to {session.geojson_path}"
+        )
+        click.echo(f"open {url}  (Ctrl+C to stop)")
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+        make_server(app).run(sockets=[sock])
 
 
 @click.command("recount")

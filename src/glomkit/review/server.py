@@ -3,17 +3,20 @@
 It serves only what the page needs: its own static files (inside the package), the slide's tiles
 (by integer level, column and row), the patch PNG of a glomerulus (by id, checked to lie in the
 output folder), the reviewed set, and one POST route that applies a validated operation. Request
-bodies are capped; POSTs must be JSON; the Host header must name the address served (no DNS
-rebinding from a web page).
+bodies are capped; POSTs must be JSON; the Host header must name the address served or a name
+allowed with ``--allow-host`` (no DNS rebinding from a web page); a POST whose ``Origin`` is
+another site is refused (no cross-site request forgery).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -23,11 +26,14 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from glomkit import GlomkitError
 from glomkit.review.session import ReviewInputError, ReviewSession
 from glomkit.review.tiles import DeepZoomTiles
 
 MAX_BODY_BYTES = 16 * 1024  # one operation is well under 1 KiB
 LOCAL_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
+WILDCARD_ADDRESSES = ("0.0.0.0", "::")
+_HOST_NAME = re.compile(r"(\*\.)?[A-Za-z0-9_.:-]+")
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -62,6 +68,47 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if len(body) > limit:
             raise BodyTooLarge
     return bytes(body)
+
+
+def allowed_hosts(host: str, allow: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The Host-header names a server on ``host`` answers: this machine's local names, ``host``
+    itself (unless it is a wildcard address such as 0.0.0.0) and each ``--allow-host`` name.
+    ``*`` alone is refused: the check always stays on."""
+    names = list(LOCAL_HOSTS)
+    bare = host.strip("[]")
+    given = [] if bare in WILDCARD_ADDRESSES else [bare]
+    for name in allow:
+        n = name.strip().strip("[]")
+        if not _HOST_NAME.fullmatch(n) or n.startswith("*:"):
+            raise GlomkitError(
+                f"--allow-host {name!r}: not a host name or address (a leading '*.' allows subdomains; "
+                "'*' alone would turn the Host check off)"
+            )
+        given.append(n)
+    for n in given:  # Host headers bracket IPv6 literals
+        for form in [n, f"[{n}]"] if ":" in n else [n.lower()]:
+            if form not in names:
+                names.append(form)
+    return names
+
+
+def same_origin(request: Request) -> bool:
+    """False for a request a browser sent from another site: its ``Origin`` names another host,
+    port or scheme than the request's own (or is ``null``); without an ``Origin``, when
+    ``Sec-Fetch-Site`` says cross-site. Clients that send neither (curl, scripts) pass."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return request.headers.get("sec-fetch-site", "same-origin") in ("same-origin", "none")
+    try:
+        o = urlsplit(origin.strip())
+        h = urlsplit("//" + request.headers.get("host", ""))
+        scheme = request.url.scheme
+        default = {"http": 80, "https": 443}
+        mine = (scheme, (h.hostname or "").lower(), h.port or default.get(scheme))
+        theirs = (o.scheme, (o.hostname or "").lower(), o.port or default.get(o.scheme))
+    except ValueError:  # a malformed port
+        return False
+    return bool(o.hostname) and theirs == mine
 
 
 def create_app(
@@ -128,6 +175,8 @@ def create_app(
         return headers(FileResponse(path, media_type="image/png"))
 
     async def operation(request: Request) -> Response:
+        if not same_origin(request):
+            return headers(JSONResponse({"error": "refused: a request from another site"}, status_code=403))
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             return headers(JSONResponse({"error": "send application/json"}, status_code=415))
@@ -139,12 +188,14 @@ def create_app(
             op: Any = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
         except (UnicodeDecodeError, ValueError) as exc:
             return headers(JSONResponse({"error": f"not valid JSON ({exc})"}, status_code=400))
+        except RecursionError:  # thousands of nested arrays: no operation looks like that
+            return headers(JSONResponse({"error": "not an operation (nested too deeply)"}, status_code=400))
         try:
             from starlette.concurrency import run_in_threadpool
 
             out = await run_in_threadpool(session.apply, op)
-        except ReviewInputError as exc:
-            return headers(JSONResponse({"error": str(exc)}, status_code=400))
+        except ReviewInputError as exc:  # 400, or 404 for an id that is gone (deleted meanwhile)
+            return headers(JSONResponse({"error": str(exc)}, status_code=exc.status_code))
         return headers(JSONResponse(out))
 
     routes = [
@@ -173,8 +224,6 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host.strip("[]"), port))
     except OSError as exc:
         sock.close()
-        from glomkit import GlomkitError
-
         raise GlomkitError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
     sock.listen(64)
     sock.set_inheritable(True)
