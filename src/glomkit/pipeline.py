@@ -20,7 +20,7 @@ import numpy as np
 
 from glomkit import GlomkitError, __version__
 from glomkit.core.records import GlomerulusRecord, image_path
-from glomkit.infer.detect import DetectOptions, Region, clip_region, detect_circles
+from glomkit.infer.detect import DetectOptions, Region, clip_region, detect_circles, detection_grid
 from glomkit.infer.patches import PATCH_SIZE, patch_box, read_patches
 from glomkit.results import SUMMARY, SlideResult, patch_images
 from glomkit.slide.reader import SLIDE_SUFFIXES, Slide
@@ -229,6 +229,8 @@ def analyse_slide(
         if roi is not None:
             region = roi.bbox() if region is None else _intersect(region, roi.bbox(), str(roi_path))
         box = clip_region(sl, region, "region" if roi_path is None else str(roi_path))
+        # an absurd size (a wrong scale, a crafted header) is refused before any pixel is read
+        detection_grid(sl, models.detector.info.typed.mpp, config.detect_options(), box)
         with timer.stage("tissue"):
             thumb, thumb_ds = sl.thumbnail(config.thumbnail_px)
             tissue = tissue_mask(thumb)

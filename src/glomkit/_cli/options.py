@@ -196,5 +196,7 @@ def max_pixels_option() -> Decorator:
         default=None,
         callback=set_limit,
         expose_value=True,
-        help=f"Refuse images that declare more pixels than this (decompression bombs) [default: {DEFAULT_MAX_PIXELS:,}].",
+        help="Refuse images that declare more pixels than this (decompression bombs); for pyramidal "
+        "slides, the most pixels one read may decode (its coarsest level must fit) "
+        f"[default: {DEFAULT_MAX_PIXELS:,}].",
     )

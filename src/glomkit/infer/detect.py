@@ -105,6 +105,16 @@ def keep_uncut(c: np.ndarray, tile: Tile) -> np.ndarray:
     return c[ok]
 
 
+def detection_grid(slide: Slide, model_mpp: float, options: DetectOptions, box: Region) -> TileGrid:
+    """The detection tile grid over the level-0 ``box`` at ``model_mpp``, refused (one line) when
+    absurdly large (``TileGrid.check_size``); the pipeline checks it before reading any pixel."""
+    tile_px = int(options.tile_px) // 32 * 32
+    overlap = int(round(options.overlap_um / model_mpp))
+    grid = TileGrid(tuple(box), slide.mpp, model_mpp, tile_px, min(overlap, tile_px - 32))
+    grid.check_size(str(slide.path))
+    return grid
+
+
 def detect_circles(
     slide: Slide,
     detector,
@@ -126,10 +136,8 @@ def detect_circles(
     tta = detection_tta(options.tta, meta)
     thr = score_threshold(options.score_threshold, meta)
     tile_px = int(options.tile_px) // 32 * 32
-    overlap = int(round(options.overlap_um / model_mpp))
     box = clip_region(slide, region)
-    grid = TileGrid(box, slide.mpp, model_mpp, tile_px, min(overlap, tile_px - 32))
-    grid.check_size(str(slide.path))
+    grid = detection_grid(slide, model_mpp, options, box)
     if tissue is not None and box != tuple(slide.bounds):
         r0, c0 = int((box[1] - slide.bounds[1]) / tissue_ds), int((box[0] - slide.bounds[0]) / tissue_ds)
         tissue = tissue[r0:, c0:]

@@ -191,6 +191,7 @@ class Slide:
                     f"{self.path}: the slide holds no image data (OpenSlide reports empty bounds; "
                     "every tile is missing)"
                 )
+            self._check_pyramid()
             return
         if suffix in OPENSLIDE_SUFFIXES and suffix not in PLAIN_SUFFIXES:
             raise GlomkitError(
@@ -242,6 +243,46 @@ class Slide:
         if img.dtype != np.uint8:
             raise GlomkitError(f"{self.path}: unsupported pixel type {img.dtype}")
         self._set_image(img, "image")
+
+    def pixel_limit(self) -> int:
+        """The most pixels one read may decode: ``max_pixels``, else the process's ``--max-pixels``."""
+        from glomkit.io.images import max_pixels
+
+        return int(self.max_pixels) if self.max_pixels else max_pixels()
+
+    def level_pixels(self, level: int) -> int:
+        """Pixels of the bounds region at ``level``: what reading all of it decodes."""
+        ds = self.level_downsamples[level]
+        return int(math.ceil(self.bounds[2] / ds)) * int(math.ceil(self.bounds[3] / ds))
+
+    def _check_pyramid(self) -> None:
+        """Refuse, before any pixel is read, a slide whose coarsest level holds more pixels than the
+        limit: a view of the whole slide (the tissue thumbnail) cannot be read cheaply from it."""
+        limit = self.pixel_limit()
+        coarsest = self.level_count - 1
+        n = self.level_pixels(coarsest)
+        if n > limit:
+            w, h = self.level_dimensions[coarsest]
+            raise GlomkitError(
+                f"{self.path}: declares {self.width}x{self.height} px and its coarsest pyramid level "
+                f"({w}x{h}) holds {n:,} pixels, more than the limit of {limit:,} (a decompression bomb, "
+                "or a slide without a pyramid); raise it with --max-pixels"
+            )
+
+    def fitting_level(self, level: int, w: float, h: float) -> int:
+        """``level``, or the next coarser one whose read of the level-0 box (w, h) decodes no more
+        than :meth:`pixel_limit`; a GlomkitError when none does."""
+        limit = self.pixel_limit()
+        for lv in range(max(level, 0), self.level_count):
+            ds = self.level_downsamples[lv]
+            if math.ceil(w / ds) * math.ceil(h / ds) <= limit:
+                return lv
+        ds = self.level_downsamples[-1]
+        n = int(math.ceil(w / ds) * math.ceil(h / ds))
+        raise GlomkitError(
+            f"{self.path}: reading a {int(w)}x{int(h)} px box needs {n:,} pixels from the coarsest level, "
+            f"more than the limit of {limit:,}; raise it with --max-pixels"
+        )
 
     def _set_image(self, img: np.ndarray, fmt: str) -> None:
         """A single-level slide over an RGB(A) uint8 array held in memory."""
@@ -347,6 +388,8 @@ class Slide:
             level = self.best_level(ds)
         elif not 0 <= level < self.level_count:
             raise GlomkitError(f"{self.path}: no level {level} (the slide has {self.level_count})")
+        if self._osr is not None:  # never decode more than the pixel limit in one read
+            level = self.fitting_level(level, w, h)
         lds = self.level_downsamples[level]
         lw, lh = max(1, int(math.ceil(w / lds))), max(1, int(math.ceil(h / lds)))
         interp = cv2.INTER_AREA if ds / lds > 1 else cv2.INTER_LINEAR
@@ -355,10 +398,11 @@ class Slide:
             if region.shape[1] == out_w and region.shape[0] == out_h:
                 return region
             return cv2.resize(region, (out_w, out_h), interpolation=interp)
-        # Strip-wise reduction: rows of STRIP_PX level px, each resized to its share of output rows.
+        # Strip-wise reduction: rows of level px (at most STRIP_PX², 16 MB of RGBA, per strip), each
+        # resized to its share of output rows.
         out = np.empty((out_h, out_w, 3), np.uint8)
         rows_done = 0
-        step = STRIP_PX
+        step = max(1, min(STRIP_PX, STRIP_PX * STRIP_PX // lw))
         for sy in range(0, lh, step):
             sh = min(step, lh - sy)
             o0 = int(round(sy * out_h / lh))
@@ -386,7 +430,9 @@ class Slide:
         bx, by, bw, bh = self.bounds
         ds = max(bw / max_size, bh / max_size, 1.0)
         tw, th = max(1, int(round(bw / ds))), max(1, int(round(bh / ds)))
-        return self.read_region_scaled(bx, by, bw, bh, tw, th), bw / tw
+        # the pyramid level that fits the pixel limit (a coarser one than best_level when needed)
+        level = self.fitting_level(self.best_level(ds), bw, bh) if self._osr is not None else 0
+        return self.read_region_scaled(bx, by, bw, bh, tw, th, level=level), bw / tw
 
 
 def slide_bounds(props, width: int, height: int) -> tuple[int, int, int, int]:
