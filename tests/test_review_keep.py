@@ -7,6 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
 from _review_data import MPP, SIZE, write_slide
 from click.testing import CliRunner
 
@@ -116,3 +117,21 @@ def test_cohort_overwrite_as_demo_does_keeps_the_review(tmp_path: Path) -> None:
     run_cohort([slide], root, PipelineConfig(), overwrite=True, progress=False, runner=_save_runner)
     assert review_digest(root / "slide") == kept
     assert run_state(root / "slide", "slide")["run_changed"] is True
+
+
+@pytest.mark.slow
+def test_demo_rerun_keeps_the_demo_review(tmp_path: Path) -> None:
+    """docs/REVIEW.md reviews the demo slide; ``glomkit demo`` (and ``make demo``) always overwrites."""
+    from glomkit.cli import cli
+
+    out = tmp_path / "demo"
+    args = ["demo", "-o", str(out), "--size", "3000x2500", "--silent"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    folder = out / "demo_slide"
+    s = ReviewSession(folder, reviewer="dr. demo")
+    s.apply({"op": "add", "x": 500, "y": 500, "radius": 60, "label": "obsolescent"})
+    recount(folder)
+    kept = review_digest(folder)
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert review_digest(folder) == kept
+    assert run_state(folder, "demo_slide")["run_changed"] is False  # the same slide, the same result
