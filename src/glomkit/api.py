@@ -105,10 +105,13 @@ class Segmentation:
     polygon: np.ndarray  # (K, 2) x, y; empty when the mask is
 
     def measure(self, um_per_px: float) -> dict[str, float]:
-        """Area (µm²), equivalent diameter and perimeter (µm) at ``um_per_px`` of the patch."""
+        """Area (µm²), equivalent diameter and perimeter (µm) at ``um_per_px``, the patch's own
+        scale (a pipeline patch: the slide's mpp / the record's ``patch_scale``)."""
         from glomkit.infer.morphometry import measure_mask
+        from glomkit.slide.reader import check_mpp
 
-        return {k: float(v) for k, v in measure_mask(self.mask, um_per_px).items()}
+        scale = check_mpp(um_per_px, "measure", "um_per_px=")
+        return {k: float(v) for k, v in measure_mask(self.mask, scale).items()}
 
 
 class Segmentations(Records):
@@ -314,22 +317,22 @@ class _open:
 
 
 def _patches(patches: Patches) -> list[np.ndarray]:
-    """Patches as a list of RGB uint8 arrays: arrays as given, paths read."""
-    from glomkit.io.images import read_rgb
+    """Patches as a list of RGB uint8 arrays under the models' one input rule
+    (``glomkit.io.images.rgb_input``: uint8 RGB, RGBA composited on white); paths are read."""
+    from glomkit.io.images import read_rgb, rgb_input
 
     if isinstance(patches, np.ndarray):
         if patches.ndim == 3:
             patches = patches[None]
-        if patches.ndim != 4 or patches.shape[-1] != 3:
+        if patches.ndim != 4:
             raise GlomkitError(f"patches: expected RGB uint8 (N, H, W, 3), got shape {patches.shape}")
-        return list(patches.astype(np.uint8, copy=False))
+        return [rgb_input(p, f"patches[{i}]") for i, p in enumerate(patches)]
+    if isinstance(patches, (str, Path)):
+        raise GlomkitError("patches: expected a list of images or paths, got one path (wrap it in a list)")
     out = []
-    for p in patches:
+    for i, p in enumerate(patches):
         if isinstance(p, (str, Path)):
             out.append(read_rgb(Path(p)))
         else:
-            a = np.asarray(p)
-            if a.ndim != 3 or a.shape[-1] != 3:
-                raise GlomkitError(f"patches: expected RGB arrays (H, W, 3), got shape {a.shape}")
-            out.append(a.astype(np.uint8, copy=False))
+            out.append(rgb_input(p, f"patches[{i}]"))
     return out

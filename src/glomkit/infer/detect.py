@@ -62,9 +62,20 @@ def detection_tta(tta: bool | None, meta: DetectorMetadata) -> bool:
     return bool(tta) if tta is not None else meta.tta
 
 
+def unit_interval(value: object, name: str) -> float:
+    """``value`` as a float in [0, 1]; else a one-line GlomkitError naming ``name`` (NaN included)."""
+    try:
+        f = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise GlomkitError(f"{name}={value!r}: must be a number from 0 to 1") from None
+    if not (math.isfinite(f) and 0.0 <= f <= 1.0):
+        raise GlomkitError(f"{name}={value!r}: must be a number from 0 to 1")
+    return f
+
+
 def score_threshold(thr: float | None, meta: DetectorMetadata) -> float:
-    """``thr`` if set, else the model's ``decode.score_threshold``."""
-    return float(thr) if thr is not None else meta.score_threshold
+    """``thr`` if set (checked to lie in [0, 1]), else the model's ``decode.score_threshold``."""
+    return unit_interval(thr, "score_threshold") if thr is not None else meta.score_threshold
 
 
 def clip_region(slide: Slide, region: Region | None, where: str = "region") -> tuple[int, int, int, int]:
@@ -135,6 +146,7 @@ def detect_circles(
     kind = kind_of(meta, detector.path)
     tta = detection_tta(options.tta, meta)
     thr = score_threshold(options.score_threshold, meta)
+    nms_iou = unit_interval(options.nms_iou, "nms_iou")
     tile_px = int(options.tile_px) // 32 * 32
     box = clip_region(slide, region)
     grid = detection_grid(slide, model_mpp, options, box)
@@ -202,7 +214,7 @@ def detect_circles(
     if not found:
         return np.zeros((0, 4))
     allc = np.concatenate(found)
-    keep = circle_nms(allc[:, :3], allc[:, 3], options.nms_iou)
+    keep = circle_nms(allc[:, :3], allc[:, 3], nms_iou)
     return allc[keep]
 
 

@@ -8,6 +8,7 @@ never executes code from the file, and inference never imports torch.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,11 +163,17 @@ class OnnxModel:
         import onnxruntime as ort
 
         self.path = Path(path)
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0
+        ):
+            raise GlomkitError(
+                f"threads={threads!r}: must be a whole number of threads, 1 or more (0 or None: all)"
+            )
         if not self.path.is_file():
             raise GlomkitError(f"{self.path}: model file not found")
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads or default_threads()
+        opts.intra_op_num_threads = int(threads or 0) or default_threads()
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         # Idle intra-op threads sleep instead of spinning: the pipeline reads and encodes patches in

@@ -31,6 +31,7 @@ OPENSLIDE_SUFFIXES = {
 PLAIN_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 SLIDE_SUFFIXES = OPENSLIDE_SUFFIXES | PLAIN_SUFFIXES
 STRIP_PX = 2048  # level-0 rows read at once when a slide lacks a suitable pyramid level
+STRIP_MAX_PX = 1 << 25  # pixels of one strip at most (128 MB as OpenSlide's RGBA)
 
 
 def check_mpp(mpp: float, where: str, what: str = "--mpp") -> float:
@@ -146,10 +147,11 @@ class Slide:
     # -- opening -------------------------------------------------------------------------
     @classmethod
     def from_array(cls, image: np.ndarray, mpp: float, name: str = "image") -> Slide:
-        """A single-level slide over an RGB uint8 array (H, W, 3) at ``mpp`` µm/px (no file)."""
-        img = np.asarray(image)
-        if img.ndim != 3 or img.shape[2] not in (3, 4) or img.dtype != np.uint8:
-            raise GlomkitError(f"image: expected an RGB uint8 array (H, W, 3), got {img.dtype} {img.shape}")
+        """A single-level slide over an RGB uint8 array (H, W, 3) at ``mpp`` µm/px (no file); RGBA
+        is composited on white (``glomkit.io.images.rgb_input``, the input rule of every model)."""
+        from glomkit.io.images import rgb_input
+
+        img = rgb_input(image, "image")
         if mpp is None:
             raise GlomkitError("image: a numpy image records no scale; pass mpp= (µm per pixel)")
         self = cls.__new__(cls)
@@ -201,7 +203,7 @@ class Slide:
             raise GlomkitError(
                 f"{self.path}: not a slide or image format glomkit reads ({suffix or 'no suffix'})"
             )
-        from glomkit.io.images import check_pixels, declared_size, to_rgb8
+        from glomkit.io.images import check_pixels, cv_to_rgb, declared_size, to_rgb8
 
         size = declared_size(self.path)
         check_pixels(self.path, size, self.max_pixels)
@@ -213,7 +215,7 @@ class Slide:
                 with tifffile.TiffFile(self.path) as tf:
                     page = tf.pages[0]
                     check_pixels(self.path, (int(page.imagewidth), int(page.imagelength)), self.max_pixels)
-                    img = to_rgb8(page.asarray(), int(page.photometric), self.path)
+                    img = to_rgb8(page.asarray(), int(page.photometric), self.path, page.colormap)
             except GlomkitError:
                 raise
             except Exception:  # noqa: BLE001 - let OpenCV try
@@ -228,15 +230,7 @@ class Slide:
                 ) from None
             if dec is None:
                 raise GlomkitError(f"{self.path}: not a readable image (corrupt, truncated or unsupported)")
-            if dec.dtype == np.uint16:
-                dec = (dec // 257).astype(np.uint8)
-            if dec.ndim == 2:
-                dec = cv2.cvtColor(dec, cv2.COLOR_GRAY2RGB)
-            elif dec.shape[2] == 4:
-                dec = cv2.cvtColor(dec, cv2.COLOR_BGRA2RGB)
-            else:
-                dec = cv2.cvtColor(dec, cv2.COLOR_BGR2RGB)
-            img = dec
+            img = cv_to_rgb(dec, self.path)  # alpha composited on white
         img = np.asarray(img)
         if img.ndim != 3 or img.shape[2] < 3:
             raise GlomkitError(f"{self.path}: expected an RGB image, got an array of shape {img.shape}")
@@ -398,11 +392,11 @@ class Slide:
             if region.shape[1] == out_w and region.shape[0] == out_h:
                 return region
             return cv2.resize(region, (out_w, out_h), interpolation=interp)
-        # Strip-wise reduction: rows of level px (at most STRIP_PX², 16 MB of RGBA, per strip), each
-        # resized to its share of output rows.
+        # Strip-wise reduction: STRIP_PX rows of level px (fewer for a very wide box: at most
+        # STRIP_MAX_PX per strip), each resized to its share of output rows.
         out = np.empty((out_h, out_w, 3), np.uint8)
         rows_done = 0
-        step = max(1, min(STRIP_PX, STRIP_PX * STRIP_PX // lw))
+        step = max(1, min(STRIP_PX, STRIP_MAX_PX // lw))
         for sy in range(0, lh, step):
             sh = min(step, lh - sy)
             o0 = int(round(sy * out_h / lh))
