@@ -47,7 +47,9 @@ class Roi:
 
         anns = read_annotations(path, mpp=mpp)
         roi = cls(source=str(path))
-        for a in anns:
+        for i, a in enumerate(anns, start=1):
+            if a.kind == "polygon":
+                _check_area(a.polygon, path, i, a.label)
             if a.polygon is not None and len(a.polygon) >= 3:
                 roi.polygons.append(np.asarray(a.polygon, np.float64))
             elif a.radius > 0:
@@ -91,3 +93,17 @@ class Roi:
             for i in np.flatnonzero(~inside):
                 inside[i] = cv2.pointPolygonTest(contour, (float(xy[i, 0]), float(xy[i, 1])), False) >= 0
         return inside
+
+
+def _check_area(polygon: np.ndarray | None, path: str | Path, index: int, label: str) -> None:
+    """A one-line GlomkitError for a ROI polygon that encloses no area (under 3 distinct points, or
+    all on one line): taken as a circle or dropped, it would silently bound the wrong region."""
+    pts = np.zeros((0, 2)) if polygon is None else np.asarray(polygon, np.float64).reshape(-1, 2)
+    distinct = len(np.unique(pts, axis=0))
+    area = 0.0 if len(pts) < 3 else abs(float(cv2.contourArea(pts.astype(np.float32))))
+    if distinct < 3 or area <= 0.0:
+        what = f"{distinct} distinct point(s)" if distinct < 3 else "points all on one line"
+        raise GlomkitError(
+            f"{path}: shape {index} ({label!r}) is a polygon of {what}, not an area; "
+            "a ROI needs polygons of 3 or more points that enclose an area"
+        )

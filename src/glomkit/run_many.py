@@ -19,6 +19,8 @@ def run_inputs(
 ) -> list[dict[str, Any]]:
     """Run every slide found in ``inputs``; one row per slide (status ok, skipped or failed), then
     one per input that does not exist (status missing), when others do."""
+    if isinstance(scheduler, str):
+        check_scheduler_address(scheduler)
     missing: list[Path] = []
     slides = find_slides(inputs, missing)
     if not slides and missing:
@@ -54,3 +56,28 @@ def _warn_unmatched(table_path: str, slides: list[Path]) -> None:
             f"glomkit: warning: --mpp-table rows match no input: {', '.join(missing[:3])}{more}",
             file=sys.stderr,
         )
+
+
+def check_scheduler_address(address: str) -> None:
+    """A one-line GlomkitError for a ``--dask-scheduler`` that is not a scheduler address
+    (``tcp://HOST:PORT``; dask's other schemes too), checked before any slide runs. Without the
+    ``cohort`` extra nothing is checked here (the cohort says that the extra is missing)."""
+    try:
+        from distributed.comm.addressing import parse_address, parse_host_port
+        from distributed.comm.registry import get_backend
+    except ImportError:
+        return
+    try:
+        scheme, location = parse_address(address)
+        get_backend(scheme)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            host, port = parse_host_port(location)
+            if not host:
+                raise ValueError("no host")
+            if not 1 <= int(port) <= 65535:
+                raise ValueError(f"port {port} is not 1-65535")
+    except (ValueError, TypeError) as exc:
+        reason = " ".join(str(exc).split())[:160]
+        raise GlomkitError(
+            f"--dask-scheduler {address!r}: not a scheduler address ({reason}); expected tcp://HOST:PORT"
+        ) from None

@@ -102,10 +102,14 @@ def read_figure(path: Path) -> np.ndarray | None:
         img = cv2.convertScaleAbs(img, alpha=255.0 / max(1.0, float(img.max())))
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    if img.shape[2] == 4:
-        alpha = img[:, :, 3:4].astype(np.float32) / 255.0
-        bgr = img[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
-        return cv2.cvtColor(bgr.astype(np.uint8), cv2.COLOR_BGR2RGB)
+    if img.shape[2] == 4:  # on white, in blocks of rows: a float copy of a large figure took GBs
+        from glomkit.io.images import composite_on_white
+
+        out = np.empty((*img.shape[:2], 3), np.uint8)
+        step = max(1, (1 << 22) // max(1, img.shape[1]))
+        for y in range(0, img.shape[0], step):
+            out[y : y + step] = composite_on_white(img[y : y + step, :, [2, 1, 0, 3]])
+        return out
     return cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2RGB)
 
 

@@ -173,8 +173,14 @@ def calibration_images(
     typed = validate_metadata(meta, "model")
     ih, iw = typed.input_size
     n = 0
+    from glomkit.io.images import check_pixels
+
     for p in paths:
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        check_pixels(p)  # a decompression bomb is one line, before decoding
+        try:
+            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        except (cv2.error, MemoryError):
+            img = None
         if img is None:
             continue
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

@@ -17,12 +17,16 @@ def find_images(folders: list[str | Path]) -> list[Path]:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """HxWx3 uint8 RGB."""
+    """HxWx3 uint8 RGB; the declared size is checked against the pixel limit before decoding."""
+    from glomkit.io.images import check_pixels
+
+    check_pixels(path)
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError) as e:
-        raise GlomkitError(f"{path}: cannot read image ({e})") from e
+    except (OSError, ValueError, MemoryError, Image.DecompressionBombError) as e:
+        reason = " ".join(str(e).split())[:120] or type(e).__name__
+        raise GlomkitError(f"{path}: cannot read image ({reason})") from None
 
 
 def load_resized(paths: list[Path], size: int) -> np.ndarray:
