@@ -61,3 +61,40 @@ def test_edge_cut_truth_and_its_predictions_are_ignored():
     # on a kept truth: counts; on the edge truth: ignored; crossing the border, unmatched: ignored;
     # inside, unmatched: a false positive that counts
     assert keep.tolist() == [True, False, False, True]
+
+
+def test_summary_report_and_cohort_table_carry_the_interval_and_flags(tmp_path):
+    from test_io_outputs import make_result
+
+    from glomkit.core.schemes import COARSE
+    from glomkit.io.report import report_html, summary_of, write_cohort_csv
+
+    res = make_result(["normal"] * 6 + ["sclerosed"] * 6, COARSE)  # 12 glomeruli, sure calls
+    res.extra = {"stain": "H&E", "ggs_threshold": 0.5}
+    s = summary_of(res)
+    lo, hi = s["ggs_interval"]
+    assert lo < s["ggs_percent"] < hi and hi - lo < 70
+    assert s["flags"] == ["stain_not_validated"] and s["grade_validated"] is False
+    html = report_html(res, s, tmp_path)
+    assert "95 % interval" in html and "not validated on H&amp;E" in html and 'id="sizes"' in html
+    from glomkit.cohort import _base_row, _fill_from_summary
+
+    row = _fill_from_summary(_base_row(tmp_path / "slide-7.svs", "ok"), s)
+    write_cohort_csv(tmp_path / "c.csv", [row])
+    import csv
+
+    line = next(csv.DictReader(open(tmp_path / "c.csv", encoding="utf-8")))
+    assert line["stain"] == "H&E" and line["flags"] == "stain_not_validated"
+    assert float(line["ggs_ci_low"]) == pytest.approx(lo) and float(line["ggs_ci_high"]) == pytest.approx(hi)
+
+
+def test_no_cortex_shows_no_ggs(tmp_path):
+    from test_io_outputs import make_result
+
+    from glomkit.core.schemes import COARSE
+    from glomkit.io.report import report_html, summary_of
+
+    res = make_result(["sclerosed", "normal"], COARSE)  # two glomeruli: nothing to grade a biopsy by
+    s = summary_of(res)
+    assert "no_kidney_cortex" in s["flags"] and s["ggs_interval"] is None and not s["ggs_reportable"]
+    assert "No global glomerulosclerosis percentage" in report_html(res, s, tmp_path)

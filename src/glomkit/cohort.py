@@ -72,7 +72,11 @@ def _fill_from_summary(row: dict[str, Any], summary: dict[str, Any]) -> dict[str
     row["n_glomeruli"] = summary.get("n_glomeruli")
     row["n_sclerosed"] = summary.get("n_sclerosed")
     row["counts"] = dict(summary.get("counts") or {})
-    row["ggs_percent"] = summary.get("ggs_percent")
+    row["ggs_percent"] = summary.get("ggs_percent") if summary.get("ggs_reportable", True) else None
+    ci = summary.get("ggs_interval") or [None, None]
+    row["ggs_ci_low"], row["ggs_ci_high"] = ci[0], ci[1]
+    row["stain"] = summary.get("stain")
+    row["flags"] = ";".join(summary.get("flags") or [])
     row["timings"] = {k: float(v) for k, v in (summary.get("timings") or {}).items()}
     return row
 
@@ -509,8 +513,11 @@ class _CohortProgress:
         else:
             g = row.get("ggs_percent")
             ggs = f", global sclerosis {g:.1f} %" if isinstance(g, (int, float)) else ""
+            if isinstance(g, (int, float)) and row.get("ggs_ci_low") is not None:
+                ggs += f" (95 % interval {row['ggs_ci_low']:.0f}-{row['ggs_ci_high']:.0f} %)"
             n = count_of(row.get("n_glomeruli") or 0, "glomerulus")
-            self.console.print(f"{row['stem']}: {n}{ggs}{where}")
+            flags = f" [yellow]flags: {row['flags'].replace(';', ', ')}[/yellow]" if row.get("flags") else ""
+            self.console.print(f"{row['stem']}: {n}{ggs}{flags}{where}")
 
 
 def _run_sequential(slides, todo, out_root, config, overwrite, runner, rows, prog) -> None:

@@ -110,6 +110,22 @@ def cv_folds(
     return folds, sites
 
 
+def _auc(y: np.ndarray, score: np.ndarray) -> float | None:
+    """ROC AUC, None when one class is missing (a slide with no sclerosed glomerulus)."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, score)) if 0 < int(np.sum(y)) < len(y) else None
+
+
+def _balanced(y: np.ndarray, pred: np.ndarray) -> float:
+    """Balanced accuracy; plain accuracy when the slide has one class only."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    return (
+        float(balanced_accuracy_score(y, pred)) if 0 < int(np.sum(y)) < len(y) else float(np.mean(y == pred))
+    )
+
+
 def _binary(y_true: np.ndarray, score: np.ndarray, threshold: float) -> dict:
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
@@ -252,6 +268,12 @@ def summarise(
                     100 * np.isin(nested_labels[m], scheme.ggs_indices).mean()
                 ),
                 "predicted_ggs_percent_probability": float(100 * ggs_p.mean()),
+                # the held-out slide's own grade (issue 24: the worst slide, not only the pooled AUC)
+                "n_ggs": int(truth_ggs[m].sum()),
+                "auc": _auc(truth_ggs[m], ggs_p),
+                "balanced_accuracy": float(
+                    _balanced(truth_ggs[m], np.isin(nested_labels[m], scheme.ggs_indices))
+                ),
             }
         )
     raw_ng = ~np.isin(oof[real_glom].argmax(1), scheme.glomerulus_indices)
@@ -305,6 +327,9 @@ def summarise(
             "ece_ggs_nested_temperature": ece(pooled_score, truth_ggs[ev]),
         },
         "per_slide_ggs": per_slide,
+        "worst_slide_auc": min(
+            (r for r in per_slide if r["auc"] is not None), key=lambda r: r["auc"], default=None
+        ),
         "decision": final.to_meta(),
     }
     return summary
@@ -465,6 +490,9 @@ def run_cv(train_config, cv: CVConfig, progress: bool = True) -> dict:
     ggs_names = {scheme.names[i] for i in scheme.ggs_indices}
     truth = np.array([it.label in ggs_names for it in items])
     reliability_diagram(out / "reliability.png", oof[ev], cal[ev], truth[ev], scheme)
+    _write_oof_ggs(
+        out / "oof_ggs.csv", [items[i] for i in np.flatnonzero(ev)], truth[ev], ggs_score(cal[ev], scheme)
+    )
     write_text(out / "cv.json", json.dumps(plain(summary), indent=1))
     if cv.final_out:
         net, hist = fit_classifier(
@@ -501,6 +529,16 @@ def run_cv(train_config, cv: CVConfig, progress: bool = True) -> dict:
         write_text(out / "cv.json", json.dumps(plain(summary), indent=1))
     summary["minutes"] = round((time.monotonic() - t0) / 60, 2)
     return summary
+
+
+def _write_oof_ggs(path: Path, items, truth: np.ndarray, p_ggs: np.ndarray) -> None:
+    """image, slide, truth (1 = GGS), P(GGS | glomerulus) out of fold and fold-calibrated: what
+    ``benchmarks/ggs_interval_coverage.py`` draws biopsies from."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image", "slide", "ggs", "p_ggs"])
+        for it, t, p in zip(items, truth, p_ggs, strict=True):
+            w.writerow([Path(it.image).name, it.slide, int(t), round(float(p), 6)])
 
 
 def _write_oof(path: Path, items, folds, fold_names, oof: np.ndarray, scheme) -> None:

@@ -46,6 +46,20 @@ FLAG_TEXT = {
 }
 
 
+# the keys ``trust_summary`` adds to summary.json
+TRUST_KEYS = (
+    "ggs_interval",
+    "ggs_interval_level",
+    "ggs_interval_kind",
+    "ggs_reportable",
+    "grade_validated",
+    "n_uncertain",
+    "mean_p_glomerulus",
+    "flags",
+    "flag_text",
+)
+
+
 def poisson_binomial_pmf(p: Sequence[float]) -> np.ndarray:
     """P(K = k), k = 0..n, for K the number of successes of independent Bernoulli(p_i)."""
     pmf = np.zeros(len(p) + 1)
@@ -91,8 +105,9 @@ class Call:
     reviewed: bool = False
 
 
-def calls_of(result: Any) -> list[Call]:
-    """The counted glomeruli of a ``SlideRecord``; a record whose label a reviewer set is certain."""
+def calls_of(result: Any, reviewed: bool = False) -> list[Call]:
+    """The counted glomeruli of a ``SlideRecord``; ``reviewed``: a pathologist checked every label,
+    so each is certain (as is a record without probabilities)."""
     scheme = result.scheme
     glom = [c.name for c in scheme.classes if c.is_glomerulus]
     ggs = {c.name for c in scheme.classes if c.is_ggs}
@@ -100,7 +115,6 @@ def calls_of(result: Any) -> list[Call]:
     for g in result.glomeruli:
         if not g.is_glomerulus:
             continue
-        reviewed = bool(getattr(g, "reviewed", False))
         pg = sum(float(g.probs.get(n, 0.0)) for n in glom) if g.probs else float("nan")
         if reviewed or not g.probs or not np.isfinite(pg) or pg <= 0:
             out.append(Call(1.0, 1.0 if g.label in ggs else 0.0, True))

@@ -116,7 +116,24 @@ def summary_of(result: SlideRecord, extra: dict[str, Any] | None = None) -> dict
     }
     summary.update(result.extra or {})
     summary.update(extra or {})
+    if "ggs_interval" not in summary:  # a recount gives its own (checked labels are certain)
+        summary.update(trust_of(result, summary))
     return _jsonable(summary)
+
+
+def trust_of(result: SlideRecord, summary: dict[str, Any]) -> dict[str, Any]:
+    """The trust keys (``glomkit.core.trust.trust_summary``) of a slide whose summary says its
+    stain, GGS threshold and whether a pathologist reviewed it."""
+    from glomkit.core.trust import calls_of, trust_summary
+
+    reviewed = bool(summary.get("reviewed"))
+    return trust_summary(
+        calls_of(result, reviewed=reviewed),
+        len(result.glomeruli),
+        stain=summary.get("stain"),
+        ggs_threshold=float(summary.get("ggs_threshold") or 0.5),
+        reviewed=reviewed,
+    )
 
 
 def write_summary(path: str | Path, result: SlideRecord, extra: dict | None = None) -> dict:
@@ -246,14 +263,34 @@ def _page(title: str, body: str) -> str:
 
 
 def _headline(summary: dict[str, Any]) -> str:
+    from glomkit.core.trust import format_ggs
+    from glomkit.core.wording import count_of
+
     n = summary.get("n_glomeruli") or 0
     ggs = summary.get("ggs_percent")
     if n == 0 or ggs is None:
-        return '<p class="headline" id="ggs">0 glomeruli found: no global glomerulosclerosis percentage.</p>'
-    return (
-        f'<p class="headline" id="ggs">Global glomerulosclerosis: <b>{ggs:.1f} %</b> '
-        f"({summary.get('n_sclerosed', 0)} globally sclerosed of {n} glomeruli)</p>"
+        head = '<p class="headline" id="ggs">0 glomeruli found: no global glomerulosclerosis percentage.</p>'
+    elif summary.get("ggs_reportable") is False:
+        head = (
+            f'<p class="headline" id="ggs">No global glomerulosclerosis percentage: no kidney cortex '
+            f"recognised ({count_of(n, 'detection')} kept as glomeruli).</p>"
+        )
+    else:
+        head = (
+            f'<p class="headline" id="ggs">Global glomerulosclerosis: <b>{_e(format_ggs(summary))}</b> '
+            f"({summary.get('n_sclerosed', 0)} globally sclerosed of {count_of(n, 'glomerulus')})</p>"
+        )
+    flags = summary.get("flag_text") or []
+    items = "".join(f"<li>{_e(t)}</li>" for t in flags)
+    stain = summary.get("stain")
+    stain_line = (
+        f'<p class="muted" id="stain">Stain recognised: <b>{_e(stain)}</b>'
+        + (f" ({_e(summary.get('stain_reason'))})" if summary.get("stain_reason") else "")
+        + "</p>"
+        if stain
+        else ""
     )
+    return head + (f'<ul class="flags" id="flags">{items}</ul>' if items else "") + stain_line
 
 
 def _review_note(summary: dict[str, Any]) -> str:
@@ -358,6 +395,57 @@ def _gallery(result: SlideRecord, report_dir: Path, per_class: int) -> str:
     return note + "".join(parts)
 
 
+def size_plot_svg(result: SlideRecord, width: int = 520, height: int = 180, bins: int = 16) -> str:
+    """A small SVG histogram of the glomeruli's equivalent diameter (µm), one colour per class
+    (stacked); empty when no glomerulus has a measured diameter."""
+    rows = [
+        (g.label, g.diameter_um)
+        for g in result.glomeruli
+        if g.is_glomerulus and math.isfinite(g.diameter_um) and g.diameter_um > 0
+    ]
+    if not rows:
+        return ""
+    d = np.array([r[1] for r in rows])
+    lo, hi = float(np.floor(d.min() / 10) * 10), float(np.ceil(d.max() / 10) * 10)
+    hi = max(hi, lo + 10)
+    edges = np.linspace(lo, hi, bins + 1)
+    labels = [c.name for c in result.scheme.classes if any(r[0] == c.name for r in rows)]
+    labels += sorted({r[0] for r in rows} - set(labels))
+    hist = {k: np.histogram([r[1] for r in rows if r[0] == k], edges)[0] for k in labels}
+    top = max(1, int(sum(hist.values()).max()))
+    ml, mb, mt = 34, 30, 8
+    pw, ph = width - ml - 8, height - mb - mt
+    bw = pw / bins
+    parts = [
+        f'<svg id="sizes" width="{width}" height="{height}" '
+        f'role="img" aria-label="glomerular diameter by class">',
+        f'<line x1="{ml}" y1="{mt + ph}" x2="{ml + pw}" y2="{mt + ph}" stroke="#555"/>',
+        f'<text x="{ml - 4}" y="{mt + 8}" font-size="10" text-anchor="end">{top}</text>',
+        f'<text x="{ml - 4}" y="{mt + ph}" font-size="10" text-anchor="end">0</text>',
+    ]
+    base = np.zeros(bins)
+    for k in labels:
+        color = _rgb_css(_color_of(result.scheme, k))
+        for i, c in enumerate(hist[k]):
+            if c:
+                y0 = mt + ph - (base[i] + c) / top * ph
+                parts.append(
+                    f'<rect x="{ml + i * bw + 1:.1f}" y="{y0:.1f}" width="{bw - 2:.1f}" '
+                    f'height="{c / top * ph:.1f}" fill="{color}"><title>{_e(k)}: {int(c)}</title></rect>'
+                )
+        base += hist[k]
+    for i in range(0, bins + 1, 4):
+        x = ml + i * bw
+        parts.append(
+            f'<text x="{x:.1f}" y="{mt + ph + 14}" font-size="10" text-anchor="middle">{edges[i]:.0f}</text>'
+        )
+    parts.append(
+        f'<text x="{ml + pw / 2:.1f}" y="{height - 2}" font-size="11" text-anchor="middle">'
+        "equivalent diameter (µm)</text></svg>"
+    )
+    return "".join(parts)
+
+
 def _kv_table(items: list[tuple[str, str]], table_id: str) -> str:
     rows = "".join(f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in items)
     return f'<table id="{table_id}">{rows}</table>'
@@ -427,6 +515,8 @@ def report_html(result: SlideRecord, summary: dict[str, Any], report_dir: Path |
             "non-glomerular detections are not counted.</p>",
             "<h2>Counts</h2>",
             _counts_table(result, summary),
+            "<h2>Glomerular size</h2>",
+            size_plot_svg(result) or '<p class="muted">No measured outline.</p>',
             "<h2>Slide</h2>",
             thumb,
             _kv_table(slide_items, "slide"),
@@ -461,6 +551,10 @@ COHORT_FIXED = [
     "n_glomeruli",
     "n_sclerosed",
     "ggs_percent",
+    "ggs_ci_low",  # the 95 % interval of the GGS % (glomkit.core.trust)
+    "ggs_ci_high",
+    "stain",
+    "flags",  # quality flags, ';'-separated (docs/OUTPUTS.md)
     "reviewed",  # "yes" (or "yes, on an earlier run") for a pathologist's figures (glomkit recount)
     "seconds",
     "worker",

@@ -16,6 +16,7 @@ from typing import Any
 
 from glomkit import GlomkitError
 from glomkit.core.records import SlideRecord
+from glomkit.core.trust import TRUST_KEYS
 from glomkit.core.wording import count_of
 from glomkit.io.paths import path_under
 from glomkit.review.provenance import run_state
@@ -114,6 +115,8 @@ def recount(
         },
         "mpp_source": summary.get("mpp_source"),
         "slide_format": summary.get("slide_format"),
+        "stain": summary.get("stain"),
+        **{k: counts[k] for k in TRUST_KEYS if k in counts},
         "outputs": ["report.html"],
     }
     review_dir.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ import numpy as np
 from glomkit import GlomkitError
 from glomkit.core.records import GlomerulusRecord, SlideRecord
 from glomkit.core.schemes import FIVE_CLASS, ClassScheme
+from glomkit.core.trust import calls_of, trust_summary
 from glomkit.io.annotations import Annotation
 from glomkit.io.paths import path_under
 from glomkit.review.provenance import REVIEW_DIR, RUN_RECORD, run_record, run_state
@@ -494,6 +495,13 @@ def review_counts(items: list[ReviewItem], scheme: ClassScheme, mpp: float = 1.0
     status = {s: 0 for s in STATUSES}
     for it in items:
         status[it.status] = status.get(it.status, 0) + 1
+    # the interval: a label the pathologist checked is certain (only sampling remains); an
+    # unchecked one keeps the model's calibrated P(GGS)
+    calls = []
+    for it, rec in zip(items, recs, strict=True):
+        one = SlideRecord(stem="", source="", mpp=mpp, width=0, height=0, scheme=scheme, glomeruli=[rec])
+        calls += calls_of(one, reviewed=it.status != "unreviewed")
+    trust = trust_summary(calls, len(recs), reviewed=True)
     return {
         "counts": result.counts(),
         "n_detections": len(recs),
@@ -502,6 +510,8 @@ def review_counts(items: list[ReviewItem], scheme: ClassScheme, mpp: float = 1.0
         "ggs_percent": None if ggs is None else round(ggs, 4),
         "n_reviewed": len(items) - status["unreviewed"],
         "status": status,
+        **trust,
+        "ggs_interval_kind": "checked labels certain, unchecked ones by calibrated P(GGS); and sampling",
     }
 
 
