@@ -7,6 +7,7 @@ normalisers a classifier may apply before its input (training and inference alik
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -145,3 +146,324 @@ def stain_normaliser(name: str) -> Callable[[np.ndarray], np.ndarray]:
     if name not in _NORMALISERS:
         raise GlomkitError(f"stain normalisation {name!r}: expected one of {', '.join(STAIN_NORMS)}")
     return _NORMALISERS[name]
+
+
+# ---------------------------------------------------------------- stain recognition
+#
+# recognise_stain(thumbnail) -> StainCall: which stain a slide carries, from its own pixels.
+# Features are scale-free colour statistics of the tissue pixels (optical-density chromaticity),
+# so a slide thumbnail (~10 µm/px) and a tile (~1 µm/px) give comparable values. The PAS / H&E
+# weights are a logistic regression fitted by benchmarks/stain_recognition.py (see
+# docs/models/stain.md); rerun it with --write to refresh the block between the markers.
+
+STAIN_PAS = "PAS"
+STAIN_HE = "H&E"
+STAIN_OTHER = "other"
+STAIN_NOT_BRIGHTFIELD = "not_brightfield"
+STAIN_NAMES = (STAIN_PAS, STAIN_HE, STAIN_OTHER, STAIN_NOT_BRIGHTFIELD)
+
+RECOGNISE_MAX_SIDE = 768  # larger images are downscaled to this long side first (speed)
+DARK_LUMINANCE = 60.0  # brightfield glass is bright: a 90th-percentile luminance below this is dark
+TISSUE_OD_MIN = 0.25  # summed optical density above which a pixel is stained (glass: ~0.05)
+TISSUE_OD_MAX = 4.5  # near-black pixels (pen, borders, folds) are not used
+MIN_TISSUE_PIXELS = 400
+MIN_TISSUE_SHARE = 0.01  # stained share of the image below which the call is "other"
+UNSURE_MARGIN = 0.35  # |logit| of PAS vs H&E below this: "other" (unsure)
+CHROMA_BINS = 6  # the 2-D chromaticity histogram: c_R (red OD share) x c_B (blue OD share)
+CHROMA_LO = np.array([0.0, 0.0], dtype=np.float32)
+CHROMA_HI = np.array([0.48, 0.48], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class StainCall:
+    """The recognised stain of one image: ``name`` (one of :data:`STAIN_NAMES`), ``confidence``
+    (0-1) and ``reason`` (one short sentence)."""
+
+    name: str
+    confidence: float
+    reason: str
+
+
+def _small(rgb: np.ndarray, max_side: int = RECOGNISE_MAX_SIDE) -> np.ndarray:
+    """``rgb`` as uint8 (H, W, 3), downscaled (area) to ``max_side`` on its longer side."""
+    img = np.asarray(rgb)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    img = np.ascontiguousarray(img[..., :3])
+    if img.dtype != np.uint8:
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    h, w = img.shape[:2]
+    f = max_side / max(h, w, 1)
+    if f < 1.0:
+        img = cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def _luminance(img: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+
+
+def tissue_od(rgb: np.ndarray) -> np.ndarray:
+    """Optical densities (N, 3) of the stained pixels of a uint8 RGB image: brightfield glass is
+    bright and unsaturated (low optical density), near-black pixels are not stain either."""
+    od = -np.log((rgb.reshape(-1, 3).astype(np.float32) + 1.0) / 256.0)
+    total = od.sum(1)
+    return od[(total > TISSUE_OD_MIN) & (total < TISSUE_OD_MAX)]
+
+
+def _stain_pair(od: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Macenko stain vectors (haematoxylin, pink: eosin or Schiff) and their 99th-percentile
+    concentrations, from stained pixels' optical densities (N, 3)."""
+    _, vecs = np.linalg.eigh(np.cov(od.T.astype(np.float64)))
+    plane = vecs[:, 1:3] * np.where(vecs[0, 1:3] < 0, -1.0, 1.0)
+    proj = od @ plane
+    phi = np.arctan2(proj[:, 1], proj[:, 0])
+    lo, hi = np.percentile(phi, [MACENKO_ANGLE_PERCENTILE, 100.0 - MACENKO_ANGLE_PERCENTILE])
+    v1, v2 = plane @ np.array([np.cos(lo), np.sin(lo)]), plane @ np.array([np.cos(hi), np.sin(hi)])
+    stains = np.stack([v1, v2] if v1[0] > v2[0] else [v2, v1])
+    stains /= np.maximum(np.linalg.norm(stains, axis=1, keepdims=True), 1e-6)
+    conc = np.linalg.lstsq(stains.T, od.T, rcond=None)[0]
+    return stains, np.percentile(conc, 99, axis=1)
+
+
+N_STAIN_FEATURES = CHROMA_BINS**2 + 2 + 3 + 2 + 6
+
+
+def stain_features(od: np.ndarray) -> np.ndarray:
+    """Scale-free colour features of stained pixels' optical densities (N, 3): the density-weighted
+    2-D histogram of the chromaticity (c_R, c_B) = OD / sum(OD) and its mean; percentiles of the
+    blue-minus-red share of the pinker half; the OD blue- and red-vs-green slopes; and the Macenko
+    stain vectors' shape (angle, blue/green and red/green of the pink vector, relative to
+    haematoxylin's) and the pink/haematoxylin concentration ratio."""
+    total = od.sum(1)
+    chroma = od[:, [0, 2]] / total[:, None]
+    weight = np.minimum(total, 2.0)
+    wsum = max(float(weight.sum()), 1e-6)
+    span = CHROMA_HI - CHROMA_LO
+    idx = np.clip(((chroma - CHROMA_LO) / span * CHROMA_BINS).astype(np.int64), 0, CHROMA_BINS - 1)
+    hist = np.bincount(idx[:, 0] * CHROMA_BINS + idx[:, 1], weights=weight, minlength=CHROMA_BINS**2)
+    hist = hist / wsum
+    mean = (chroma * weight[:, None]).sum(0) / wsum
+    pink = chroma[:, 0] < np.percentile(chroma[:, 0], 50)
+    ratio = chroma[pink, 1] - chroma[pink, 0] if pink.any() else np.zeros(1, np.float32)
+    pct = np.percentile(ratio, [10, 50, 90])
+    g = od[:, 1] - od[:, 1].mean()
+    gg = max(float(g @ g), 1e-6)
+    slope_b, slope_r = float(g @ od[:, 2]) / gg, float(g @ od[:, 0]) / gg
+    (h, e), conc = _stain_pair(od)
+    angle = float(np.arccos(np.clip(h @ e, -1.0, 1.0)))
+    e_bg, e_rg, h_bg = e[2] / max(e[1], 1e-3), e[0] / max(e[1], 1e-3), h[2] / max(h[1], 1e-3)
+    shape = [
+        angle,
+        e_bg,
+        e_rg,
+        e_bg / max(h_bg, 1e-3),
+        h_bg,
+        float(np.log(max(conc[1], 1e-3) / max(conc[0], 1e-3))),
+    ]
+    return np.concatenate([hist, mean, pct, [slope_b, slope_r], shape]).astype(np.float32)
+
+
+# --- fitted by benchmarks/stain_recognition.py --write (do not edit by hand) ---
+STAIN_FEATURE_MEAN = np.array(
+    [
+        1.4965e-06,
+        2.1373e-05,
+        9.3469e-05,
+        0.00013497,
+        3.6754e-05,
+        6.9378e-06,
+        2.078e-06,
+        8.6654e-05,
+        0.0020894,
+        0.027623,
+        0.00078129,
+        4.3983e-05,
+        3.8814e-06,
+        0.00016368,
+        0.10689,
+        0.26293,
+        0.0037448,
+        0.00015473,
+        4.5446e-06,
+        0.00019484,
+        0.18655,
+        0.29328,
+        0.013104,
+        3.9405e-05,
+        2.5497e-06,
+        0.00012086,
+        0.035934,
+        0.054309,
+        0.0056661,
+        4.9793e-06,
+        1.0674e-05,
+        0.00030675,
+        0.0015789,
+        0.0040616,
+        2.5135e-05,
+        3.1436e-07,
+        0.25393,
+        0.25128,
+        -0.0062056,
+        0.027415,
+        0.068266,
+        0.44313,
+        0.47108,
+        0.47206,
+        0.4012,
+        0.30583,
+        0.69681,
+        0.60763,
+        0.26011,
+    ],
+    dtype=np.float32,
+)
+STAIN_FEATURE_SD = np.array(
+    [
+        0.0010049,
+        0.0010593,
+        0.001323,
+        0.0017471,
+        0.0011957,
+        0.0010525,
+        0.0010057,
+        0.0012,
+        0.0059425,
+        0.058276,
+        0.0036178,
+        0.0011816,
+        0.0010104,
+        0.0013702,
+        0.11863,
+        0.20573,
+        0.00945,
+        0.0015159,
+        0.0010127,
+        0.0014535,
+        0.18531,
+        0.19987,
+        0.035751,
+        0.0011346,
+        0.0010079,
+        0.0013401,
+        0.055496,
+        0.078504,
+        0.021033,
+        0.001016,
+        0.0010621,
+        0.0019137,
+        0.0042396,
+        0.034323,
+        0.0010718,
+        0.0010018,
+        0.027376,
+        0.017607,
+        0.040799,
+        0.043374,
+        0.049733,
+        0.090459,
+        0.11985,
+        0.099516,
+        0.07921,
+        0.086401,
+        0.27819,
+        0.12259,
+        0.41676,
+    ],
+    dtype=np.float32,
+)
+STAIN_PAS_COEF = np.array(
+    [
+        -0.0065132,
+        -0.059066,
+        -0.12476,
+        0.19121,
+        0.61347,
+        0.11907,
+        -0.012525,
+        -0.32045,
+        0.17162,
+        -1.0021,
+        0.48149,
+        0.74057,
+        -0.027415,
+        -0.62909,
+        -0.22644,
+        -2.2249,
+        -0.2139,
+        1.2821,
+        -0.033366,
+        -0.49066,
+        0.15532,
+        0.86552,
+        1.0793,
+        -0.32198,
+        0.0012234,
+        1.1856,
+        2.0032,
+        2.2619,
+        0.50185,
+        -0.0063814,
+        0.27851,
+        3.2954,
+        1.3239,
+        -0.36493,
+        -0.055704,
+        0.0042827,
+        1.2452,
+        -2.0088,
+        5.7162,
+        0.52283,
+        -0.22994,
+        -1.1124,
+        -1.3602,
+        -3.789,
+        -2.6578,
+        -0.81291,
+        0.43698,
+        -1.3476,
+        0.033426,
+    ],
+    dtype=np.float32,
+)
+STAIN_PAS_INTERCEPT = -0.68282
+# --- end fitted ---
+
+StainModel = tuple[np.ndarray, np.ndarray, np.ndarray, float]
+"""(feature mean, feature sd, coefficients, intercept): the PAS-vs-H&E logistic regression."""
+
+
+def _sigmoid(z: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-z)))
+
+
+def recognise_stain(rgb: np.ndarray, model: StainModel | None = None) -> StainCall:
+    """The stain of a slide from a low-resolution uint8 RGB image of it (its thumbnail, or a
+    downscaled tile): PAS, H&E, "other" (brightfield but neither, too little tissue, or unsure)
+    or "not_brightfield" (a dark background: fluorescence). ``model`` replaces the fitted weights
+    (the benchmark's leave-one-out fits)."""
+    img = _small(rgb)
+    if img.size == 0:
+        return StainCall(STAIN_OTHER, 0.0, "empty image")
+    lum = _luminance(img)
+    p90 = float(np.percentile(lum, 90))
+    if p90 < DARK_LUMINANCE:
+        conf = min(1.0, 0.6 + 0.4 * (DARK_LUMINANCE - p90) / DARK_LUMINANCE)
+        return StainCall(STAIN_NOT_BRIGHTFIELD, conf, "dark background: fluorescence, not brightfield")
+    od = tissue_od(img)
+    share = len(od) / lum.size
+    if len(od) < MIN_TISSUE_PIXELS or share < MIN_TISSUE_SHARE:
+        return StainCall(STAIN_OTHER, 0.1, f"too little stained tissue ({100 * share:.1f} % of the image)")
+    mu, sd, coef, b = model or (STAIN_FEATURE_MEAN, STAIN_FEATURE_SD, STAIN_PAS_COEF, STAIN_PAS_INTERCEPT)
+    z = float(((stain_features(od) - mu) / sd) @ coef + b)
+    p = _sigmoid(z)
+    if abs(z) < UNSURE_MARGIN:
+        return StainCall(
+            STAIN_OTHER,
+            0.5 * (1.0 - abs(z) / UNSURE_MARGIN) + 0.1,
+            f"unsure between PAS and H&E (P(PAS) {p:.2f})",
+        )
+    if z > 0:
+        return StainCall(STAIN_PAS, p, f"tissue colours read as PAS (P(PAS) {p:.2f})")
+    return StainCall(STAIN_HE, 1.0 - p, f"tissue colours read as H&E (P(H&E) {1 - p:.2f})")
