@@ -14,12 +14,11 @@ from _review_data import MPP, SIZE, write_slide
 from click.testing import CliRunner
 
 import glomkit.cohort as cohort
-from glomkit.cohort import COHORT_CSV, COHORT_HTML, run_cohort
+from glomkit.cohort import COHORT_CSV, COHORT_HTML, recount_slide, run_cohort
 from glomkit.core.records import GlomerulusRecord
 from glomkit.core.schemes import COARSE
 from glomkit.pipeline import PipelineConfig
 from glomkit.results import SlideResult
-from glomkit.review.recount import recount
 from glomkit.review.session import ReviewSession
 
 SPOTS = [(300, 250, "normal"), (800, 260, "normal"), (350, 800, "sclerosed"), (900, 900, "normal")]
@@ -59,7 +58,7 @@ def test_recount_puts_reviewed_figures_in_the_cohort_table_and_resume_keeps_them
     s = ReviewSession(root / "a", reviewer="dr. c")
     s.apply({"op": "relabel", "id": 1, "label": "obsolescent"})  # 2 of 4 sclerosed
     s.apply({"op": "reject", "id": 4})  # 2 of 3
-    recount(root / "a")
+    recount_slide(root / "a")
     t = table(root)
     assert (t["a"]["n_glomeruli"], t["a"]["n_sclerosed"], t["a"]["reviewed"]) == ("3", "2", "yes")
     assert float(t["a"]["ggs_percent"]) == pytest.approx(200 / 3, abs=1e-3)

@@ -98,3 +98,32 @@ def test_no_cortex_shows_no_ggs(tmp_path):
     s = summary_of(res)
     assert "no_kidney_cortex" in s["flags"] and s["ggs_interval"] is None and not s["ggs_reportable"]
     assert "No global glomerulosclerosis percentage" in report_html(res, s, tmp_path)
+
+
+def test_uncertain_calls_are_marked_in_the_table_geojson_and_review(tmp_path):
+    from test_io_outputs import make_result
+
+    from glomkit.core.schemes import COARSE
+    from glomkit.io.geojson import feature_of
+    from glomkit.io.table import table_row
+
+    res = make_result(["normal"] * 3, COARSE)
+    res.extra = {"ggs_threshold": 0.5}
+    g = res.glomeruli[0]
+    g.probs = {"normal": 0.45, "sclerosed": 0.4, "non_glomerular": 0.15}  # P(GGS | glom) 0.47: near 0.5
+    assert table_row(g, res)["uncertain"] is True
+    assert table_row(res.glomeruli[1], res)["uncertain"] is False
+    feat = feature_of(g, res)
+    assert feat["properties"]["glomkit"]["uncertain"] is True
+    assert "uncertain" not in feature_of(res.glomeruli[1], res)["properties"]["glomkit"]
+
+
+def test_a_fluorescence_slide_is_refused_in_one_line(tmp_path):
+    from glomkit import GlomkitError
+    from glomkit.pipeline import PipelineConfig, analyse_slide
+
+    dapi = Path(__file__).resolve().parents[2] / "shared" / "data" / "slides" / "test3-DAPI-2-(387).ndpi"
+    if not dapi.is_file():
+        pytest.skip("../shared/data/slides is absent")
+    with pytest.raises(GlomkitError, match="not a brightfield image"):
+        analyse_slide(dapi, PipelineConfig(write_images=False))

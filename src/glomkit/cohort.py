@@ -687,6 +687,21 @@ def write_cohort_outputs(out_root: Path, rows: list[dict[str, Any]]) -> list[Pat
     return [csv_path, html_path]
 
 
+def recount_slide(
+    out_dir: str | Path, annotations: str | Path | None = None, slide: str | Path | None = None
+) -> dict[str, Any]:
+    """``glomkit recount``: the reviewed summary and report of one slide folder
+    (``glomkit.review.recount.recount``), then the cohort table beside it, if it has a row for the
+    slide, rewritten with the reviewed figures."""
+    from glomkit.review.recount import recount
+
+    summary = recount(out_dir, annotations=annotations, slide=slide)
+    out_dir = Path(out_dir).resolve()
+    if out_dir.name == summary.get("stem"):
+        refresh_cohort_outputs(out_dir.parent, str(summary["stem"]))
+    return summary
+
+
 def refresh_cohort_outputs(out_root: Path, stem: str | None = None) -> Path | None:
     """Rewrite ``OUT/cohort_summary.csv`` and the cohort report from the slides' folders (their
     reviewed figures included), keeping each row's status, error, time and worker. Returns the

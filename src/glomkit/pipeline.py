@@ -20,6 +20,7 @@ import numpy as np
 
 from glomkit import GlomkitError, __version__
 from glomkit.core.records import GlomerulusRecord, image_path
+from glomkit.core.stain import recognise_stain
 from glomkit.infer.detect import DetectOptions, Region, clip_region, detect_circles, detection_grid
 from glomkit.infer.patches import PATCH_SIZE, patch_box, read_patches
 from glomkit.results import SUMMARY, SlideResult, patch_images
@@ -39,6 +40,7 @@ class PipelineConfig:
     mpp: float | None = None  # the user's --mpp for images that carry none
     mpp_table: str | None = None  # a CSV of file,mpp: per-slide --mpp (glomkit.slide.mpp_table)
     mpp_override: bool = False  # --mpp / the table replaces a contradicting recorded scale
+    accept_any_stain: bool = False  # run a slide recognised as not brightfield (normally refused)
     device: str = "auto"
     threads: int | None = None  # ONNX Runtime intra-op threads; None = all this process may use
     read_threads: int = 2
@@ -171,6 +173,13 @@ class Models:
     def segmenter(self):
         return self._get("segmenter")
 
+    def ggs_threshold(self) -> float:
+        """The classifier's GGS threshold on P(GGS | glomerulus) (0.5 for an argmax model)."""
+        from glomkit.infer.decision import Decision
+
+        t = Decision.from_meta(self.classifier.meta).threshold
+        return 0.5 if t is None else float(t)
+
     def describe(self) -> dict[str, Any]:
         out = {}
         for task in self.TASKS:
@@ -233,6 +242,9 @@ def analyse_slide(
         detection_grid(sl, models.detector.info.typed.mpp, config.detect_options(), box)
         with timer.stage("tissue"):
             thumb, thumb_ds = sl.thumbnail(config.thumbnail_px)
+            stain = recognise_stain(thumb)
+            if stain.name == "not_brightfield" and not config.accept_any_stain:
+                raise GlomkitError(f"{sl.path}: not a brightfield image ({stain.reason}); refused")
             tissue = tissue_mask(thumb)
             if roi is not None:
                 tissue &= roi.mask(tissue.shape, sl.bounds[:2], thumb_ds)
@@ -298,6 +310,10 @@ def analyse_slide(
             "slide_format": sl.format,
             "levels": sl.level_count,
             "tissue_fraction": float(tissue.mean()),
+            "stain": stain.name,
+            "stain_confidence": round(float(stain.confidence), 4),
+            "stain_reason": stain.reason,
+            "ggs_threshold": models.ggs_threshold(),
             "region": None if box == tuple(sl.bounds) else [int(v) for v in box],
             "roi": None if roi_path is None else str(roi_path),
             "detection": {k: float(v) for k, v in det_stats.items()},

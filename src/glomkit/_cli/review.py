@@ -112,9 +112,10 @@ def review_cmd(
 @click.option("--slide", type=PATH, default=None, help="The slide, for the report's thumbnail.")
 def recount_cmd(folder: Path, annotations: Path | None, slide: Path | None) -> None:
     """Count again from reviewed annotations: FOLDER/review/summary.json and report.html."""
-    from glomkit.review.recount import describe, recount
+    from glomkit.cohort import recount_slide
+    from glomkit.review.recount import describe
 
-    summary = recount(folder, annotations=annotations, slide=slide)
+    summary = recount_slide(folder, annotations=annotations, slide=slide)
     if summary["review"].get("run_changed"):
         from glomkit.review.provenance import stale_message
 

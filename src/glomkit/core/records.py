@@ -13,7 +13,15 @@ import numpy as np
 from glomkit.core.schemes import ClassScheme
 
 TABLE_COLUMNS_HEAD = ["id", "x", "y", "radius", "radius_um", "score", "label"]
-TABLE_COLUMNS_TAIL = ["ggs_probability", "is_glomerulus", "area_um2", "diameter_um", "patch", "mask"]
+TABLE_COLUMNS_TAIL = [
+    "ggs_probability",
+    "is_glomerulus",
+    "uncertain",  # the call is near the decision (glomkit.core.trust.uncertain): check it first
+    "area_um2",
+    "diameter_um",
+    "patch",
+    "mask",
+]
 
 
 # each glomerulus's images: (folder, file suffix). Patches and masks are data (lossless PNG); the

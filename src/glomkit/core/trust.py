@@ -131,6 +131,16 @@ def uncertain(call: Call, ggs_threshold: float = 0.5) -> bool:
     return call.p_glomerulus < UNCERTAIN_PGLOM or abs(call.p_ggs - ggs_threshold) < UNCERTAIN_GGS_MARGIN
 
 
+def record_uncertain(g: Any, result: Any) -> bool:
+    """Whether one counted glomerulus (a ``GlomerulusRecord`` of ``result``) is an uncertain call,
+    at the GGS threshold the run recorded (``result.extra['ggs_threshold']``, default 0.5)."""
+    if not g.is_glomerulus or not g.probs:
+        return False
+    one = type(result)(result.stem, result.source, result.mpp, 0, 0, result.scheme, [g])
+    calls = calls_of(one)
+    return bool(calls) and uncertain(calls[0], float((result.extra or {}).get("ggs_threshold") or 0.5))
+
+
 def trust_summary(
     calls: list[Call],
     n_detections: int,

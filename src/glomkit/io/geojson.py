@@ -25,6 +25,7 @@ import numpy as np
 
 from glomkit import GlomkitError
 from glomkit.core.records import GlomerulusRecord, SlideRecord
+from glomkit.core.trust import record_uncertain
 from glomkit.io.annotation_types import MAX_COORD, Annotation
 from glomkit.io.atomic import write_text
 from glomkit.io.shapes import circle_polygon, closed_ring, enclosing_circle, open_ring, polygon_area
@@ -98,6 +99,8 @@ def feature_of(g: GlomerulusRecord, result: SlideRecord) -> dict[str, Any]:
         "geometry": geometry,
         "origin": [round(float(v), 3) for v in origin],
     }
+    if record_uncertain(g, result):  # near the decision: the review shows these first
+        own["uncertain"] = True
     props: dict[str, Any] = {
         "objectType": "annotation",
         "name": f"{g.label} {g.id}" if g.label else str(g.id),

@@ -13,11 +13,12 @@ from typing import Any
 
 from glomkit import GlomkitError
 from glomkit.core.records import GlomerulusRecord, SlideRecord, table_columns
+from glomkit.core.trust import record_uncertain
 from glomkit.io.atomic import atomic_path
 
 TEXT_COLUMNS = {"label", "patch", "mask"}
 INT_COLUMNS = {"id"}
-BOOL_COLUMNS = {"is_glomerulus"}
+BOOL_COLUMNS = {"is_glomerulus", "uncertain"}
 
 
 def _cell(v: Any) -> Any:
@@ -45,6 +46,7 @@ def table_row(g: GlomerulusRecord, result: SlideRecord) -> dict[str, Any]:
     row.update(
         ggs_probability=float(g.ggs_probability),
         is_glomerulus=bool(g.is_glomerulus),
+        uncertain=record_uncertain(g, result),
         area_um2=float(g.area_um2),
         diameter_um=float(g.diameter_um),
         patch=g.patch,

@@ -38,12 +38,10 @@ def recount(
     out_dir: str | Path,
     annotations: str | Path | None = None,
     slide: str | Path | None = None,
-    cohort: bool = True,
 ) -> dict[str, Any]:
     """Write ``review/summary.json`` and ``review/report.html`` of an output folder; return the summary.
 
-    With ``cohort``, a cohort table beside the folder (``OUT/cohort_summary.csv`` with a row for
-    this slide) is rewritten to show the reviewed figures."""
+    ``glomkit.cohort.recount_slide`` also rewrites the cohort table beside the folder."""
     from glomkit.core.schemes import ClassScheme
     from glomkit.io.report import write_report_html, write_summary
 
@@ -124,10 +122,6 @@ def recount(
     data = write_summary(tmp, result, extra)
     write_report_html(path_under(review_dir, "report.html"), result, data)
     tmp.replace(path_under(review_dir, "summary.json"))
-    if cohort and out_dir.name == stem:
-        from glomkit.cohort import refresh_cohort_outputs
-
-        refresh_cohort_outputs(out_dir.parent, stem)
     return data
 
 

@@ -108,6 +108,7 @@ class ReviewItem:
     reviewer: str = ""
     time: str = ""
     patch: str = ""  # patch PNG relative to the slide's output folder
+    uncertain: bool = False  # the model's call was near the decision (the browser lists these first)
 
     def to_json(self) -> dict[str, Any]:
         """What the browser gets: plain JSON, NaN as null, the outline rounded to 0.1 px."""
@@ -129,6 +130,7 @@ class ReviewItem:
             "polygon": None if self.polygon is None else np.round(self.polygon, 1).tolist(),
             "reviewer": self.reviewer,
             "time": self.time,
+            "uncertain": self.uncertain,
         }
 
 
@@ -182,6 +184,7 @@ def items_from_annotations(
             probs={k[5:]: _nan(v) for k, v in meas.items() if k.startswith("prob_")},
             reviewer=str(review.get("reviewer", "")),
             time=str(review.get("time", "")),
+            uncertain=own.get("uncertain") is True,
         )
         if status == "added":
             item.model_label = ""

@@ -212,7 +212,9 @@
   const refreshAll = () => state.items.forEach(applyVisibility);
 
   function ordered() {
-    return Array.from(state.items.values()).filter(visible).sort((a, b) => a.id - b.id);
+    // calls near the model's decision that nobody has checked yet come first, then by id
+    const first = (it) => (it.uncertain && it.status === "unreviewed" ? 0 : 1);
+    return Array.from(state.items.values()).filter(visible).sort((a, b) => first(a) - first(b) || a.id - b.id);
   }
 
   function markSelected(id) {
