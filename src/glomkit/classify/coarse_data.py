@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -143,6 +144,34 @@ def hubmap_block(stem: str, size: int = 50) -> str:
     return f"hubmap#b{int(stem.split('_')[-1]) // size}"
 
 
+CGMH_MPP = 1.0  # assumed µm/px of the cgmh_he tiles (unrecorded; about 10x, ../shared README)
+
+
+def cgmh_crops(tiles: Path, rng: np.random.Generator) -> list[tuple[np.ndarray, str, str, str, str]]:
+    """In-context H&E crops of the cgmh_he tiles, the test biopsies of
+    :func:`glomkit.detect.data.split_annotated` never read; grouped by biopsy; one crop of each
+    kind per tile (the tiles are glomerulus-rich and biopsies share tiles' tissue)."""
+    from glomkit.detect.data import image_group, split_groups
+
+    tiles = Path(tiles)
+    groups = sorted({g for p in tiles.glob("*.jpg") if (g := image_group(p))})
+    test = split_groups(groups)[2] if groups else set()
+    return hubmap_crops(
+        tiles,
+        rng,
+        per_tile_glomeruli=1,
+        per_tile_edge_glomeruli=1,
+        per_tile_tissue=1,
+        per_tile_false_positives=1,
+        mpp=CGMH_MPP,
+        source="cgmh",
+        prefix="cgmh",
+        held_out=lambda p: image_group(p) in test or image_group(p) is None,
+        group_of=lambda stem: f"cgmh#{image_group(Path(stem))}",
+        edge_negatives=False,
+    )
+
+
 def _square(img: np.ndarray, cx: float, cy: float, half: float, pad: bool = False) -> np.ndarray | None:
     """The square of half-side ``half`` at (cx, cy), resized to OUT_SIZE.
 
@@ -188,8 +217,18 @@ def hubmap_crops(
     per_tile_tissue: int = 2,
     per_tile_false_positives: int = 2,
     mpp: float = HUBMAP_MPP,
+    source: str = "hubmap",
+    prefix: str = "hub",
+    held_out: Callable[[Path], bool] = is_held_out_tile,
+    group_of: Callable[[str], str] = hubmap_block,
+    edge_negatives: bool = True,
 ) -> list[tuple[np.ndarray, str, str, str, str]]:
-    """Real in-context crops of the hubmap_pas tiles: (image, label, group, name, source).
+    """Real in-context crops of annotated tiles (hubmap_pas by default): (image, label, group, name, source).
+
+    ``source``/``prefix`` name the crops' source (``<source>_glomerulus``...) and files;
+    ``held_out`` tiles are never read; ``group_of`` maps a tile's stem to its CV group;
+    ``edge_negatives`` False keeps negatives at least one median glomerulus radius from the tile
+    edge (cgmh_he leaves many edge-cut glomeruli unoutlined, so a square there may hold one).
 
     - ``glomerulus`` (:data:`glomkit.classify.data.ANY_GLOMERULUS`, ungraded): annotated glomeruli
       cut like the pipeline does (minimum enclosing circle + a margin drawn from 5-25 µm around
@@ -221,11 +260,11 @@ def hubmap_crops(
     out: list[tuple[np.ndarray, str, str, str, str]] = []
     for jpg in sorted(Path(tiles).glob("*.jpg")):
         gj = jpg.with_suffix(".geojson")
-        if is_held_out_tile(jpg) or not gj.is_file():
+        if held_out(jpg) or not gj.is_file():
             continue
         img = read_rgb(jpg)
         h, w = img.shape[:2]
-        group = hubmap_block(jpg.stem)
+        group = group_of(jpg.stem)
         anns = [a for a in read_geojson(gj) if a.polygon is not None and a.radius > 0]
         glom = np.zeros((h, w), np.uint8)
         for a in anns:
@@ -233,6 +272,7 @@ def hubmap_crops(
         dil = int(round(8.0 / mpp))
         glom_dil = cv2.dilate(glom, np.ones((2 * dil + 1, 2 * dil + 1), np.uint8))
         radii = [a.radius for a in anns] or [115.0]
+        edge = 0.0 if edge_negatives else float(np.median(radii))
         # glomeruli in context: whole ones, and a few cut by the tile edge (white-padded)
         kept, kept_edge = 0, 0
         for i in rng.permutation(len(anns)):
@@ -245,7 +285,13 @@ def hubmap_crops(
             whole = _square(img, cx, cy, half)
             if whole is not None and kept < per_tile_glomeruli:
                 out.append(
-                    (whole, ANY_GLOMERULUS, group, f"hub_glom_{jpg.stem}_{int(i)}", "hubmap_glomerulus")
+                    (
+                        whole,
+                        ANY_GLOMERULUS,
+                        group,
+                        f"{prefix}_glom_{jpg.stem}_{int(i)}",
+                        f"{source}_glomerulus",
+                    )
                 )
                 kept += 1
             elif whole is None and kept_edge < per_tile_edge_glomeruli:
@@ -256,8 +302,8 @@ def hubmap_crops(
                             cut,
                             ANY_GLOMERULUS,
                             group,
-                            f"hub_glomedge_{jpg.stem}_{int(i)}",
-                            "hubmap_glomerulus_edge",
+                            f"{prefix}_glomedge_{jpg.stem}_{int(i)}",
+                            f"{source}_glomerulus_edge",
                         )
                     )
                     kept_edge += 1
@@ -267,6 +313,8 @@ def hubmap_crops(
             tries += 1
             half = float(rng.choice(radii)) * float(rng.uniform(0.8, 1.25)) + PIPELINE_MARGIN_UM / mpp
             cx, cy = rng.uniform(half, w - half), rng.uniform(half, h - half)
+            if min(cx - half, cy - half, w - cx - half, h - cy - half) < edge:
+                continue
             x0, y0, x1, y1 = (int(round(v)) for v in (cx - half, cy - half, cx + half, cy + half))
             if glom_dil[y0:y1, x0:x1].any():
                 continue
@@ -275,7 +323,9 @@ def hubmap_crops(
                 continue
             crop = _square(img, cx, cy, half)
             if crop is not None:
-                out.append((crop, "non_glomerular", group, f"hub_tissue_{jpg.stem}_{kept}", "hubmap_tissue"))
+                out.append(
+                    (crop, "non_glomerular", group, f"{prefix}_tissue_{jpg.stem}_{kept}", f"{source}_tissue")
+                )
                 kept += 1
         # the detector's false positives
         if detector is not None:
@@ -285,10 +335,18 @@ def hubmap_crops(
                     break
                 if not (0 <= int(y) < h and 0 <= int(x) < w) or glom_dil[int(y), int(x)]:
                     continue
+                if min(x, y, w - x, h - y) < edge:
+                    continue
                 crop = _square(img, x, y, r + PIPELINE_MARGIN_UM / mpp, pad=True)
                 if crop is not None:
                     out.append(
-                        (crop, "non_glomerular", group, f"hub_fp_{jpg.stem}_{kept}", "hubmap_false_positive")
+                        (
+                            crop,
+                            "non_glomerular",
+                            group,
+                            f"{prefix}_fp_{jpg.stem}_{kept}",
+                            f"{source}_false_positive",
+                        )
                     )
                     kept += 1
     return out
@@ -328,6 +386,7 @@ def build_coarse_folder(
     n_synth: int = 120,
     n_synth_glom: int = 60,
     hubmap: str | Path | None = None,
+    cgmh: str | Path | None = None,
 ) -> Path:
     """Write ``out/labels.csv`` (+ non_glomerular PNGs); bueno labels stay GS / nonGS."""
     out = Path(out)
@@ -345,6 +404,11 @@ def build_coarse_folder(
     if hubmap is not None:
         for img, label, group, name, source in hubmap_crops(Path(hubmap), rng):
             rel = f"hubmap/{name}.png"
+            write_png(out / rel, img)
+            rows.append((rel, label, group, source))
+    if cgmh is not None:
+        for img, label, group, name, source in cgmh_crops(Path(cgmh), rng):
+            rel = f"cgmh/{name}.png"
             write_png(out / rel, img)
             rows.append((rel, label, group, source))
     rows += [(*r, "synthetic") for r in synthetic_glomeruli(out, n_synth_glom, seed)]
@@ -368,8 +432,16 @@ def main() -> None:
         default=None,
         help="hubmap_pas tiles folder: add real in-context glomeruli (ungraded) and real negatives",
     )
+    ap.add_argument(
+        "--cgmh",
+        default=None,
+        help="cgmh_he tiles folder: add real in-context H&E glomeruli (ungraded) and H&E negatives "
+        "(its test biopsies are never read)",
+    )
     a = ap.parse_args()
-    p = build_coarse_folder(a.out, a.bueno, a.svs, a.seed, n_synth_glom=a.synth_glomeruli, hubmap=a.hubmap)
+    p = build_coarse_folder(
+        a.out, a.bueno, a.svs, a.seed, n_synth_glom=a.synth_glomeruli, hubmap=a.hubmap, cgmh=a.cgmh
+    )
     print(p / "labels.csv")
 
 
