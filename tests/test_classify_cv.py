@@ -364,3 +364,37 @@ def test_summarise_glomerulus_cut_follows_max_glomeruli_dropped():
     assert set(by) == {"bueno", "hubmap_glomerulus"}
     with pytest.raises(GlomkitError):
         summarise(items, folds, names, probs, scheme, "bueno", max_glomeruli_dropped=0.6)
+
+
+def test_cgmh_crops_keep_test_biopsies_out_and_negatives_off_the_edge(tmp_path):
+    """cgmh_he: crops are grouped by biopsy, the fixed test biopsies are never read, and no negative
+    square lies within a glomerulus radius of the tile edge (edge glomeruli are often unoutlined)."""
+    from glomkit.classify import coarse_data
+    from glomkit.detect.data import split_groups
+
+    biopsies = [f"S2016-{b}" for b in range(100, 106)]
+    for k, b in enumerate(biopsies):
+        _hubmap_tile(tmp_path, f"{b}_1_2", seed=k, discs=((400, 300, 60),))
+    test = split_groups(biopsies)[2]
+    seen: list[tuple[float, float]] = []
+    real_square = coarse_data._square
+
+    def spy(img, cx, cy, half, pad=False):
+        if not pad and np.hypot(cx - 400, cy - 300) > 30:  # a tissue square, not the glomerulus
+            seen.append((cx, cy, half))
+        return real_square(img, cx, cy, half, pad)
+
+    coarse_data._square = spy
+    try:
+        crops = coarse_data.cgmh_crops(tmp_path, np.random.default_rng(0))
+    finally:
+        coarse_data._square = real_square
+    groups = {c[2] for c in crops}
+    assert groups and not any(g.split("#")[1] in test for g in groups)
+    assert all(g.startswith("cgmh#S2016-") for g in groups)
+    tissue = [c for c in crops if c[4] == "cgmh_tissue"]
+    assert tissue and {c[4] for c in crops} >= {"cgmh_glomerulus", "cgmh_tissue"}
+    h, w = 500, 700  # _hubmap_tile's size
+    assert seen
+    for cx, cy, half in seen:
+        assert min(cx - half, cy - half, w - cx - half, h - cy - half) >= 60 - 1e-6
