@@ -133,7 +133,26 @@ def test_real_svs_skin_has_no_glomeruli(svs_path, tmp_path):
     # session-8 one (stain-normalised: P(glomerulus) 0.736, cut 0.199): see the classifier card.
     assert summary["n_glomeruli"] <= 1
     assert sum(summary["counts"].values()) - summary["n_glomeruli"] >= 3
-    assert f"{summary['n_glomeruli']} glomeruli" in (tmp_path / svs_path.stem / "report.html").read_text()
+    # not kidney: flagged, and no GGS % is given (issue 23)
+    assert "no_kidney_cortex" in summary["flags"] and summary["ggs_reportable"] is False
+    assert summary["ggs_interval"] is None
+    html = (tmp_path / svs_path.stem / "report.html").read_text()
+    assert "no kidney cortex recognised" in html and "Global glomerulosclerosis:" not in html
+    row = (tmp_path / "cohort_summary.csv").read_text().splitlines()[1]
+    assert "no_kidney_cortex" in row
+
+
+@pytest.mark.slow
+@needs_models
+def test_real_squamous_epithelium_is_flagged_not_graded(shared_data, tmp_path):
+    """The TCGA squamous-epithelium SVS (no scale recorded): 6 detections called glomeruli, once
+    "GGS 66.7 %"; now flagged as no kidney cortex, with no GGS %."""
+    svs = shared_data / "slides" / "tcga-cr-7395-01a-01-ts1.svs"
+    r = glomkit("run", str(svs), "-o", str(tmp_path), "--mpp", "0.5", "--quiet", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / svs.stem / "summary.json").read_text())
+    assert "no_kidney_cortex" in summary["flags"] and summary["ggs_reportable"] is False
+    assert "too_few_glomeruli" in summary["flags"]
 
 
 @pytest.mark.slow
