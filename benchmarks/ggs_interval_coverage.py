@@ -27,6 +27,11 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=200, help="biopsies per slide and size")
     ap.add_argument("--sizes", type=int, nargs="+", default=[5, 10, 20, 50])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--replace",
+        action="store_true",
+        help="always draw with replacement (the slide as an endless population)",
+    )
     a = ap.parse_args()
     by_slide: dict[str, list[tuple[int, float]]] = defaultdict(list)
     with open(a.oof_ggs, newline="", encoding="utf-8") as fh:
@@ -51,7 +56,7 @@ def main() -> None:
             truth = 100.0 * y.mean()
             hits = 0
             for _ in range(a.draws):
-                idx = rng.choice(len(rows), size=n, replace=n > len(rows))
+                idx = rng.choice(len(rows), size=n, replace=a.replace or n > len(rows))
                 lo, hi = ggs_interval(p[idx])
                 hits += lo <= truth <= hi
                 width_m.append(hi - lo)

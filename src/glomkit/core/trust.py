@@ -88,10 +88,12 @@ def ggs_interval(p_ggs: Sequence[float], level: float = INTERVAL_LEVEL) -> tuple
     a = (1 - level) / 2
     lo = float(np.interp(a, cdf, grid)) if cdf[0] < a else 0.0
     hi = float(np.interp(1 - a, cdf, grid))
-    # Jeffreys' interval is one-sided at the ends (Brown et al. 2001): 0 is in it when k = 0 is sure
-    if pmf[0] > 1 - 1e-9:
+    # At the ends Jeffreys' interval is one-sided (Brown et al. 2001: x = 0 gives a lower bound of
+    # 0). In the mixture: where "no glomerulus of the n is sclerosed" is plausible (P(K = 0) at
+    # least a) the data cannot exclude 0 %, so the interval starts at 0; likewise 100 % at the top.
+    if pmf[0] >= a:
         lo = 0.0
-    if pmf[-1] > 1 - 1e-9:
+    if pmf[-1] >= a:
         hi = 1.0
     return 100.0 * lo, 100.0 * hi
 
