@@ -147,10 +147,12 @@ TORCH_BUILDERS: dict[tuple[str, str], Callable[[Mapping[str, Any]], tuple[Any, O
 # 1e-10 to 8e-7 on the bundled models. 1e-4 of the output's scale leaves a wide margin for other
 # CPUs' kernels; a changed layer gives errors of 1e-2 and more.
 RTOL = 1e-4
-# INT8 files against torch: activation quantisation on these synthetic inputs (0.248 measured for the
-# session-6 classifier; on real crops its classes agree with fp32 on 667/667, AUC +0.0002:
-# benchmarks/int8_agreement.py, docs/models/classifier.md); RTOL above still checks every layer
-INT8_RTOL = 0.3
+# INT8 files against torch: activation quantisation on these synthetic noise inputs, far from the
+# calibration's crops (0.248 measured for the session-6 classifier, 0.301 for the session-10 one,
+# calibrated on PAS and H&E crops; on real crops the session-10 INT8 classes agree with fp32 on
+# 667/667 bueno and 484/490 hubmap crops, GGS AUC +0.0000: benchmarks/int8_agreement.py,
+# docs/models/classifier.md); RTOL above still checks every layer
+INT8_RTOL = 0.35
 
 
 @pytest.mark.slow

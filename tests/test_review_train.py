@@ -69,8 +69,9 @@ def test_bundled_classifier_weights_are_recovered_exactly() -> None:
     assert np.abs(train_after - got).max() < np.abs(train_before - got).max()
     # the batch is the calibration set; what is left (running var is unbiased, batch var is not:
     # a factor 4/3 for 4 images) depends on the bundled weights: 2.8e-3 for the issue-13 model,
-    # 0.039 for the session-6 one (retrained without the hubmap test tiles)
-    assert np.abs(train_after - got).max() < 0.06
+    # 0.039 for the session-6 one (retrained without the hubmap test tiles), 0.068 for the session-10
+    # one (with cgmh H&E crops)
+    assert np.abs(train_after - got).max() < 0.09
 
     five = build_classifier("resnet10t", len(FIVE_CLASS))
     rows = init_from_model(five, "bundled", FIVE_CLASS, 128)["head_rows_from"]
