@@ -86,6 +86,10 @@ def test_summary_report_and_cohort_table_carry_the_interval_and_flags(tmp_path):
     line = next(csv.DictReader(open(tmp_path / "c.csv", encoding="utf-8")))
     assert line["stain"] == "H&E" and line["flags"] == "stain_not_validated"
     assert float(line["ggs_ci_low"]) == pytest.approx(lo) and float(line["ggs_ci_high"]) == pytest.approx(hi)
+    from glomkit.io.report import write_cohort_report
+
+    page = write_cohort_report(tmp_path / "c.html", [row]).read_text()
+    assert f"({lo:.0f}-{hi:.0f})" in page and "stain_not_validated" in page
 
 
 def test_no_cortex_shows_no_ggs(tmp_path):

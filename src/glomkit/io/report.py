@@ -617,6 +617,14 @@ def _n_sclerosed(row: dict[str, Any]) -> int | None:
     return 0 if not n or ggs is None else round(float(ggs) * int(n) / 100.0)
 
 
+def _ci_cell(row: dict[str, Any]) -> str:
+    """ " (lo-hi)": a cohort row's 95 % GGS interval, or nothing when it has none."""
+    lo, hi = row.get("ggs_ci_low"), row.get("ggs_ci_high")
+    if lo in (None, "") or hi in (None, "") or row.get("ggs_percent") in (None, ""):
+        return ""
+    return f' <span class="muted">({float(lo):.0f}-{float(hi):.0f})</span>'
+
+
 def write_cohort_report(
     path: str | Path, rows: list[dict[str, Any]], scheme: ClassScheme | None = None
 ) -> Path:
@@ -629,7 +637,7 @@ def write_cohort_report(
         "<tr><th>slide</th><th>status</th>"
         + '<th class="num">glomeruli</th>'
         + "".join(f'<th class="num">{_swatch(_known_color(c, scheme))}{_e(c)}</th>' for c in classes)
-        + '<th class="num">GGS %</th><th class="num">seconds</th><th>error</th></tr>'
+        + '<th class="num">GGS % (95 % interval)</th><th>flags</th><th class="num">seconds</th><th>error</th></tr>'
     )
     body_rows = []
     tot_glom = tot_scl = 0
@@ -660,7 +668,8 @@ def write_cohort_report(
             f'<td class="status-{_e(status)}">{_e(status)}</td>',
             f'<td class="num">{_num(r.get("n_glomeruli")) if has else "–"}</td>',
             *(f'<td class="num">{_num(int(counts.get(c, 0))) if has else "–"}</td>' for c in classes),
-            f'<td class="num">{_num(None if ggs is None else float(ggs))}</td>',
+            f'<td class="num">{_num(None if ggs is None else float(ggs))}{_ci_cell(r)}</td>',
+            f"<td>{_e(str(r.get('flags') or '').replace(';', ', '))}</td>",
             f'<td class="num">{_num(None if r.get("seconds") is None else float(r["seconds"]))}</td>',
             f"<td>{_e(r.get('error') or '')}</td>",
         ]
@@ -669,7 +678,7 @@ def write_cohort_report(
     foot = (
         f'<tr><th>all ({len(rows)} slides)</th><th>{n_ok} ok, {n_failed} failed</th><th class="num">{tot_glom:,}</th>'
         + "".join(f'<th class="num">{tot_counts[c]:,}</th>' for c in classes)
-        + f'<th class="num">{_num(pooled)}</th><th></th><th></th></tr>'
+        + f'<th class="num">{_num(pooled)}</th><th></th><th></th><th></th></tr>'
     )
     headline = (
         '<p class="headline" id="ggs">0 glomeruli found in the cohort.</p>'
