@@ -78,15 +78,17 @@ def outline_dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * int((ma & mb).sum()) / s if s else float("nan")
 
 
-def _detect_image(path: Path, mpp: float | None, detector, config) -> tuple[np.ndarray, float]:
-    """The detector alone on one image, as the pipeline runs it: (circles, seconds)."""
+def _detect_image(
+    path: Path, mpp: float | None, detector, config
+) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """The detector alone on one image, as the pipeline runs it: (circles, seconds, (width, height))."""
     from glomkit.infer.detect import detect_slide
     from glomkit.slide.reader import Slide
 
     with Slide(path, mpp=mpp) as slide:
         t0 = time.perf_counter()
         circles = detect_slide(slide, detector, config.detect_options(), thumbnail_px=config.thumbnail_px)
-        return circles, time.perf_counter() - t0
+        return circles, time.perf_counter() - t0, (slide.width, slide.height)
 
 
 def _figures(
@@ -171,17 +173,21 @@ def evaluate_images(
     matched_default = 0
     det_seconds = 0.0
     n_ignored = [0, 0]  # truth objects, predictions
+
+    def ignore_edges(im: AnnotatedImage, boxes: np.ndarray, size: tuple[int, int]):
+        kept, keep = edge_ignored(im, boxes, *size)
+        n_ignored[0] += len(im.circles) - len(kept.circles)
+        n_ignored[1] += int((~keep).sum())
+        return kept, keep
+
     for im in images:
         key = im.path.name
         if models is None:
-            circles, secs = _detect_image(im.path, im.mpp, det, config)
+            circles, secs, size = _detect_image(im.path, im.mpp, det, config)
             det_seconds += secs
             if edge_ignore:
-                with Slide(im.path, mpp=im.mpp) as slide:
-                    im, keep_p = edge_ignored(im, circle_boxes(circles[:, :3]), slide.width, slide.height)
+                im, keep_p = ignore_edges(im, circle_boxes(circles[:, :3]), size)
                 circles = circles[keep_p]
-                n_ignored[0] += len(truth_of(key, images)) - len(im.circles)
-                n_ignored[1] += int((~keep_p).sum())
             truth[key] = im
             raw[key] = circles
             continue
@@ -191,11 +197,8 @@ def evaluate_images(
         det_seconds += res.timings["tissue"] + res.timings["detect"]
         records = res.glomeruli
         if edge_ignore:
-            n0 = len(im.circles)
-            im, keep_p = edge_ignored(im, np.array([_record_box(r) for r in records]).reshape(-1, 4), *size)
+            im, keep_p = ignore_edges(im, np.array([_record_box(r) for r in records]).reshape(-1, 4), size)
             records = [r for r, k in zip(records, keep_p, strict=True) if k]
-            n_ignored[0] += n0 - len(im.circles)
-            n_ignored[1] += int((~keep_p).sum())
         truth[key] = im
         raw[key] = np.array([[r.x, r.y, r.radius, r.score] for r in records], np.float64).reshape(-1, 4)
         keep = np.array([r.is_glomerulus for r in records], bool)
@@ -258,11 +261,6 @@ def evaluate_images(
             },
         }
     return report
-
-
-def truth_of(key: str, images: list[AnnotatedImage]) -> np.ndarray:
-    """The truth circles of the image named ``key``."""
-    return next(im.circles for im in images if im.path.name == key)
 
 
 EDGE_PX = 2.0  # an outline within this many px of the image border is cut by it

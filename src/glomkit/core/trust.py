@@ -121,23 +121,23 @@ class Call:
     reviewed: bool = False
 
 
+def call_of(g: Any, scheme: Any, reviewed: bool = False) -> Call | None:
+    """One glomerulus record's ``Call`` (None when it is not counted as a glomerulus); a label a
+    pathologist checked (``reviewed``) is certain, as is a record without probabilities."""
+    if not g.is_glomerulus:
+        return None
+    probs = g.probs or {}
+    pg = sum(float(probs.get(c.name, 0.0)) for c in scheme.classes if c.is_glomerulus)
+    if reviewed or not probs or not np.isfinite(pg) or pg <= 0:
+        return Call(1.0, 1.0 if g.label in {c.name for c in scheme.classes if c.is_ggs} else 0.0, True)
+    pgs = sum(float(probs.get(c.name, 0.0)) for c in scheme.classes if c.is_ggs) / pg
+    return Call(pg, float(np.clip(pgs, 0.0, 1.0)))
+
+
 def calls_of(result: Any, reviewed: bool = False) -> list[Call]:
-    """The counted glomeruli of a ``SlideRecord``; ``reviewed``: a pathologist checked every label,
-    so each is certain (as is a record without probabilities)."""
-    scheme = result.scheme
-    glom = [c.name for c in scheme.classes if c.is_glomerulus]
-    ggs = {c.name for c in scheme.classes if c.is_ggs}
-    out = []
-    for g in result.glomeruli:
-        if not g.is_glomerulus:
-            continue
-        pg = sum(float(g.probs.get(n, 0.0)) for n in glom) if g.probs else float("nan")
-        if reviewed or not g.probs or not np.isfinite(pg) or pg <= 0:
-            out.append(Call(1.0, 1.0 if g.label in ggs else 0.0, True))
-            continue
-        pgs = sum(float(g.probs.get(n, 0.0)) for n in ggs) / pg
-        out.append(Call(pg, float(np.clip(pgs, 0.0, 1.0))))
-    return out
+    """The counted glomeruli of a ``SlideRecord`` (``call_of`` each)."""
+    calls = (call_of(g, result.scheme, reviewed) for g in result.glomeruli)
+    return [c for c in calls if c is not None]
 
 
 def uncertain(call: Call, ggs_threshold: float = 0.5) -> bool:
@@ -148,13 +148,10 @@ def uncertain(call: Call, ggs_threshold: float = 0.5) -> bool:
 
 
 def record_uncertain(g: Any, result: Any) -> bool:
-    """Whether one counted glomerulus (a ``GlomerulusRecord`` of ``result``) is an uncertain call,
-    at the GGS threshold the run recorded (``result.extra['ggs_threshold']``, default 0.5)."""
-    if not g.is_glomerulus or not g.probs:
-        return False
-    one = type(result)(result.stem, result.source, result.mpp, 0, 0, result.scheme, [g])
-    calls = calls_of(one)
-    return bool(calls) and uncertain(calls[0], float((result.extra or {}).get("ggs_threshold") or 0.5))
+    """Whether one glomerulus record of ``result`` (a ``SlideRecord``) is an uncertain call, at the
+    GGS threshold the run recorded (``result.extra['ggs_threshold']``, default 0.5)."""
+    call = call_of(g, result.scheme)
+    return call is not None and uncertain(call, float((result.extra or {}).get("ggs_threshold") or 0.5))
 
 
 def trust_summary(

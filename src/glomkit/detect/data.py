@@ -326,6 +326,14 @@ def split_groups(groups: list[str], n_blocks: int = 5, val_block: int = -1) -> t
     return set(rest[: bounds[b]] + rest[bounds[b + 1] :]), set(rest[bounds[b] : bounds[b + 1]]), set(test)
 
 
+def split_by_group(images: list[AnnotatedImage]) -> bool:
+    """Whether ``split_annotated`` splits these images by biopsy: every stem reads
+    ``<group>_<row>_<col>``, no file is named ``test*``, and there are at least ``MIN_GROUPS`` groups."""
+    groups = [image_group(im.path) for im in images]
+    named_test = any(im.path.stem.lower().startswith("test") for im in images)
+    return not named_test and all(groups) and len(set(groups)) >= MIN_GROUPS
+
+
 def split_annotated(
     images: list[AnnotatedImage], n_blocks: int = 5, val_block: int = -1
 ) -> tuple[list[AnnotatedImage], list[AnnotatedImage], list[AnnotatedImage]]:
@@ -336,9 +344,8 @@ def split_annotated(
     a fixed third of the groups (``split_groups``) is the test set, and the rest is cut into blocks
     of whole groups. Otherwise ``test*`` files are test; the others, ordered by the number in
     their name, are cut into ``n_blocks`` contiguous blocks and block ``val_block`` validates."""
-    groups = [image_group(im.path) for im in images]
-    named_test = any(im.path.stem.lower().startswith("test") for im in images)
-    if not named_test and all(groups) and len(set(groups)) >= MIN_GROUPS:
+    if split_by_group(images):
+        groups = [image_group(im.path) for im in images]
         tr, va, te = split_groups([g for g in groups if g], n_blocks, val_block)
         pick = lambda s: [im for im, g in zip(images, groups, strict=True) if g in s]  # noqa: E731
         return pick(tr), pick(va), pick(te)
@@ -389,9 +396,7 @@ class AnnotatedSource:
             "split": (
                 f"by biopsy (<group>_<row>_<col>): a fixed third of groups (sha1 order) is test; "
                 f"block {val_block} of {n_blocks} of the rest validates"
-                if image_group(images[0].path)
-                and len(test)
-                and not test[0].path.stem.lower().startswith("test")
+                if split_by_group(images)
                 else f"contiguous blocks of file numbers: block {val_block} of {n_blocks} validates; "
                 "test* files held out"
             ),

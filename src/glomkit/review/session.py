@@ -27,7 +27,7 @@ import numpy as np
 from glomkit import GlomkitError
 from glomkit.core.records import GlomerulusRecord, SlideRecord
 from glomkit.core.schemes import FIVE_CLASS, ClassScheme
-from glomkit.core.trust import calls_of, trust_summary
+from glomkit.core.trust import call_of, trust_summary
 from glomkit.io.annotations import Annotation
 from glomkit.io.paths import path_under
 from glomkit.review.provenance import REVIEW_DIR, RUN_RECORD, run_record, run_state
@@ -500,11 +500,10 @@ def review_counts(items: list[ReviewItem], scheme: ClassScheme, mpp: float = 1.0
         status[it.status] = status.get(it.status, 0) + 1
     # the interval: a label the pathologist checked is certain (only sampling remains); an
     # unchecked one keeps the model's calibrated P(GGS)
-    calls = []
-    for it, rec in zip(items, recs, strict=True):
-        one = SlideRecord(stem="", source="", mpp=mpp, width=0, height=0, scheme=scheme, glomeruli=[rec])
-        calls += calls_of(one, reviewed=it.status != "unreviewed")
-    trust = trust_summary(calls, len(recs), reviewed=True)
+    calls = [
+        call_of(rec, scheme, reviewed=it.status != "unreviewed") for it, rec in zip(items, recs, strict=True)
+    ]
+    trust = trust_summary([c for c in calls if c is not None], len(recs), reviewed=True)
     return {
         "counts": result.counts(),
         "n_detections": len(recs),
