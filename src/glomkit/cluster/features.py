@@ -2,7 +2,12 @@
 
 ``pixels`` (raw pixels, PCA in the reduction step), ``autoencoder`` (small conv AE trained here
 on the images), ``vgg19`` and ``resnet50`` (timm, random init: no pretrained weights offline, a
-random-feature baseline), ``simsiam`` (a SimSiam encoder file).
+random-feature baseline), ``simsiam`` (a SimSiam encoder: an exported ``.onnx`` file runs on ONNX
+Runtime without torch; a ``.pt`` training file runs in torch).
+
+Each can see the crops stain-normalised first (``stain_view``): ``reinhard`` or ``macenko``
+(``glomkit.core.stain``, each crop to a fixed PAS target) or ``gray`` (luminance only: what is
+left when colour, the stain's main signature, is removed).
 """
 
 from __future__ import annotations
@@ -10,12 +15,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import torch
-from torch import nn
 
 from glomkit import GlomkitError
 
 FEATURES = ("pixels", "autoencoder", "vgg19", "resnet50", "simsiam")
+STAIN_VIEWS = ("none", "reinhard", "macenko", "gray")
 WEIGHTS_NOTE = {
     "pixels": "raw RGB pixels (no model)",
     "autoencoder": "conv autoencoder trained here on these images",
@@ -25,105 +29,56 @@ WEIGHTS_NOTE = {
 }
 
 
-class ConvAutoencoder(nn.Module):
-    """64x64 -> 128-d code -> 64x64; the code is the feature."""
+def stain_view(images: np.ndarray, name: str) -> np.ndarray:
+    """The crops as a feature extractor sees them: unchanged, stain-normalised, or grey (3 equal channels)."""
+    if name == "none":
+        return images
+    if name == "gray":
+        lum = images.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        return np.repeat(np.clip(lum.round(), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+    if name in ("reinhard", "macenko"):
+        from glomkit.core.stain import stain_normaliser
 
-    def __init__(self, size: int = 64, code: int = 128):
-        super().__init__()
-        s = size // 8
-        self.s = s
-        self.enc = nn.Sequential(
-            nn.Conv2d(3, 16, 3, 2, 1),
-            nn.ReLU(),
-            nn.Conv2d(16, 32, 3, 2, 1),
-            nn.ReLU(),
-            nn.Conv2d(32, 64, 3, 2, 1),
-            nn.ReLU(),
-            nn.Flatten(),
-            nn.Linear(64 * s * s, code),
-        )
-        self.dec_fc = nn.Linear(code, 64 * s * s)
-        self.dec = nn.Sequential(
-            nn.ReLU(),
-            nn.ConvTranspose2d(64, 32, 4, 2, 1),
-            nn.ReLU(),
-            nn.ConvTranspose2d(32, 16, 4, 2, 1),
-            nn.ReLU(),
-            nn.ConvTranspose2d(16, 3, 4, 2, 1),
-            nn.Sigmoid(),
-        )
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.enc(x)
-        return z, self.dec(self.dec_fc(z).view(-1, 64, self.s, self.s))
-
-
-def _tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
-
-
-def autoencoder_features(images: np.ndarray, epochs: int = 10, seed: int = 0) -> tuple[np.ndarray, dict]:
-    """Train the AE (Adam 1e-3, MSE, batch 32) and return the codes and its loss history."""
-    torch.manual_seed(seed)
-    size = images.shape[1]
-    if size % 8:
-        raise GlomkitError(f"--size {size}: the autoencoder needs a multiple of 8")
-    x = _tensor(images)
-    ae = ConvAutoencoder(size)
-    opt = torch.optim.Adam(ae.parameters(), 1e-3)
-    gen = torch.Generator().manual_seed(seed)
-    hist = []
-    for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=gen)
-        tot = 0.0
-        for i in range(0, len(x), 32):
-            b = x[perm[i : i + 32]]
-            _, rec = ae(b)
-            loss = nn.functional.mse_loss(rec, b)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            tot += float(loss.detach()) * len(b)
-        hist.append(round(tot / len(x), 5))
-    ae.eval()
-    with torch.no_grad():
-        z = torch.cat([ae(x[i : i + 64])[0] for i in range(0, len(x), 64)])
-    return z.numpy(), {"mse_history": hist}
-
-
-@torch.no_grad()
-def cnn_features(net: nn.Module, images: np.ndarray) -> np.ndarray:
-    """Global-average-pooled ``forward_features`` maps (ImageNet normalisation)."""
-    net.eval()
-    mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
-    std = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
-    out = []
-    for i in range(0, len(images), 32):
-        x = (_tensor(images[i : i + 32]) - mean) / std
-        f = net.forward_features(x) if hasattr(net, "forward_features") else net(x)
-        out.append(f.mean((2, 3)) if f.ndim == 4 else f.flatten(1))
-    return torch.cat(out).numpy()
+        return np.asarray(stain_normaliser(name)(images), np.uint8)
+    raise GlomkitError(f"--stain {name!r}: expected one of {', '.join(STAIN_VIEWS)}")
 
 
 def extract(
-    name: str, images: np.ndarray, encoder: str | None = None, seed: int = 0, ae_epochs: int = 10
+    name: str,
+    images: np.ndarray,
+    encoder: str | None = None,
+    seed: int = 0,
+    ae_epochs: int = 10,
+    threads: int = 1,
 ) -> tuple[np.ndarray, dict]:
     """(N x D features, info) for one extractor name."""
-    import timm
-
     t0 = time.monotonic()
     info: dict = {"weights": WEIGHTS_NOTE.get(name, name)}
     if name == "pixels":
         feats = images.reshape(len(images), -1).astype(np.float32) / 255
+    elif name == "simsiam" and encoder and str(encoder).lower().endswith(".onnx"):
+        from glomkit.cluster.encoder import OnnxEncoder
+
+        enc = OnnxEncoder(encoder, threads)
+        feats = enc.features(images)
+        info["weights"] = enc.describe()
     elif name == "autoencoder":
+        from glomkit.cluster.cnn import autoencoder_features
+
         feats, extra = autoencoder_features(images, ae_epochs, seed)
         info.update(extra)
     elif name in ("vgg19", "resnet50"):
+        import timm
+        import torch
+
+        from glomkit.cluster.cnn import cnn_features
+
         torch.manual_seed(seed)
         feats = cnn_features(timm.create_model(name, pretrained=False, num_classes=0), images)
     elif name == "simsiam":
         if not encoder:
             raise GlomkitError("--features simsiam needs --encoder ENCODER")
+        from glomkit.cluster.cnn import cnn_features
         from glomkit.ssl.simsiam import load_encoder
 
         net, meta = load_encoder(encoder)

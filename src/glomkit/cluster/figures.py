@@ -62,21 +62,65 @@ def embedding_png(
     return _png(fig)
 
 
-def grid_pngs(paths, assign: np.ndarray, read, title: str, n: int = 16, thumb: int = 64) -> dict[int, bytes]:
-    """One image grid (up to ``n`` thumbnails) per cluster."""
+def cluster_map_png(xy: np.ndarray, assign: np.ndarray, title: str, labels: list | None = None) -> bytes:
+    """2-D map (t-SNE) coloured by cluster; with labels, a second panel coloured by label."""
+    plt = _plt()
+    panels = 2 if labels is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 3.4), squeeze=False)
+    ax = axes[0][0]
+    for c in sorted(set(assign.tolist())):
+        sel = assign == c
+        ax.scatter(
+            xy[sel, 0], xy[sel, 1], s=5, color=plt.cm.tab10(c % 10), label=f"cluster {c} ({sel.sum()})"
+        )
+    ax.set_title(title, fontsize=7)
+    ax.legend(fontsize=5, markerscale=2, loc="best")
+    if labels is not None:
+        ax = axes[0][1]
+        names = sorted({str(v) for v in labels if v is not None})
+        lab = np.array([str(v) if v is not None else "" for v in labels])
+        for j, nm in enumerate(names):
+            sel = lab == nm
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=5, color=plt.cm.Set1(j % 9), label=f"{nm} ({sel.sum()})")
+        ax.set_title("the same map, coloured by label (not used for the choice)", fontsize=7)
+        ax.legend(fontsize=5, markerscale=2, loc="best")
+    for a in axes[0]:
+        a.set_xticks([])
+        a.set_yticks([])
+    fig.tight_layout()
+    return _png(fig)
+
+
+def grid_pngs(
+    thumbs: np.ndarray, assign: np.ndarray, n: int = 24, thumb: int = 64, seed: int = 0
+) -> dict[int, bytes]:
+    """One image grid per cluster: up to ``n`` of its crops, drawn at random (fixed seed), with
+    the cluster's size in a white band on top."""
+    import cv2
     from PIL import Image
 
     out = {}
-    cols = 4
+    cols = 6
+    rng = np.random.default_rng(seed)
     for c in sorted(set(assign.tolist())):
-        idx = np.flatnonzero(assign == c)[:n]
+        members = np.flatnonzero(assign == c)
+        idx = np.sort(rng.choice(members, min(n, len(members)), replace=False))
         rows = (len(idx) + cols - 1) // cols
-        canvas = np.full((rows * thumb, cols * thumb, 3), 255, np.uint8)
+        band = 14
+        canvas = np.full((band + rows * thumb, cols * thumb, 3), 255, np.uint8)
+        cv2.putText(
+            canvas,
+            f"cluster {c}: {len(members)} crops",
+            (3, 11),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.35,
+            (0, 0, 0),
+            1,
+        )
         for j, i in enumerate(idx):
-            im = np.asarray(Image.fromarray(read(paths[i])).resize((thumb, thumb)))
-            canvas[
-                (j // cols) * thumb : (j // cols + 1) * thumb, (j % cols) * thumb : (j % cols + 1) * thumb
-            ] = im
+            im = cv2.resize(thumbs[i], (thumb, thumb), interpolation=cv2.INTER_AREA)
+            r0 = band + (j // cols) * thumb
+            canvas[r0 : r0 + thumb, (j % cols) * thumb : (j % cols + 1) * thumb] = im
         buf = io.BytesIO()
         Image.fromarray(canvas).save(buf, format="PNG", optimize=True)
         out[int(c)] = buf.getvalue()

@@ -24,7 +24,7 @@ from torchvision.transforms import v2
 
 from glomkit import GlomkitError
 from glomkit.io.atomic import atomic_path
-from glomkit.ssl.images import find_images, load_resized
+from glomkit.ssl.images import load_resized
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -34,6 +34,7 @@ STD = (0.229, 0.224, 0.225)
 class SimSiamConfig:
     images: list[str]
     out: str
+    sources: list[dict] = field(default_factory=list)  # {"path", "weight", "mpp"} (glomkit.ssl.pool)
     backbone: str = "resnet18"
     size: int = 224
     epochs: int = 100
@@ -49,6 +50,7 @@ class SimSiamConfig:
     resume: bool = False
     knn_data: str = ""
     device: str = "auto"
+    stain_jitter: float = 0.0  # HED jitter sigma (0: off); bias is a quarter of it
     extra: dict = field(default_factory=dict)
 
     @property
@@ -86,10 +88,34 @@ def make_backbone(name: str) -> tuple[nn.Module, int]:
     return net, int(net.num_features)
 
 
-def view_transform(size: int) -> v2.Compose:
-    """SimSiam augmentation on uint8 CHW tensors: resized crop, flip, colour jitter, grey, blur."""
+class HedJitter(nn.Module):
+    """Stain jitter in HED space (Tellez et al. 2018) on one uint8 CHW image: each stain's optical
+    density scaled by 1 +- ``sigma`` and shifted by +- ``sigma / 4`` (``glomkit.core.stain.hed_jitter``
+    in torch); wide enough (sigma ~0.3) to move between PAS and H&E looks."""
+
+    def __init__(self, sigma: float):
+        super().__init__()
+        from glomkit.core.stain import HED_FROM_RGB, RGB_FROM_HED
+
+        self.sigma = float(sigma)
+        self.hed_from_rgb = torch.from_numpy(HED_FROM_RGB)
+        self.rgb_from_hed = torch.from_numpy(RGB_FROM_HED)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        od = -torch.log((img.float() + 1.0) / 256.0)
+        hed = od.permute(1, 2, 0) @ self.hed_from_rgb
+        scale = 1 + (torch.rand(3) * 2 - 1) * self.sigma
+        bias = (torch.rand(3) * 2 - 1) * self.sigma / 4
+        rgb = torch.exp(-((hed * scale + bias) @ self.rgb_from_hed)) * 256.0 - 1.0
+        return rgb.clamp(0, 255).round().to(torch.uint8).permute(2, 0, 1)
+
+
+def view_transform(size: int, stain_jitter: float = 0.0) -> v2.Compose:
+    """SimSiam augmentation on uint8 CHW tensors: (HED stain jitter), resized crop, flip, colour
+    jitter, grey, blur."""
     return v2.Compose(
-        [
+        ([v2.RandomApply([HedJitter(stain_jitter)], p=0.8)] if stain_jitter > 0 else [])
+        + [
             v2.RandomResizedCrop(size, scale=(0.2, 1.0), antialias=True),
             v2.RandomHorizontalFlip(),
             v2.RandomVerticalFlip(),
@@ -186,8 +212,14 @@ def pretrain_simsiam(
     out = Path(config.out)
     ckpt = out.with_name(out.name + ".ckpt")
     device = pick_device(config.device)
-    paths = find_images(config.images)
-    data = torch.from_numpy(load_resized(paths, config.size)).permute(0, 3, 1, 2).contiguous()
+    from glomkit.ssl.pool import PoolSource, build_pool
+
+    sources = [PoolSource(str(d["path"]), float(d.get("weight", 1.0)), d.get("mpp")) for d in config.sources]
+    sources += [PoolSource(str(p)) for p in config.images]
+    pool = build_pool(sources, config.size)
+    paths = range(len(pool))
+    data = torch.from_numpy(pool.images).permute(0, 3, 1, 2).contiguous()
+    draw_p = torch.from_numpy(pool.sample_probabilities())
     backbone, feat_dim = make_backbone(config.backbone)
     model = SimSiam(backbone, feat_dim, config.proj_dim, config.pred_hidden).to(device)
     opt = torch.optim.SGD(
@@ -196,15 +228,15 @@ def pretrain_simsiam(
     batch = min(config.batch_size, len(paths))
     steps_per_epoch = max(1, len(paths) // batch)
     monitor = _knn_monitor(config.knn_data, min(config.size, 128)) if config.knn_data else None
-    transform = view_transform(config.size)
+    transform = view_transform(config.size, config.stain_jitter)
     t0 = time.monotonic()
     last_z: list[torch.Tensor] = []
 
     def batches(epoch: int):
         gen = torch.Generator().manual_seed(config.seed * 1000 + epoch)
-        perm = torch.randperm(len(paths), generator=gen)
+        draws = torch.multinomial(draw_p, steps_per_epoch * batch, replacement=True, generator=gen)
         for b in range(steps_per_epoch):
-            x = data[perm[b * batch : (b + 1) * batch]]
+            x = data[draws[b * batch : (b + 1) * batch]]
             x0 = torch.stack([transform(im) for im in x]).to(device)  # the global torch RNG
             x1 = torch.stack([transform(im) for im in x]).to(device)
             yield x0, x1
@@ -241,9 +273,11 @@ def pretrain_simsiam(
     res = train_loop(task, loop)
     history, step, stopped = res.history, res.updates, res.stopped
     meta = {k: v for k, v in asdict(config).items() if k not in ("extra",)}
+    meta["source_share"] = [s.weight / sum(x.weight for x in sources) for s in sources]
     meta.update(
         {
             "n_images": len(paths),
+            "pool": pool.description,
             "epochs_done": len(history),
             "steps_done": step,
             "stopped": stopped,
@@ -257,4 +291,52 @@ def pretrain_simsiam(
         torch.save(
             {"backbone": config.backbone, "state_dict": model.backbone.cpu().state_dict(), "meta": meta}, tmp
         )
+    return out
+
+
+ENCODER_TASK = "encoder"
+
+
+def export_encoder_onnx(encoder: str | Path, onnx_path: str | Path, size: int | None = None) -> Path:
+    """Write the backbone of an encoder file as ONNX: input ``input`` (N, 3, H, W) normalised
+    float32, output ``features`` (N, D) pooled; metadata task ``encoder`` with input size, mean,
+    std and the pretraining record (sources, epochs, seed). Runs on ONNX Runtime without torch
+    (``glomkit.cluster.encoder.OnnxEncoder``)."""
+    net, meta = load_encoder(encoder)
+    size = int(size or meta.get("size", 224))
+    keep = (
+        "backbone",
+        "size",
+        "epochs",
+        "epochs_done",
+        "steps_done",
+        "stopped",
+        "batch_size",
+        "seed",
+        "lr",
+        "n_images",
+        "pool",
+        "source_share",
+        "stain_jitter",
+        "minutes",
+        "device",
+    )
+    record = {k: meta[k] for k in keep if k in meta}
+    if meta.get("history"):
+        record["last_epoch"] = meta["history"][-1]
+    from glomkit.models.export import export_onnx
+
+    out = export_onnx(
+        net.eval(),
+        torch.zeros(1, 3, size, size),
+        onnx_path,
+        {
+            "task": ENCODER_TASK,
+            "input_size": [size, size],
+            "input": {"mean": list(MEAN), "std": list(STD)},
+            "feature_dim": int(net.num_features),
+            "pretraining": record,
+        },
+        ["features"],
+    )
     return out
