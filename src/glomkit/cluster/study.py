@@ -323,7 +323,7 @@ def run_clustering(cfg: ClusterConfig, progress: Callable[[int, int, str], None]
         chosen[feat] = feat_assign[i]
         assignments[f"{feat}_chosen"] = feat_assign[i]
         if feat not in maps:
-            maps[feat] = reduce(x, "tsne", 2, cfg.seed) if len(x) > 4 else embeddings[feat]
+            maps[feat] = reduce(x, "pca", 2, cfg.seed)  # no t-SNE asked for: the first two PCs
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(

@@ -46,6 +46,7 @@ class LabelFractionConfig:
     seed: int = 0
     threads: int = 1
     external: bool = False
+    leave_site_out: bool = False  # test on one site, train (and validate) on the other two
     command: str = ""
 
 
@@ -148,8 +149,18 @@ def _train_net(
 def _tasks(
     samples: list[BuenoSample], cfg: LabelFractionConfig
 ) -> list[tuple[str, list[int], list[int], list[int]]]:
-    """(name, train, val, test) per fold, or per training site with ``external``."""
+    """(name, train, val, test) per fold, per training site with ``external``, or per test site
+    with ``leave_site_out``."""
     out = []
+    if cfg.external and cfg.leave_site_out:
+        raise GlomkitError("external and leave_site_out exclude each other")
+    if cfg.leave_site_out:
+        for site in sorted({s.site for s in samples}):
+            te = [i for i, s in enumerate(samples) if s.site == site]
+            rest = [i for i, s in enumerate(samples) if s.site != site]
+            tr, va = split_rest(samples, rest, cfg.seed)
+            out.append((f"test {site}", tr, va, te))
+        return out
     if cfg.external:
         for site in sorted({s.site for s in samples}):
             own = [i for i, s in enumerate(samples) if s.site == site]
@@ -219,6 +230,14 @@ def run_label_fraction(cfg: LabelFractionConfig, progress=None) -> dict:
     return {"rows": rows, "summary": summary}
 
 
+def _design(cfg: LabelFractionConfig) -> str:
+    if cfg.external:
+        return "external: train on one site"
+    if cfg.leave_site_out:
+        return "leave one site out: test on one site, train on the other two"
+    return f"{cfg.folds}-fold slide-grouped CV"
+
+
 def summarise(rows: list[dict]) -> list[dict]:
     """Mean and sd over tasks for each (fraction, arm)."""
     keys = sorted({(r["fraction"], r["arm"]) for r in rows}, key=lambda k: (k[0], ARMS.index(k[1])))
@@ -250,7 +269,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 def _markdown(summary: list[dict], cfg: LabelFractionConfig, enc_meta: dict, tasks, n: int) -> str:
     lines = [
-        f"# Label-fraction study ({'external: train on one site' if cfg.external else f'{cfg.folds}-fold slide-grouped CV'})",
+        f"# Label-fraction study ({_design(cfg)})",
         "",
         f"Data: {n} bueno_pas crops, GS vs nonGS. Encoder: {enc_meta.get('backbone')} SimSiam, "
         f"{enc_meta.get('epochs_done')} epochs on {enc_meta.get('n_images')} images at {enc_meta.get('size')} px. "
