@@ -139,3 +139,21 @@ def test_pretrain_bad_sources_are_one_line_errors(tmp_path, args, needle):
     assert res.exit_code != 0
     assert needle in res.output and "Traceback" not in res.output
     assert len(res.output.strip().splitlines()) <= 3
+
+
+def test_encoder_from_checkpoint_and_bad_checkpoint(tmp_path):
+    import torch
+
+    from glomkit import GlomkitError
+    from glomkit.ssl.simsiam import SimSiam, encoder_from_checkpoint, load_encoder, make_backbone
+
+    bb, d = make_backbone("test_resnet")
+    model = SimSiam(bb, d, proj_dim=16, pred_hidden=8)
+    torch.save({"model": model.state_dict(), "history": [{"loss": -0.1}], "updates": 3}, tmp_path / "r.ckpt")
+    enc = encoder_from_checkpoint(tmp_path / "r.ckpt", tmp_path / "e.pt", "test_resnet", 32)
+    net, meta = load_encoder(enc)
+    assert meta["steps_done"] == 3 and meta["epochs_done"] == 1
+    assert torch.equal(net.state_dict()["conv1.0.weight"], bb.state_dict()["conv1.0.weight"])
+    (tmp_path / "bad.ckpt").write_bytes(b"garbage")
+    with pytest.raises(GlomkitError, match="bad.ckpt"):
+        encoder_from_checkpoint(tmp_path / "bad.ckpt", tmp_path / "x.pt", "test_resnet", 32)

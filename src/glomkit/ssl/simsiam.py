@@ -340,3 +340,28 @@ def export_encoder_onnx(encoder: str | Path, onnx_path: str | Path, size: int | 
         ["features"],
     )
     return out
+
+
+def encoder_from_checkpoint(ckpt: str | Path, out: str | Path, backbone: str, size: int) -> Path:
+    """The backbone of a running or stopped pretraining's checkpoint (``<out>.ckpt``) as an encoder
+    file (a look at a run in progress; its meta records only the epochs done)."""
+    from glomkit.models.checkpoint import load_torch_file
+
+    ckpt = Path(ckpt)
+    blob = load_torch_file(ckpt, "cpu", "SimSiam checkpoint", ("model", "history"))
+    state = {k[len("backbone.") :]: v for k, v in blob["model"].items() if k.startswith("backbone.")}
+    if not state:
+        raise GlomkitError(f"{ckpt}: no backbone weights in this checkpoint")
+    history = list(blob.get("history") or [])
+    meta = {
+        "backbone": backbone,
+        "size": size,
+        "epochs_done": len(history),
+        "steps_done": int(blob.get("updates", 0)),
+        "history": history,
+        "from_checkpoint": str(ckpt),
+    }
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        torch.save({"backbone": backbone, "state_dict": state, "meta": meta}, tmp)
+    return out
