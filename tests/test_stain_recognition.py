@@ -80,3 +80,58 @@ def test_dapi_slide_is_not_brightfield() -> None:
     with Slide(DATA / "slides" / "test3-DAPI-2-(387).ndpi", mpp=0.5) as s:
         thumb, _ = s.thumbnail(2048)
     assert recognise_stain(thumb).name == STAIN_NOT_BRIGHTFIELD
+
+
+HAE = np.array([0.65, 0.70, 0.29])  # haematoxylin optical density direction
+PINK = np.array([0.25, 0.90, 0.35])  # eosin / Schiff
+
+
+def _from_conc(hae: np.ndarray, pink: np.ndarray) -> np.ndarray:
+    od = hae[..., None] * HAE + pink[..., None] * PINK
+    return np.clip(256.0 * np.exp(-od) - 1.0, 0, 255).astype(np.uint8)
+
+
+def _field(rng: np.random.Generator, sigma: float, size: int = 128) -> np.ndarray:
+    f = cv2.GaussianBlur(rng.normal(0, 1, (size, size)).astype(np.float32), (0, 0), sigma)
+    return f / f.std()
+
+
+def _layouts(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(PAS-like, H&E-like) images: in the first the two stains exclude each other at cell scale
+    (nuclei apart from Schiff membranes); in the second both follow one density (cells vs gaps)
+    with a slowly varying haematoxylin share."""
+    rng = np.random.default_rng(seed)
+    f = _field(rng, 2.0)
+    pas = _from_conc(0.5 * np.maximum(f, 0) + 0.1, 0.5 * np.maximum(-f, 0) + 0.3)
+    density = np.clip(1 + 0.5 * f, 0.2, None)
+    share = np.clip(0.4 + 0.2 * _field(rng, 8.0), 0.1, 0.8)
+    return pas, _from_conc(density * share, density * (1 - share))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_structure_separates_pas_like_from_he_like_layouts(seed: int) -> None:
+    from glomkit.core.stain import stain_features
+
+    pas, he = (stain_features(x) for x in _layouts(seed))
+    assert pas is not None and he is not None
+    assert pas[0] < 0.0 < he[0]  # high-passed haematoxylin vs pink: excluding vs co-located
+    assert pas[1] < he[1]  # pink in nuclear pixels relative to the ring around them
+
+
+def test_features_have_the_fitted_length_and_none_without_tissue() -> None:
+    from glomkit.core.stain import N_STAIN_FEATURES, STAIN_FEATURE_MEAN, stain_features
+
+    f = stain_features(_layouts(2)[0])
+    assert f is not None and f.shape == (N_STAIN_FEATURES,) == STAIN_FEATURE_MEAN.shape
+    assert np.isfinite(f).all()
+    assert stain_features(np.full((64, 64, 3), 250, np.uint8)) is None
+
+
+@needs_data
+def test_non_kidney_he_svs_slide_is_called_he() -> None:
+    """CMU-1-Small-Region.svs (H&E skin, never trained on): a lab the recogniser has not seen."""
+    from glomkit.slide.reader import Slide
+
+    with Slide(DATA / "slides" / "CMU-1-Small-Region.svs", mpp=0.5) as s:
+        thumb, _ = s.thumbnail(2048)
+    assert recognise_stain(thumb).name == STAIN_HE

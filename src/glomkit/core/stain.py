@@ -151,10 +151,12 @@ def stain_normaliser(name: str) -> Callable[[np.ndarray], np.ndarray]:
 # ---------------------------------------------------------------- stain recognition
 #
 # recognise_stain(thumbnail) -> StainCall: which stain a slide carries, from its own pixels.
-# Features are scale-free colour statistics of the tissue pixels (optical-density chromaticity),
-# so a slide thumbnail (~10 µm/px) and a tile (~1 µm/px) give comparable values. The PAS / H&E
-# weights are a logistic regression fitted by benchmarks/stain_recognition.py (see
-# docs/models/stain.md); rerun it with --write to refresh the block between the markers.
+# Features: a few colour-free "structure" statistics of how the two stains lie relative to each
+# other (after unmixing with the image's own Macenko pair), which carry over between labs, and
+# scale-free colour statistics of the tissue pixels (optical-density chromaticity), which fit the
+# training labs but not new ones, so they enter the fit down-weighted. The PAS / H&E weights are a
+# logistic regression fitted by benchmarks/stain_recognition.py (see docs/models/stain.md); rerun
+# it with --write to refresh the block between the markers.
 
 STAIN_PAS = "PAS"
 STAIN_HE = "H&E"
@@ -168,7 +170,7 @@ TISSUE_OD_MIN = 0.25  # summed optical density above which a pixel is stained (g
 TISSUE_OD_MAX = 4.5  # near-black pixels (pen, borders, folds) are not used
 MIN_TISSUE_PIXELS = 400
 MIN_TISSUE_SHARE = 0.01  # stained share of the image below which the call is "other"
-UNSURE_MARGIN = 0.35  # |logit| of PAS vs H&E below this: "other" (unsure)
+UNSURE_MARGIN = 0.0  # |logit| of PAS vs H&E below this: "other" (unsure); CV-chosen, see the card
 CHROMA_BINS = 6  # the 2-D chromaticity histogram: c_R (red OD share) x c_B (blue OD share)
 CHROMA_LO = np.array([0.0, 0.0], dtype=np.float32)
 CHROMA_HI = np.array([0.48, 0.48], dtype=np.float32)
@@ -226,10 +228,16 @@ def _stain_pair(od: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return stains, np.percentile(conc, 99, axis=1)
 
 
-N_STAIN_FEATURES = CHROMA_BINS**2 + 2 + 3 + 2 + 6
+N_COLOUR_FEATURES = CHROMA_BINS**2 + 2 + 3 + 2 + 6
+STRUCTURE_FEATURES = ("hp_corr", "nucleus_ring", "pink_tophat3", "pink_tophat5", "hae_tophat5")
+N_STRUCTURE_FEATURES = len(STRUCTURE_FEATURES)
+N_STAIN_FEATURES = N_STRUCTURE_FEATURES + N_COLOUR_FEATURES
+HIGHPASS_SIGMA = 3.0  # px: detail finer than this Gaussian (nuclei, membranes) enters the correlation
+NUCLEUS_PERCENTILE = 85.0  # stained pixels above this haematoxylin percentile are "nuclear"
+RING_PX = 5  # the ring around nuclear pixels: a square dilation of this side, nuclei removed
 
 
-def stain_features(od: np.ndarray) -> np.ndarray:
+def colour_features(od: np.ndarray) -> np.ndarray:
     """Scale-free colour features of stained pixels' optical densities (N, 3): the density-weighted
     2-D histogram of the chromaticity (c_R, c_B) = OD / sum(OD) and its mean; percentiles of the
     blue-minus-red share of the pinker half; the OD blue- and red-vs-green slopes; and the Macenko
@@ -264,9 +272,66 @@ def stain_features(od: np.ndarray) -> np.ndarray:
     return np.concatenate([hist, mean, pct, [slope_b, slope_r], shape]).astype(np.float32)
 
 
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float(a @ b) / max(float(np.sqrt((a @ a) * (b @ b))), 1e-9)
+
+
+def _tophat_share(conc: np.ndarray, tissue: np.ndarray, side: int) -> float:
+    """Share of a stain's concentration (clipped at 0) over the tissue that a white top-hat with an
+    elliptic ``side`` x ``side`` element keeps: the part in structures thinner than ``side`` px."""
+    pos = np.maximum(conc, 0.0)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
+    top = cv2.morphologyEx(pos, cv2.MORPH_TOPHAT, kernel)
+    return float(top[tissue].sum() / max(float(pos[tissue].sum()), 1e-6))
+
+
+def structure_features(od_img: np.ndarray, tissue: np.ndarray) -> np.ndarray:
+    """Colour-free features of how the two stains lie (:data:`STRUCTURE_FEATURES`), from an image's
+    optical densities (H, W, 3) and its stained-pixel mask, after unmixing with the image's own
+    Macenko pair (so a lab's hue drops out): the correlation of the high-passed haematoxylin and
+    pink concentrations (PAS: Schiff-positive membranes and nuclei exclude each other, negative;
+    H&E: eosin rises with haematoxylin at cell scale, positive); the log ratio of pink in nuclear
+    pixels to pink in a thin ring around them; and the share of pink (3 and 5 px) and of
+    haematoxylin (5 px) in thin structures (white top-hat), at the image's own scale."""
+    stains, _ = _stain_pair(od_img[tissue])
+    unmix = np.linalg.pinv(stains.T).astype(np.float32)  # (2, 3)
+    conc = od_img.reshape(-1, 3) @ unmix.T
+    hae = np.ascontiguousarray(conc[:, 0].reshape(tissue.shape))
+    pink = np.ascontiguousarray(conc[:, 1].reshape(tissue.shape))
+    hp_h = hae - cv2.GaussianBlur(hae, (0, 0), HIGHPASS_SIGMA)
+    hp_p = pink - cv2.GaussianBlur(pink, (0, 0), HIGHPASS_SIGMA)
+    corr = _corr(hp_h[tissue], hp_p[tissue])
+    nuclei = tissue & (hae > np.percentile(hae[tissue], NUCLEUS_PERCENTILE))
+    ring = cv2.dilate(nuclei.astype(np.uint8), np.ones((RING_PX, RING_PX), np.uint8)).astype(bool)
+    ring &= tissue & ~nuclei
+    ring_ratio = 0.0
+    if nuclei.sum() > 10 and ring.sum() > 10:
+        ring_ratio = float(np.log(max(pink[nuclei].mean(), 1e-3) / max(pink[ring].mean(), 1e-3)))
+    tops = [_tophat_share(pink, tissue, 3), _tophat_share(pink, tissue, 5), _tophat_share(hae, tissue, 5)]
+    return np.array([corr, ring_ratio, *tops], dtype=np.float32)
+
+
+def stain_features(rgb: np.ndarray) -> np.ndarray | None:
+    """The :data:`N_STAIN_FEATURES` features of a (small) uint8 RGB image: structure first
+    (:func:`structure_features`), then colour (:func:`colour_features`); None when fewer than
+    :data:`MIN_TISSUE_PIXELS` pixels are stained."""
+    od_img = -np.log((rgb.astype(np.float32) + 1.0) / 256.0)
+    total = od_img.sum(2)
+    tissue = (total > TISSUE_OD_MIN) & (total < TISSUE_OD_MAX)
+    if tissue.sum() < MIN_TISSUE_PIXELS:
+        return None
+    return np.concatenate([structure_features(od_img, tissue), colour_features(od_img[tissue])])
+
+
 # --- fitted by benchmarks/stain_recognition.py --write (do not edit by hand) ---
 STAIN_FEATURE_MEAN = np.array(
     [
+        0.081169,
+        0.018674,
+        0.083972,
+        0.20292,
+        0.34441,
         1.4965e-06,
         2.1373e-05,
         9.3469e-05,
@@ -321,6 +386,11 @@ STAIN_FEATURE_MEAN = np.array(
 )
 STAIN_FEATURE_SD = np.array(
     [
+        0.42426,
+        0.39208,
+        0.04186,
+        0.083092,
+        0.1252,
         0.0010049,
         0.0010593,
         0.001323,
@@ -375,59 +445,64 @@ STAIN_FEATURE_SD = np.array(
 )
 STAIN_PAS_COEF = np.array(
     [
-        -0.0065132,
-        -0.059066,
-        -0.12476,
-        0.19121,
-        0.61347,
-        0.11907,
-        -0.012525,
-        -0.32045,
-        0.17162,
-        -1.0021,
-        0.48149,
-        0.74057,
-        -0.027415,
-        -0.62909,
-        -0.22644,
-        -2.2249,
-        -0.2139,
-        1.2821,
-        -0.033366,
-        -0.49066,
-        0.15532,
-        0.86552,
-        1.0793,
-        -0.32198,
-        0.0012234,
-        1.1856,
-        2.0032,
-        2.2619,
-        0.50185,
-        -0.0063814,
-        0.27851,
-        3.2954,
-        1.3239,
-        -0.36493,
-        -0.055704,
-        0.0042827,
-        1.2452,
-        -2.0088,
-        5.7162,
-        0.52283,
-        -0.22994,
-        -1.1124,
-        -1.3602,
-        -3.789,
-        -2.6578,
-        -0.81291,
-        0.43698,
-        -1.3476,
-        0.033426,
+        -2.6837,
+        -1.7944,
+        0,
+        -0.42928,
+        -1.1509,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
     ],
     dtype=np.float32,
 )
-STAIN_PAS_INTERCEPT = -0.68282
+STAIN_PAS_INTERCEPT = 0.17617
 # --- end fitted ---
 
 StainModel = tuple[np.ndarray, np.ndarray, np.ndarray, float]
@@ -451,19 +526,20 @@ def recognise_stain(rgb: np.ndarray, model: StainModel | None = None) -> StainCa
     if p90 < DARK_LUMINANCE:
         conf = min(1.0, 0.6 + 0.4 * (DARK_LUMINANCE - p90) / DARK_LUMINANCE)
         return StainCall(STAIN_NOT_BRIGHTFIELD, conf, "dark background: fluorescence, not brightfield")
-    od = tissue_od(img)
-    share = len(od) / lum.size
-    if len(od) < MIN_TISSUE_PIXELS or share < MIN_TISSUE_SHARE:
+    n_tissue = len(tissue_od(img))
+    share = n_tissue / lum.size
+    feats = stain_features(img) if n_tissue >= MIN_TISSUE_PIXELS and share >= MIN_TISSUE_SHARE else None
+    if feats is None:
         return StainCall(STAIN_OTHER, 0.1, f"too little stained tissue ({100 * share:.1f} % of the image)")
     mu, sd, coef, b = model or (STAIN_FEATURE_MEAN, STAIN_FEATURE_SD, STAIN_PAS_COEF, STAIN_PAS_INTERCEPT)
-    z = float(((stain_features(od) - mu) / sd) @ coef + b)
+    z = float(((feats - mu) / sd) @ coef + b)
     p = _sigmoid(z)
     if abs(z) < UNSURE_MARGIN:
         return StainCall(
             STAIN_OTHER,
-            0.5 * (1.0 - abs(z) / UNSURE_MARGIN) + 0.1,
+            0.5 * (1.0 - abs(z) / max(UNSURE_MARGIN, 1e-9)) + 0.1,
             f"unsure between PAS and H&E (P(PAS) {p:.2f})",
         )
     if z > 0:
-        return StainCall(STAIN_PAS, p, f"tissue colours read as PAS (P(PAS) {p:.2f})")
-    return StainCall(STAIN_HE, 1.0 - p, f"tissue colours read as H&E (P(H&E) {1 - p:.2f})")
+        return StainCall(STAIN_PAS, p, f"stain layout and colours read as PAS (P(PAS) {p:.2f})")
+    return StainCall(STAIN_HE, 1.0 - p, f"stain layout and colours read as H&E (P(H&E) {1 - p:.2f})")
