@@ -17,6 +17,7 @@ from glomkit import GlomkitError, __version__
 from glomkit._cli.options import (
     ORT_THREADS_HELP,
     classifier_option,
+    colour_transfer_option,
     device_option,
     max_pixels_option,
     out_option,
@@ -107,7 +108,13 @@ def evaluate() -> None:
     """Evaluate a model on held-out data: JSON plus a readable table."""
 
 
-@cli.group(cls=LazyGroup, lazy={"quantize": ("glomkit._cli.models", "quantize_cmd")})
+@cli.group(
+    cls=LazyGroup,
+    lazy={
+        "quantize": ("glomkit._cli.models", "quantize_cmd"),
+        "colour-reference": ("glomkit._cli.models", "colour_reference_cmd"),
+    },
+)
 def models() -> None:
     """Operations on model files: INT8 quantisation."""
 
@@ -176,6 +183,7 @@ def study() -> None:
     default=None,
     help="Average detection over h/v flips of each tile (3x detection time); default: the model's.",
 )
+@colour_transfer_option()
 @click.option(
     "--patch-level0",
     is_flag=True,
@@ -229,6 +237,7 @@ def run(
     score_threshold,
     nms_iou,
     tta,
+    colour_transfer,
     patch_level0,
     full_tiles,
     overwrite,
@@ -264,6 +273,7 @@ def run(
         score_threshold=score_threshold,
         nms_iou=nms_iou,
         tta=tta,
+        colour_transfer=colour_transfer,
         patch_mpp=None if patch_level0 else PipelineConfig.patch_mpp,
         edge_pad_px=None if full_tiles else PipelineConfig.edge_pad_px,
         max_pixels=max_pixels,

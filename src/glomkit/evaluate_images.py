@@ -126,6 +126,7 @@ def evaluate_images(
     val_block: int = -1,
     pipeline: bool = True,
     tta: bool | None = None,
+    colour_transfer: bool | None = None,
     threads: int | None = None,
     outline_margin_um: float | None = -1.0,
     edge_ignore: bool = False,
@@ -139,6 +140,7 @@ def evaluate_images(
     CSV. ``data_mpp`` is the µm/px of images that do not record it. ``outline_margin_um``: as
     ``PipelineConfig.outline_margin_um`` (-1: the pipeline's default).
     """
+    from glomkit.infer.detect import colour_transfer_to
     from glomkit.models.registry import resolve_model
     from glomkit.models.runtime import OnnxModel
     from glomkit.pipeline import Models, PipelineConfig, analyse_slide
@@ -151,6 +153,7 @@ def evaluate_images(
         mpp=data_mpp,
         score_threshold=EVAL_SCORE_THRESHOLD,
         tta=tta,
+        colour_transfer=colour_transfer,
         write_images=False,
         threads=threads,
     )
@@ -235,6 +238,7 @@ def evaluate_images(
             "model": str(det.path),
             "mpp": det.info.mpp,
             "tta": config.tta,
+            "colour_transfer": colour_transfer_to(config.detect_options(), det.info.typed, True) is not None,
             **_figures(truth, raw, default_thr),
         },
         "f1_best_threshold": f1_best_threshold({k: im.circles for k, im in truth.items()}, raw),

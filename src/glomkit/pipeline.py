@@ -19,9 +19,17 @@ from typing import Any
 import numpy as np
 
 from glomkit import GlomkitError, __version__
+from glomkit.core.colour import colour_of
 from glomkit.core.records import GlomerulusRecord, image_path
 from glomkit.core.stain import recognise_stain
-from glomkit.infer.detect import DetectOptions, Region, clip_region, detect_circles, detection_grid
+from glomkit.infer.detect import (
+    DetectOptions,
+    Region,
+    clip_region,
+    colour_transfer_to,
+    detect_circles,
+    detection_grid,
+)
 from glomkit.infer.patches import PATCH_SIZE, patch_box, read_patches
 from glomkit.results import SUMMARY, SlideResult, patch_images
 from glomkit.slide.reader import SLIDE_SUFFIXES, Slide
@@ -50,6 +58,9 @@ class PipelineConfig:
     batch_patches: int = 16
     score_threshold: float | None = None  # None = the detector's metadata
     tta: bool | None = None  # detection averaged over h/v flips of each tile; None = the model's metadata
+    # the slide's tissue colours mapped to the detector's training colours before detection
+    # (glomkit.core.colour); None = the model's metadata
+    colour_transfer: bool | None = None
     nms_iou: float = 0.35
     margin_um: float = 12.5  # 50 px at 0.25 µm/px, the published setting
     # the segmenter sees the patch cut down to the circle + this margin (None: the whole patch); 5 µm
@@ -78,6 +89,7 @@ class PipelineConfig:
             read_threads=self.read_threads,
             score_threshold=self.score_threshold,
             tta=self.tta,
+            colour_transfer=self.colour_transfer,
             nms_iou=self.nms_iou,
             min_tissue=self.min_tissue,
             edge_pad_px=self.edge_pad_px,
@@ -246,6 +258,8 @@ def analyse_slide(
             if stain.name == "not_brightfield" and not config.accept_any_stain:
                 raise GlomkitError(f"{sl.path}: not a brightfield image ({stain.reason}); refused")
             tissue = tissue_mask(thumb)
+            on = colour_transfer_to(config.detect_options(), models.detector.info.typed, True)
+            colour = colour_of(thumb, sl.mpp * thumb_ds) if on else None
             if roi is not None:
                 tissue &= roi.mask(tissue.shape, sl.bounds[:2], thumb_ds)
         det_stats: dict[str, float] = {}
@@ -259,6 +273,7 @@ def analyse_slide(
                 region=None if box == tuple(sl.bounds) else box,
                 progress=progress,
                 stats=det_stats,
+                colour=colour,
             )
         if roi is not None and len(circles):
             circles = circles[roi.contains(circles[:, :2])]

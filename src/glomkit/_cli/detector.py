@@ -11,6 +11,7 @@ from rich.console import Console
 from glomkit import GlomkitError
 from glomkit._cli.options import (
     MODEL_OUT_HELP,
+    colour_transfer_option,
     data_mpp_option,
     data_option,
     max_minutes_option,
@@ -326,6 +327,7 @@ def _print_image_report(report: dict, title: str) -> None:
 @click.option(
     "--tta/--no-tta", default=None, help="Flip TTA of the detector [default: the model's metadata]."
 )
+@colour_transfer_option()
 @click.option(
     "--outline-margin",
     type=float,
@@ -354,6 +356,7 @@ def evaluate_pipeline_cmd(
     val_block,
     data_mpp,
     tta,
+    colour_transfer,
     outline_margin,
     edge_ignore,
     detector_only,
@@ -373,6 +376,7 @@ def evaluate_pipeline_cmd(
         val_block=val_block,
         pipeline=not detector_only,
         tta=tta,
+        colour_transfer=colour_transfer,
         outline_margin_um=outline_margin,
         edge_ignore=edge_ignore,
     )

@@ -57,3 +57,43 @@ def quantize_cmd(
     click.echo(
         f"wrote {dst} ({size:.1f} MB, {meta['task']}, {q['mode']}; {q.get('calibration', 'no calibration')})"
     )
+
+
+@click.command("colour-reference")
+@click.argument("src", type=PATH)
+@click.argument("dst", type=PATH)
+@click.option(
+    "--data",
+    "data",
+    type=PATH,
+    multiple=True,
+    required=True,
+    help="Folder of the detector's annotated training images (repeatable: one per source); only "
+    "each folder's training split is read (glomkit.detect.data.split_annotated).",
+)
+@click.option("--data-mpp", type=float, multiple=True, help="µm/px of each --data folder's images.")
+@click.option(
+    "--on/--off",
+    "on",
+    default=True,
+    show_default=True,
+    help="Whether the pipeline maps each slide's colours to the reference by default.",
+)
+def colour_reference_cmd(
+    src: Path, dst: Path, data: tuple[Path, ...], data_mpp: tuple[float, ...], on: bool
+) -> None:
+    """Write a copy of the detector SRC to DST that records its training images' tissue colours
+    (input.stain_reference), so the pipeline can map each slide's colours to them before detection."""
+    from glomkit.detect.data import colour_reference, read_user_images, split_annotated
+    from glomkit.models.export import write_with_metadata
+
+    if data_mpp and len(data_mpp) != len(data):
+        raise click.UsageError("give one --data-mpp per --data, or none")
+    mpps = list(data_mpp) or [None] * len(data)
+    sources = [split_annotated(read_user_images(d, m))[0] for d, m in zip(data, mpps, strict=True)]
+    ref, desc = colour_reference(sources)
+    write_with_metadata(
+        src, dst, {"input.stain_reference": {**ref.as_json(), **desc}, "decode.colour_transfer": on}
+    )
+    mean = ", ".join(f"{v:.1f}" for v in ref.mean)
+    click.echo(f"wrote {dst}: stain reference L,a,b mean {mean} from {sum(len(s) for s in sources)} images")

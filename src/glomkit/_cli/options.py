@@ -99,6 +99,17 @@ def stain_norm_option() -> Decorator:
     )
 
 
+def colour_transfer_option() -> Decorator:
+    """``--colour-transfer/--no-colour-transfer``: map each slide's tissue colours to the detector's
+    training colours before detection (glomkit.core.colour); default: the detector's metadata."""
+    return click.option(
+        "--colour-transfer/--no-colour-transfer",
+        default=None,
+        help="Map each slide's tissue colours to the detector's training colours before detection "
+        "(Reinhard); default: the detector's metadata.",
+    )
+
+
 def label_map_option() -> Decorator:
     """``--label-map OLD=NEW,...`` applied to labels on load."""
     return click.option(

@@ -590,3 +590,29 @@ def load_detection_source(cfg: Any):
     return MixedSource(
         [(_one_source(str(p), cfg, m), w) for p, w, m in zip(paths, weights, mpps, strict=True)]
     )
+
+
+def colour_reference(sources: list[list[AnnotatedImage]]) -> tuple[Any, dict[str, Any]]:
+    """The tissue colours a detector was trained on (``glomkit.core.colour``), for its metadata's
+    ``input.stain_reference``: each image's thumbnail seen the way the pipeline sees a slide's
+    (``colour_of`` at ``STATS_MPP``), averaged per source, then over the sources with equal weight.
+    Returns (``LabStats``, a description naming each source's folder and image count)."""
+    from glomkit.core.colour import colour_of, pooled_stats
+    from glomkit.slide.reader import Slide
+
+    per_source, desc = [], []
+    for images in sources:
+        stats = []
+        for im in images:
+            with Slide(im.path, mpp=im.mpp) as sl:
+                thumb, ds = sl.thumbnail(2048)
+                stats.append(colour_of(thumb, sl.mpp * ds))
+        try:
+            per_source.append(pooled_stats(stats))
+        except ValueError:
+            where = images[0].path.parent if images else "?"
+            raise GlomkitError(
+                f"{where}: no training image with enough tissue for colour statistics"
+            ) from None
+        desc.append({"path": str(images[0].path.parent), "images": len(images)})
+    return pooled_stats(per_source), {"sources": desc}

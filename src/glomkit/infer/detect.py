@@ -37,6 +37,9 @@ class DetectOptions:
     read_threads: int = 2
     score_threshold: float | None = None
     tta: bool | None = None  # h/v flip averaging
+    # map the slide's tissue colours to the detector's training colours first
+    # (glomkit.core.colour); None: the model's ``decode.colour_transfer``
+    colour_transfer: bool | None = None
     nms_iou: float = 0.35
     min_tissue: float = 0.01
     # a partial tile (at the slide's or region's edge) runs on its own size plus this much white
@@ -60,6 +63,16 @@ def tile_canvas(tile: Tile, tile_px: int, edge_pad_px: int | None) -> tuple[int,
 def detection_tta(tta: bool | None, meta: DetectorMetadata) -> bool:
     """Whether detection averages h/v flips: ``tta`` if set, else the model's ``decode.tta``."""
     return bool(tta) if tta is not None else meta.tta
+
+
+def colour_transfer_to(options: DetectOptions, meta: DetectorMetadata, colour) -> object | None:
+    """The reference colours (``LabStats``) each tile is mapped to, or None for no transfer: off
+    unless the options (or, when they do not say, the model's ``decode.colour_transfer``) ask for
+    it, and the model records its training colours and the slide's tissue colours are known."""
+    on = options.colour_transfer if options.colour_transfer is not None else meta.colour_transfer
+    if not on or meta.stain_reference is None or colour is None:
+        return None
+    return meta.stain_reference
 
 
 def unit_interval(value: object, name: str) -> float:
@@ -135,13 +148,19 @@ def detect_circles(
     region: Region | None = None,
     progress: ProgressHook | None = None,
     stats: dict[str, float] | None = None,
+    colour=None,
 ) -> np.ndarray:
     """Detection over the slide (or ``region``): (N, 4) x, y, r, score in level-0 px after NMS.
 
     ``detector`` is an ``OnnxModel``; ``tissue`` a boolean mask whose (0, 0) is the slide's bounds
-    origin, at ``tissue_ds`` level-0 px per mask px (tiles with less tissue are skipped).
+    origin, at ``tissue_ds`` level-0 px per mask px (tiles with less tissue are skipped);
+    ``colour`` the slide's tissue colours (``glomkit.core.colour.lab_stats`` of its thumbnail),
+    which the tiles are mapped from when colour transfer is on (:func:`colour_transfer_to`).
     """
+    from glomkit.core.colour import transfer
+
     meta = detector.info.typed
+    reference = colour_transfer_to(options, meta, colour)
     model_mpp = meta.mpp
     kind = kind_of(meta, detector.path)
     tta = detection_tta(options.tta, meta)
@@ -162,6 +181,8 @@ def detect_circles(
     def read(tile: Tile) -> np.ndarray:
         t0 = time.perf_counter()
         img = slide.read_region_scaled(tile.x, tile.y, tile.w, tile.h, tile.out_w, tile.out_h)
+        if reference is not None:
+            img = transfer(img, colour, reference)
         if stats is not None:
             stats["read_s"] += time.perf_counter() - t0
             stats["pixels"] += float(tile.out_w * tile.out_h)
@@ -227,7 +248,11 @@ def detect_slide(
 ) -> np.ndarray:
     """:func:`detect_circles` over the tissue of ``slide`` (Otsu mask of a thumbnail of
     ``thumbnail_px``), or of ``region``: (N, 4) x, y, r, score in level-0 px."""
+    from glomkit.core.colour import colour_of
     from glomkit.slide.tissue import tissue_mask
 
     thumb, ds = slide.thumbnail(thumbnail_px)
-    return detect_circles(slide, detector, options, tissue_mask(thumb), ds, region=region)
+    colour = (
+        colour_of(thumb, slide.mpp * ds) if colour_transfer_to(options, detector.info.typed, True) else None
+    )
+    return detect_circles(slide, detector, options, tissue_mask(thumb), ds, region=region, colour=colour)

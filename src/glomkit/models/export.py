@@ -124,3 +124,28 @@ def update_metadata(path: str | Path, updates: dict) -> None:
             entry.value = json.dumps(meta)
     with atomic_path(path) as tmp:
         onnx.save(model, str(tmp))
+
+
+def write_with_metadata(src: str | Path, dst: str | Path, updates: dict[str, Any]) -> None:
+    """Copy the model file ``src`` to ``dst`` (atomically) with ``updates`` merged into its glomkit
+    metadata; a dotted key (``"input.stain_reference"``) sets a field inside an object."""
+    import onnx
+
+    from glomkit.io.atomic import atomic_path
+
+    model = onnx.load(str(src))
+    entry = next((e for e in model.metadata_props if e.key == META_KEY), None)
+    if entry is None:
+        from glomkit import GlomkitError
+
+        raise GlomkitError(f"{src}: not a glomkit model file (no {META_KEY!r} metadata)")
+    meta = json.loads(entry.value)
+    for key, value in updates.items():
+        *parents, last = key.split(".")
+        d = meta
+        for p in parents:
+            d = d.setdefault(p, {})
+        d[last] = value
+    entry.value = json.dumps(meta)
+    with atomic_path(Path(dst)) as tmp:
+        onnx.save(model, str(tmp))

@@ -191,6 +191,11 @@ class DetectorMetadata(ModelMetadata):
     circle: str = "enclosing"  # components: minimum enclosing or equal-area circle
     split_touching: bool = False  # components: split touching glomeruli
     max_radius_um: float | None = None
+    # the tissue colours (glomkit.core.colour.LabStats) of the detector's training images
+    # (``input.stain_reference``); None: no colour transfer is possible
+    stain_reference: Any = None
+    # map each slide's tissue colours to ``stain_reference`` before detection (``decode.colour_transfer``)
+    colour_transfer: bool = False
 
     def required_outputs(self) -> tuple[str, ...]:
         return REQUIRED_OUTPUTS[self.method]
@@ -283,7 +288,25 @@ def _detector(f: _Field, meta: Mapping[str, Any], common: dict[str, Any]) -> Det
         circle=f.choice(dec, "decode.circle", "circle", "enclosing", COMPONENT_CIRCLES),
         split_touching=f.boolean(dec, "decode.split_touching", "split_touching", False),
         max_radius_um=max_r,
+        stain_reference=_stain_reference(f, meta),
+        colour_transfer=f.boolean(dec, "decode.colour_transfer", "colour_transfer", False),
     )
+
+
+def _stain_reference(f: _Field, meta: Mapping[str, Any]):
+    """``input.stain_reference`` ({"mean": [L, a, b], "sd": [L, a, b]}, 8-bit CIELAB) or None."""
+    from glomkit.core.colour import LabStats
+
+    ref = f.mapping(meta, "input", "input").get("stain_reference")
+    if ref is None:
+        return None
+    if not isinstance(ref, Mapping):
+        raise f.fail("input.stain_reference", f"must be an object, got {_show(ref)}")
+    mean = f.triple(ref, "input.stain_reference.mean", "mean", (), positive=False)
+    sd = f.triple(ref, "input.stain_reference.sd", "sd", (), positive=True)
+    if len(mean) != 3 or len(sd) != 3 or not all(0.0 <= v <= 255.0 for v in (*mean, *sd)):
+        raise f.fail("input.stain_reference", "needs mean and sd, 3 numbers each from 0 to 255")
+    return LabStats(mean, sd)
 
 
 def _scheme(f: _Field, meta: Mapping[str, Any]):
