@@ -145,3 +145,13 @@ def test_colour_reference_command_writes_a_copy(tmp_path):
         ],
     )
     assert bad.exit_code == 2 and "one --data-mpp per --data" in bad.output
+
+
+def test_colour_transfer_without_a_reference_is_refused():
+    from glomkit.infer.detect import DetectOptions, colour_transfer_to
+
+    meta = validate_metadata({**bundled_meta("detector"), "input": {}}, "d.onnx")
+    assert meta.stain_reference is None
+    assert colour_transfer_to(DetectOptions(), meta, True) is None  # not asked for: nothing to do
+    with pytest.raises(GlomkitError, match="d.onnx: the detector records no training colours"):
+        colour_transfer_to(DetectOptions(colour_transfer=True), meta, True)

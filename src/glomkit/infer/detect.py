@@ -70,7 +70,14 @@ def colour_transfer_to(options: DetectOptions, meta: DetectorMetadata, colour) -
     unless the options (or, when they do not say, the model's ``decode.colour_transfer``) ask for
     it, and the model records its training colours and the slide's tissue colours are known."""
     on = options.colour_transfer if options.colour_transfer is not None else meta.colour_transfer
-    if not on or meta.stain_reference is None or colour is None:
+    if on and meta.stain_reference is None:
+        if options.colour_transfer:  # asked for by the user: say why it cannot be done
+            raise GlomkitError(
+                f"{meta.path}: the detector records no training colours (input.stain_reference), so "
+                "colour transfer is impossible; write them with glomkit models colour-reference"
+            )
+        return None
+    if not on or colour is None:
         return None
     return meta.stain_reference
 
