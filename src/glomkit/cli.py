@@ -25,6 +25,7 @@ from glomkit._cli.options import (
     seed_option,
     threads_option,
 )
+from glomkit.core.geometry import DEFAULT_NMS_IOU
 from glomkit.core.units import MPP_RANGE
 
 
@@ -174,7 +175,7 @@ def study() -> None:
 @click.option(
     "--nms-iou",
     type=click.FloatRange(0.0, 1.0),
-    default=0.35,
+    default=DEFAULT_NMS_IOU,
     show_default=True,
     help="Circle-IoU threshold of the NMS, 0 to 1.",
 )

@@ -20,6 +20,7 @@ import numpy as np
 
 from glomkit import GlomkitError, __version__
 from glomkit.core.colour import colour_of
+from glomkit.core.geometry import DEFAULT_NMS_IOU
 from glomkit.core.records import GlomerulusRecord, image_path
 from glomkit.core.stain import recognise_stain
 from glomkit.infer.detect import (
@@ -61,7 +62,7 @@ class PipelineConfig:
     # the slide's tissue colours mapped to the detector's training colours before detection
     # (glomkit.core.colour); None = the model's metadata
     colour_transfer: bool | None = None
-    nms_iou: float = 0.35
+    nms_iou: float = DEFAULT_NMS_IOU
     margin_um: float = 12.5  # 50 px at 0.25 µm/px, the published setting
     # the segmenter sees the patch cut down to the circle + this margin (None: the whole patch); 5 µm
     # gave the best box AP on the hubmap_pas validation block (docs/models/detector.md)

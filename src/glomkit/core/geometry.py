@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# circle-IoU above which the lower-scored of two detections is dropped: the one default of every
+# detector, decoder and slide-wide merge (a model's metadata may say otherwise: decode.nms_iou)
+DEFAULT_NMS_IOU = 0.35
+
 
 def circle_intersection_area(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Exact intersection areas between every circle of ``a`` (N,3) and ``b`` (M,3): (N, M)."""
@@ -46,7 +50,7 @@ def circle_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return iou
 
 
-def circle_nms(circles: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.35) -> np.ndarray:
+def circle_nms(circles: np.ndarray, scores: np.ndarray, iou_threshold: float = DEFAULT_NMS_IOU) -> np.ndarray:
     """Greedy NMS by circle IoU; returns the kept indices, best score first.
 
     The IoU of each kept circle against all remaining ones is computed in one vectorised call.

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 
 from glomkit import GlomkitError
+from glomkit.core.geometry import DEFAULT_NMS_IOU
 from glomkit.infer.kinds.components import KIND, score_fields
+from glomkit.models.metadata import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
 CIRCLE_KINDS = ("enclosing", "area")
 
 
@@ -217,7 +217,7 @@ def segdetector_metadata(
             "circle": decode["circle"],
             "split_touching": bool(decode["split_touching"]),
             "score_threshold": 0.5,
-            "nms_iou": 0.35,
+            "nms_iou": DEFAULT_NMS_IOU,
         },
         "max_radius_um": 150.0,
         "circle_definition": "minimum enclosing circle of the glomerulus outline",
@@ -252,42 +252,3 @@ def export_segdetector(
         segdetector_metadata(cfg, decode, metrics, history, data_desc),
         output_names=["probability"],
     )
-
-
-def plot_loss_curve(history: list[dict], path: str | Path, title: str) -> Path:
-    """PNG of the training loss (per step and per-epoch mean) and validation mIoU per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from glomkit.io.atomic import atomic_path
-
-    fig, ax = plt.subplots(figsize=(7, 4.3))
-    steps, losses, ends, means = [], [], [], []
-    n = 0
-    for r in history:
-        ls = r.get("losses") or [r["loss"]] * int(r.get("steps", 1))
-        steps.extend(range(n + 1, n + len(ls) + 1))
-        losses.extend(ls)
-        n += len(ls)
-        ends.append(n)
-        means.append(r["loss"])
-    ax.plot(steps, losses, color="0.75", lw=0.6, label="training loss (step)")
-    ax.plot(ends, means, color="C0", marker=".", label="training loss (epoch mean)")
-    ax.set_xlabel("optimiser step")
-    ax.set_ylabel("Dice + BCE loss")
-    ax2 = ax.twinx()
-    ax2.plot(ends, [r["val_mIoU"] for r in history], color="C1", marker=".", label="validation mIoU")
-    ax2.set_ylabel("validation mIoU")
-    ax2.set_ylim(0, 1)
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    ax.set_title(title)
-    fig.legend(h1 + h2, l1 + l2, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from glomkit import GlomkitError
+from glomkit.core.geometry import DEFAULT_NMS_IOU
+from glomkit.models.metadata import IMAGENET_MEAN, IMAGENET_STD
 
 TTA_MIN_GAIN = 0.01  # flip TTA triples detection time: on by default only for a clear validation gain
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
 # the detectors' schedule: AdamW, 50 warmup updates from lr/50, cosine down to 2 % of lr
 WARMUP_STEPS = 50
 LR_FLOOR = 0.02
@@ -328,7 +328,7 @@ def detector_metadata(
         "decode": {
             "score_threshold": round(score_threshold, 3),
             "top_k": 100,
-            "nms_iou": 0.35,
+            "nms_iou": DEFAULT_NMS_IOU,
             "tta": bool(tta),
         },
         "max_radius_um": 150.0,

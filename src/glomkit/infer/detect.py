@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from glomkit import GlomkitError
-from glomkit.core.geometry import circle_nms
+from glomkit.core.geometry import DEFAULT_NMS_IOU, circle_nms
 from glomkit.infer.kinds import kind_of
 from glomkit.infer.tta import flip_tta
 from glomkit.models.metadata import DetectorMetadata
@@ -40,7 +40,7 @@ class DetectOptions:
     # map the slide's tissue colours to the detector's training colours first
     # (glomkit.core.colour); None: the model's ``decode.colour_transfer``
     colour_transfer: bool | None = None
-    nms_iou: float = 0.35
+    nms_iou: float = DEFAULT_NMS_IOU
     min_tissue: float = 0.01
     # a partial tile (at the slide's or region's edge) runs on its own size plus this much white
     # (model px), rounded up to 32, instead of a full tile_px canvas; None: always tile_px

@@ -46,11 +46,6 @@ def imagescope_color(rgb: tuple[int, int, int]) -> int:
     return r + g * 256 + b * 65536
 
 
-def rgb_from_imagescope(value: int) -> tuple[int, int, int]:
-    value = int(value)
-    return value & 255, (value >> 8) & 255, (value >> 16) & 255
-
-
 REGION_ATTRIBUTE_HEADERS = (("9999", "Region"), ("9997", "Length"), ("9996", "Area"), ("9998", "Text"))
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from glomkit import GlomkitError
+from glomkit.core.geometry import DEFAULT_NMS_IOU
 from glomkit.core.stain import STAIN_NORMS
 
 FORMAT = "glomkit-model/1"
@@ -33,7 +34,6 @@ DEFAULT_DETECTOR_MPP = 2.0  # µm/px of a detector whose metadata does not say
 DEFAULT_STRIDE = {"circlenet": 4, "components": 1}
 DEFAULT_SCORE_THRESHOLD = {"circlenet": 0.3, "components": 0.5}
 DEFAULT_TOP_K = 100
-DEFAULT_NMS_IOU = 0.35
 DEFAULT_COMPONENT_THRESHOLD = 0.5
 DEFAULT_MIN_DIAMETER_UM = 40.0
 DEFAULT_SEGMENTER_THRESHOLD = 0.5
