@@ -157,3 +157,36 @@ def test_encoder_from_checkpoint_and_bad_checkpoint(tmp_path):
     (tmp_path / "bad.ckpt").write_bytes(b"garbage")
     with pytest.raises(GlomkitError, match="bad.ckpt"):
         encoder_from_checkpoint(tmp_path / "bad.ckpt", tmp_path / "x.pt", "test_resnet", 32)
+
+
+@pytest.mark.slow
+def test_pretrain_command_on_two_sources_writes_encoder_and_onnx(tmp_path):
+    from glomkit._cli.ssl import pretrain_simsiam_cmd
+    from glomkit.cluster.encoder import OnnxEncoder
+    from glomkit.ssl.simsiam import load_encoder
+
+    ann = annotated_folder(tmp_path / "ann")
+    bueno, _ = bueno_folder(tmp_path / "bueno")
+    out = tmp_path / "enc.pt"
+    args = ["--data", str(ann), "--data", str(bueno), "--weight", "1", "--weight", "3", "--data-mpp", "1.0"]
+    args += [
+        "--data-mpp",
+        "0",
+        "-o",
+        str(out),
+        "--backbone",
+        "test_resnet",
+        "--size",
+        "32",
+        "--batch-size",
+        "4",
+    ]
+    res = CliRunner().invoke(
+        pretrain_simsiam_cmd, args + ["--epochs", "1", "--max-steps", "2", "--stain-jitter", "0.3"]
+    )
+    assert res.exit_code == 0, res.output
+    _, meta = load_encoder(out)
+    assert [s["kind"] for s in meta["pool"]] == ["annotated_images", "bueno_crops"]
+    assert meta["source_share"] == [0.25, 0.75] and meta["steps_done"] == 2
+    enc = OnnxEncoder(out.with_suffix(".onnx"))
+    assert enc.input_size == (32, 32) and enc.meta["pretraining"]["pool"][1]["held_out_slides"]
