@@ -105,7 +105,7 @@ def cluster_cmd(
         k_min=kmin,
         k_max=kmax,
         encoder=encoder,
-        data=[{"path": str(d), "mpp": m} for d, m in zip(data, mpps, strict=True)],
+        data=[{"path": str(d), "mpp": m or None} for d, m in zip(data, mpps, strict=True)],
         threads=threads,
         command="glomkit cluster " + shlex.join(sys.argv[2:]),
         **params,

@@ -63,7 +63,11 @@ def _sources(data: tuple, weights: tuple, mpps: tuple) -> list[dict]:
     "--weight", "weights", multiple=True, type=float, help="Draw weight per --data (one, or one each)."
 )
 @click.option(
-    "--data-mpp", "data_mpps", multiple=True, type=float, help="µm/px per --data of annotated images."
+    "--data-mpp",
+    "data_mpps",
+    multiple=True,
+    type=float,
+    help="µm/px per --data of annotated images (0: the image's own; one, or one each).",
 )
 @out_option("Encoder file (.pt); the ONNX export is written beside it (.onnx).")
 @click.option("--backbone", default="resnet18", show_default=True, help="timm model name (random init).")
