@@ -13,6 +13,9 @@ out = "/work/runs/s11/label_fraction" + (
     "" if len(sys.argv) < 2 or sys.argv[1] == "10" else "/frac" + sys.argv[1].replace(",", "_")
 )
 enc = "/work/runs/s11/simsiam/simsiam_r10t_64.pt"
+seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+if seed:
+    out += f"_seed{seed}"
 fractions = tuple(float(f) for f in sys.argv[1].split(",")) if len(sys.argv) > 1 else (10.0,)
 common = dict(
     data="../shared/data/bueno_pas",
@@ -20,7 +23,7 @@ common = dict(
     epochs=12,
     min_steps=60,
     batch=32,
-    seed=0,
+    seed=seed,
     threads=1,
     leave_site_out=True,
     fractions=fractions,
@@ -31,7 +34,7 @@ run_label_fraction(
         encoder=enc, out=f"{out}/simsiam", arms=("scratch", "probe", "finetune"), command=cmd, **common
     )
 )
-torch.manual_seed(0)
+torch.manual_seed(seed)
 net, _ = make_backbone("resnet10t")
 torch.save(
     {"backbone": "resnet10t", "state_dict": net.state_dict(), "meta": {"size": 64}}, f"{out}/random_r10t.pt"
