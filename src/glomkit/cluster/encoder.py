@@ -1,61 +1,28 @@
 """A SimSiam encoder exported to ONNX (``glomkit.ssl.simsiam.export_encoder_onnx``), run on ONNX
-Runtime: uint8 RGB crops in, one pooled feature vector per crop out. No torch."""
+Runtime: uint8 RGB crops in, one pooled feature vector per crop out. No torch.
+
+It is a glomkit model file of task ``encoder``: loaded, validated and normalised by
+``glomkit.models.runtime.OnnxModel`` like the detector, classifier and segmenter."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from glomkit import GlomkitError
-
-ENCODER_TASK = "encoder"
+from glomkit.models.metadata import ENCODER_TASK
 
 
 class OnnxEncoder:
-    """An encoder file: its metadata (task ``encoder``, input size, mean, std) and session."""
+    """An encoder file (task ``encoder``, output ``features``) and its ONNX Runtime session."""
 
     def __init__(self, path: str | Path, threads: int = 1) -> None:
-        import onnxruntime as ort
+        from glomkit.models.runtime import OnnxModel
 
-        from glomkit.models.runtime import META_KEY
-
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise GlomkitError(f"{self.path}: encoder file not found")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, int(threads))
-        opts.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - ORT raises its own types
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-            raise GlomkitError(f"{self.path}: not a readable ONNX encoder ({first})") from None
-        raw = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
-        try:
-            meta = json.loads(raw) if raw else None
-        except ValueError:
-            meta = None
-        if not isinstance(meta, dict) or meta.get("task") != ENCODER_TASK:
-            raise GlomkitError(
-                f"{self.path}: not a glomkit encoder (export one with glomkit pretrain simsiam)"
-            )
-        try:
-            size = [int(v) for v in meta["input_size"]]
-            self.mean = np.asarray(meta.get("input", {}).get("mean", (0.485, 0.456, 0.406)), np.float32)
-            self.std = np.asarray(meta.get("input", {}).get("std", (0.229, 0.224, 0.225)), np.float32)
-            if len(size) != 2 or min(size) < 8 or self.mean.shape != (3,) or self.std.shape != (3,):
-                raise ValueError
-            if np.any(self.std <= 0):
-                raise ValueError
-        except (KeyError, TypeError, ValueError):
-            raise GlomkitError(
-                f"{self.path}: encoder metadata lacks a valid input_size / mean / std"
-            ) from None
-        self.input_size = (size[0], size[1])
-        self.meta = meta
-        self.input_name = self.session.get_inputs()[0].name
+        self.model = OnnxModel(path, threads=max(1, int(threads)), expect_task=ENCODER_TASK)
+        self.path = self.model.path
+        self.meta = self.model.meta
+        self.input_size = self.model.info.input_size
 
     def describe(self) -> str:
         """One line: backbone, steps and crops of the pretraining."""
@@ -75,9 +42,8 @@ class OnnxEncoder:
             chunk = images[i : i + batch]
             if chunk.shape[1:3] != (h, w):
                 chunk = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in chunk])
-            x = (chunk.astype(np.float32) / 255.0 - self.mean) / self.std
-            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-            out.append(np.asarray(self.session.run(None, {self.input_name: x})[0]).reshape(len(chunk), -1))
+            feats = self.model.run_images(np.ascontiguousarray(chunk))["features"]
+            out.append(np.asarray(feats).reshape(len(chunk), -1))
         if not out:
             return np.zeros((0, 0), np.float32)
         return np.concatenate(out).astype(np.float32)

@@ -25,7 +25,8 @@ from glomkit.core.geometry import DEFAULT_NMS_IOU
 from glomkit.core.stain import STAIN_NORMS
 
 FORMAT = "glomkit-model/1"
-TASKS = ("detector", "classifier", "segmenter")
+ENCODER_TASK = "encoder"  # a feature extractor (glomkit pretrain simsiam; glomkit cluster --encoder)
+TASKS = ("detector", "classifier", "segmenter", ENCODER_TASK)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -50,6 +51,7 @@ RESIZE_MODES = ("resize", "pad")
 REQUIRED_OUTPUTS = {
     "classifier": ("probs",),
     "segmenter": ("prob",),
+    ENCODER_TASK: ("features",),
     "circlenet": ("heatmap", "radius", "offset"),
     "components": ("probability",),
 }
@@ -249,6 +251,8 @@ def validate_metadata(meta: Any, path: str | Path) -> ModelMetadata:
     }
     if task == "detector":
         return _detector(f, meta, common)
+    if task == ENCODER_TASK:  # input and output only
+        return ModelMetadata(**common)
     if task == "classifier":
         return ClassifierMetadata(
             **common,

@@ -24,6 +24,7 @@ from torchvision.transforms import v2
 
 from glomkit import GlomkitError
 from glomkit.io.atomic import atomic_path
+from glomkit.models.metadata import ENCODER_TASK
 from glomkit.ssl.images import load_resized
 
 MEAN = (0.485, 0.456, 0.406)
@@ -292,9 +293,6 @@ def pretrain_simsiam(
             {"backbone": config.backbone, "state_dict": model.backbone.cpu().state_dict(), "meta": meta}, tmp
         )
     return out
-
-
-ENCODER_TASK = "encoder"
 
 
 def export_encoder_onnx(encoder: str | Path, onnx_path: str | Path, size: int | None = None) -> Path:
