@@ -1,7 +1,7 @@
 """The rich progress bars of glomkit: a label, a bar, a count and a clock, plus extra columns.
 
 ``job_progress`` is the bar of long jobs (the training loops and the cohort runner); the CLI's
-stage bars (``glomkit._cli.progress``) are :func:`bar_progress` too.
+stage bars (``glomkit study``, ``glomkit cluster``) are :func:`bar_progress` too.
 
 Usage::
 

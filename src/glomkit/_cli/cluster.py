@@ -10,8 +10,8 @@ from rich.console import Console
 
 from glomkit import GlomkitError
 from glomkit._cli.options import PATH, out_option, seed_option, threads_option
-from glomkit._cli.progress import stage_progress
 from glomkit._cli.tables import result_table
+from glomkit.progress import bar_progress
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -111,7 +111,7 @@ def cluster_cmd(
         **params,
     )
     try:
-        with stage_progress(console) as bar:
+        with bar_progress(console) as bar:
             task = bar.add_task("cluster", total=None)
             res = run_clustering(
                 cfg, lambda d, t, what: bar.update(task, completed=d, total=t, description=what)

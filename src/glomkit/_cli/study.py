@@ -18,8 +18,8 @@ from glomkit._cli.options import (
     seed_option,
     threads_option,
 )
-from glomkit._cli.progress import stage_progress
 from glomkit._cli.tables import result_table
+from glomkit.progress import bar_progress
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -63,7 +63,7 @@ def study_label_fraction_cmd(data, encoder, out, fractions, arms, **params) -> N
         **params,
     )
     try:
-        with stage_progress(console) as bar:
+        with bar_progress(console) as bar:
             task = bar.add_task("label-fraction", total=None)
 
             def tick(done: int, total: int, what: str) -> None:
