@@ -197,23 +197,11 @@ class Classifier(_Model):
 
     def run(self, patches: Patches, *, batch_size: int = 32) -> Classifications:
         """One classification per patch (RGB uint8 arrays of any size, or image paths)."""
-        from glomkit.infer.classify import classify_and_decide
+        from glomkit.infer.characterise import classify_calls
 
-        arr = _patches(patches)
-        scheme = self.model.info.scheme
-        probs, labels = classify_and_decide(self.model, arr, batch_size)
-        ggs = scheme.ggs_probability(probs) if len(arr) else np.zeros(0)
         out = Classifications()
-        for p, lab, g in zip(probs, labels, ggs, strict=True):
-            cls = scheme.classes[int(lab)]
-            out.append(
-                Classification(
-                    cls.name,
-                    cls.is_glomerulus,
-                    float(g),
-                    {n: float(v) for n, v in zip(scheme.names, p, strict=True)},
-                )
-            )
+        for cls, probs, ggs in classify_calls(self.model, _patches(patches), batch_size):
+            out.append(Classification(cls.name, cls.is_glomerulus, ggs, probs))
         return out
 
 
@@ -225,16 +213,18 @@ class Segmenter(_Model):
     def run(self, patches: Patches, *, batch_size: int = 16) -> Segmentations:
         """One mask per patch (RGB uint8 arrays of any size, or image paths), at the patch's size.
 
-        The largest component is the glomerulus (patches centred on a glomerulus, as the
-        pipeline cuts them, keep it).
+        The glomerulus is the component under the patch's centre, by the pipeline's rule
+        (``glomkit.infer.morphometry.glomerulus_component`` with the patch's inscribed circle): a
+        neighbouring glomerulus or a strip of tissue at the border is dropped.
         """
-        from glomkit.infer.morphometry import largest_component, mask_to_polygon
+        from glomkit.infer.morphometry import glomerulus_component, mask_to_polygon
         from glomkit.infer.segment import predict_probs
 
         thr = self.model.info.typed.threshold
         out = Segmentations()
         for prob in predict_probs(self.model, _patches(patches), batch_size):
-            m = largest_component(prob > thr)
+            h, w = prob.shape[:2]
+            m = glomerulus_component(prob > thr, (w - 1) / 2, (h - 1) / 2, min(h, w) / 2)
             poly = np.asarray(mask_to_polygon(m), np.float64).reshape(-1, 2) if m.any() else np.zeros((0, 2))
             out.append(Segmentation(m, int(m.sum()), poly))
         return out

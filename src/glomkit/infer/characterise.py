@@ -7,6 +7,8 @@ kept as the glomerulus (not a neighbour, not a strip of tubule).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from glomkit.core.records import GlomerulusRecord
@@ -51,19 +53,29 @@ def outline_masks(
     return masks
 
 
+def classify_calls(
+    classifier, patches: np.ndarray, batch: int = 16
+) -> list[tuple[Any, dict[str, float], float]]:
+    """Per patch: (its class, as the model's decision settings call it; the probability of each class
+    by name; the GGS probability). The one labelling of the pipeline and ``glomkit.api.Classifier``."""
+    scheme = classifier.info.scheme
+    probs, labels = classify_and_decide(classifier, patches, batch)
+    ggs = scheme.ggs_probability(probs) if len(probs) else np.zeros(0)
+    return [
+        (scheme.classes[int(lab)], {n: float(v) for n, v in zip(scheme.names, p, strict=True)}, float(g))
+        for p, lab, g in zip(probs, labels, ggs, strict=True)
+    ]
+
+
 def classify_records(
     classifier, records: list[GlomerulusRecord], patches: np.ndarray, batch: int = 16
 ) -> None:
     """Set each record's label, probabilities, GGS probability and is_glomerulus."""
-    scheme = classifier.info.scheme
-    probs, labels = classify_and_decide(classifier, patches, batch)
-    ggs = scheme.ggs_probability(probs)
-    for j, rec in enumerate(records):
-        rec.probs = {n: float(probs[j, c]) for c, n in enumerate(scheme.names)}
-        cls = scheme.classes[int(labels[j])]
+    for rec, (cls, probs, ggs) in zip(records, classify_calls(classifier, patches, batch), strict=True):
+        rec.probs = probs
         rec.label = cls.name
         rec.is_glomerulus = cls.is_glomerulus
-        rec.ggs_probability = float(ggs[j])
+        rec.ggs_probability = ggs
 
 
 def measure_records(records: list[GlomerulusRecord], masks: np.ndarray, mpp: float) -> None:
