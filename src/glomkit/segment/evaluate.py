@@ -43,7 +43,7 @@ def evaluate_segmenter(
     if not isinstance(model, OnnxModel):
         model = OnnxModel(model, expect_task="segmenter")
     samples = select_split(load_samples(data_dir), model.meta, split)
-    thr = float(model.meta.get("threshold", 0.5))
+    thr = model.info.typed.threshold  # the metadata's, or its one default (models.metadata)
     preds, trues = [], []
     for start in range(0, len(samples), batch_size):
         chunk = samples[start : start + batch_size]
