@@ -228,6 +228,7 @@ def test_tile_canvas_trims_partial_tiles_only():
     assert tile_canvas(tile(612, 931), 1024, None) == (1024, 1024)
 
 
+@pytest.mark.slow  # its 9000x7000 slide takes 15 s to synthesise: the fast lane stays under a minute
 @needs_models
 def test_edge_tiles_run_on_their_own_size_with_the_same_detections(synth_slide):
     """Partial edge tiles run on a canvas of their own size (less compute), batched only with tiles
