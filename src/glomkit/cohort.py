@@ -187,7 +187,7 @@ def _worker_name() -> str:
     return "main"
 
 
-def process_slide(
+def slide_row(
     slide: Path,
     out_root: Path,
     config: Any,
@@ -234,7 +234,7 @@ def _dask_task(slide: Path, out_root: Path, config: Any, overwrite: bool, runner
         except (ImportError, ValueError, AttributeError):
             nthreads = 1
         config = replace(config, threads=max(1, usable_cores() // nthreads))
-    return process_slide(slide, out_root, config, overwrite, runner)
+    return slide_row(slide, out_root, config, overwrite, runner)
 
 
 def _init_local_worker(threads: int, parent_pid: int | None = None) -> None:
@@ -524,7 +524,7 @@ def _run_sequential(slides, todo, out_root, config, overwrite, runner, rows, pro
     for i in todo:
         try:
             hook = prog.start(slides[i])
-            rows[i] = process_slide(slides[i], out_root, config, overwrite, runner, hook)
+            rows[i] = slide_row(slides[i], out_root, config, overwrite, runner, hook)
         except Exception as exc:  # noqa: BLE001 - one broken slide must not stop a cohort
             rows[i] = failed_row(slides[i], crash_message(slides[i], exc), _worker_name())
         prog.done(rows[i])
@@ -563,7 +563,7 @@ def _run_processes(slides, todo, out_root, config, workers, overwrite, retries, 
                     if any(j in deaths for j in running.values()) or (suspects and running):
                         break  # a suspect runs alone
                     i = suspects.popleft() if suspects else queue.popleft()
-                    running[pool.submit(process_slide, slides[i], out_root, wconfig, overwrite, runner)] = i
+                    running[pool.submit(slide_row, slides[i], out_root, wconfig, overwrite, runner)] = i
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     i = running.pop(fut)
