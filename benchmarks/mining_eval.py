@@ -31,14 +31,14 @@ import numpy as np
 
 from glomkit.data.bueno import load_bueno, split_train_val_test
 from glomkit.mine.curate import MineConfig, mine_figures
-from glomkit.mine.figures import (
+from glomkit.mine.separate import Box, box_iou, separate_panels
+from glomkit.mine.synthetic_figures import (
     chart_panel,
     diagram_panel,
     em_panel,
     fluorescence_panel,
     make_compound_figure,
 )
-from glomkit.mine.separate import Box, box_iou, separate_panels
 from glomkit.models.registry import WEIGHTS_DIR
 from glomkit.synth.glomerulus import render_glomerulus
 from glomkit.synth.tissue import render_tissue

@@ -13,9 +13,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from glomkit import GlomkitError
 from glomkit.mine.dedupe import DuplicateIndex, hamming, phash
-from glomkit.mine.figures import chart_panel, em_panel, fluorescence_panel, make_compound_figure
 from glomkit.mine.modality import is_light_microscopy
 from glomkit.mine.separate import Box, box_iou, separate_panels
+from glomkit.mine.synthetic_figures import chart_panel, em_panel, fluorescence_panel, make_compound_figure
 from glomkit.synth.tissue import render_tissue
 
 

@@ -4,7 +4,7 @@ Charts and diagrams are flat (large areas of exactly one colour) with few distin
 fluorescence is a dark background with bright saturated spots; electron micrographs and other
 greyscale images have no chroma. A bright-field stain (PAS, H&E, trichrome) is textured, light
 and coloured. The thresholds were set by eye on the synthetic evaluation set of
-``glomkit.mine.figures`` and checked on real PAS crops (docs/studies/mining.md).
+``glomkit.mine.synthetic_figures`` and checked on real PAS crops (docs/studies/mining.md).
 """
 
 from __future__ import annotations
