@@ -34,7 +34,7 @@ class Records(list):
 
     def to_dataframe(self):
         """A ``pandas.DataFrame``, one row per record (needs the ``pandas`` extra)."""
-        from glomkit.core.frames import to_dataframe
+        from glomkit.io.dataframe import to_dataframe
 
         columns = [f.name for f in fields(self.record_type)] if self.record_type else []
         rows = [{k: v for k, v in asdict(r).items() if k in columns} for r in self]
@@ -86,7 +86,7 @@ class Classifications(Records):
     record_type = Classification
 
     def to_dataframe(self):
-        from glomkit.core.frames import to_dataframe
+        from glomkit.io.dataframe import to_dataframe
 
         rows = [
             {"label": c.label, "is_glomerulus": c.is_glomerulus, "ggs_probability": c.ggs_probability}
@@ -118,7 +118,7 @@ class Segmentations(Records):
     record_type = Segmentation
 
     def to_dataframe(self):
-        from glomkit.core.frames import to_dataframe
+        from glomkit.io.dataframe import to_dataframe
 
         return to_dataframe(
             ({"area_px": s.area_px, "vertices": len(s.polygon)} for s in self), ["area_px", "vertices"]

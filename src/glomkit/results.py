@@ -80,8 +80,8 @@ class SlideResult(SlideRecord):
 
     def to_dataframe(self):
         """One row per glomerulus, the columns of ``<stem>_glomeruli.csv`` (needs pandas)."""
-        from glomkit.core.frames import to_dataframe
         from glomkit.core.records import table_columns
+        from glomkit.io.dataframe import to_dataframe
         from glomkit.io.table import table_row
 
         return to_dataframe((table_row(g, self) for g in self.glomeruli), table_columns(self.scheme))
