@@ -52,3 +52,18 @@ def test_leave_site_out_and_external_exclude_each_other(tmp_path):
     cfg = LabelFractionConfig(data=str(data), encoder="", out="", leave_site_out=True, external=True)
     with pytest.raises(GlomkitError, match="exclude each other"):
         _tasks(load_bueno(data), cfg)
+
+
+def test_cli_passes_leave_site_out_and_refuses_it_with_external(tmp_path):
+    from click.testing import CliRunner
+
+    from glomkit._cli.study import study_label_fraction_cmd
+
+    data = make_bueno_like(tmp_path / "d", n_slides=3)
+    enc = tmp_path / "enc.pt"
+    enc.write_bytes(b"")
+    args = ["--data", str(data), "--encoder", str(enc), "-o", str(tmp_path / "o"), "--leave-site-out"]
+    res = CliRunner().invoke(study_label_fraction_cmd, [*args, "--external"])
+    assert res.exit_code == 2 and "exclude each other" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(study_label_fraction_cmd, args)  # on its own it reaches the encoder check
+    assert res.exit_code == 1 and "enc.pt: not a readable SimSiam encoder" in res.output

@@ -46,12 +46,19 @@ def _floats(text: str) -> tuple[float, ...]:
 )
 @batch_option(32)
 @click.option("--external", is_flag=True, help="Train on one site (SAS/SESCAM/VUHSK), test on the others.")
+@click.option(
+    "--leave-site-out",
+    is_flag=True,
+    help="Test on one site, train and validate on the other two (each site in turn).",
+)
 @seed_option()
 @threads_option(1, None)
 def study_label_fraction_cmd(data, encoder, out, fractions, arms, **params) -> None:
     """Label-fraction study: scratch vs linear probe vs fine-tuned SimSiam, slide-grouped CV."""
     from glomkit.studies.label_fraction import LabelFractionConfig, run_label_fraction
 
+    if params.get("external") and params.get("leave_site_out"):
+        raise click.UsageError("--external and --leave-site-out exclude each other")
     console = Console()
     cfg = LabelFractionConfig(
         data=str(data),
