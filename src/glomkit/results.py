@@ -20,9 +20,8 @@ import numpy as np
 
 from glomkit import GlomkitError
 from glomkit.core.records import IMAGE_FILES, GlomerulusRecord, SlideRecord, image_path
+from glomkit.io.report import REPORT, SUMMARY
 
-SUMMARY = "summary.json"
-REPORT = "report.html"
 IMAGE_KINDS = tuple(kind for kind, _ in IMAGE_FILES)
 
 
@@ -156,9 +155,9 @@ class SlideResult(SlideRecord):
         from glomkit.io.report import write_report_html, write_summary
 
         # summary.json is written last: its presence marks the folder complete.
-        summary = write_summary(d / ".summary.json", self, {"outputs": outputs + [REPORT]})
+        summary = write_summary(d / ("." + SUMMARY), self, {"outputs": outputs + [REPORT]})
         write_report_html(d / REPORT, self, summary)
-        os.replace(d / ".summary.json", d / SUMMARY)
+        os.replace(d / ("." + SUMMARY), d / SUMMARY)
         return summary
 
 

@@ -24,6 +24,10 @@ from glomkit.core.records import GlomerulusRecord, SlideRecord, overlay_of
 from glomkit.core.schemes import ClassScheme
 from glomkit.io.atomic import atomic_path, encode_jpeg, write_text
 
+# the file names of a slide's output folder (and of its review/ folder) that every writer and
+# reader takes from here: summary.json marks a folder complete (written last, by rename)
+SUMMARY = "summary.json"
+REPORT = "report.html"
 GALLERY_PER_CLASS = 24
 THUMBNAIL_MAX_PX = 1200
 NO_THUMBNAIL_PX = 800

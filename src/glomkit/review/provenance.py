@@ -14,9 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from glomkit.io.report import SUMMARY
+
 REVIEW_DIR = "review"
 RUN_RECORD = "run.json"  # in review/: the fingerprint of the run the review started from
-REVIEW_SUMMARY = "summary.json"  # in review/: written by glomkit recount
+REVIEW_SUMMARY = SUMMARY  # in review/: written by glomkit recount
 
 
 def geojson_fingerprint(out_dir: Path, stem: str) -> str | None:

@@ -19,6 +19,7 @@ from glomkit.core.records import SlideRecord
 from glomkit.core.trust import TRUST_KEYS
 from glomkit.core.wording import count_of
 from glomkit.io.paths import path_under
+from glomkit.io.report import REPORT, SUMMARY
 from glomkit.review.provenance import run_state
 from glomkit.review.session import (
     REVIEW_DIR,
@@ -54,7 +55,7 @@ def recount(
     try:
         model_scheme = ClassScheme.from_dict(summary["scheme"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise GlomkitError(f"{out_dir / 'summary.json'}: bad class scheme ({exc})") from None
+        raise GlomkitError(f"{out_dir / SUMMARY}: bad class scheme ({exc})") from None
     scheme = review_scheme(model_scheme)
     review_dir = path_under(out_dir, REVIEW_DIR)
     path = (
@@ -115,13 +116,13 @@ def recount(
         "slide_format": summary.get("slide_format"),
         "stain": summary.get("stain"),
         **{k: counts[k] for k in TRUST_KEYS if k in counts},
-        "outputs": ["report.html"],
+        "outputs": [REPORT],
     }
     review_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path_under(review_dir, ".summary.json")
+    tmp = path_under(review_dir, "." + SUMMARY)
     data = write_summary(tmp, result, extra)
-    write_report_html(path_under(review_dir, "report.html"), result, data)
-    tmp.replace(path_under(review_dir, "summary.json"))
+    write_report_html(path_under(review_dir, REPORT), result, data)
+    tmp.replace(path_under(review_dir, SUMMARY))
     return data
 
 

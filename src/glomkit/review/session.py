@@ -30,6 +30,7 @@ from glomkit.core.schemes import FIVE_CLASS, ClassScheme
 from glomkit.core.trust import call_of, trust_summary
 from glomkit.io.annotations import Annotation
 from glomkit.io.paths import path_under
+from glomkit.io.report import SUMMARY
 from glomkit.review.provenance import REVIEW_DIR, RUN_RECORD, run_record, run_state
 
 STATUSES = ("unreviewed", "accepted", "relabelled", "rejected", "added")
@@ -232,7 +233,7 @@ def record_of(item: ReviewItem, scheme: ClassScheme, mpp: float) -> GlomerulusRe
 
 
 def read_summary(out_dir: Path) -> dict[str, Any]:
-    path = out_dir / "summary.json"
+    path = out_dir / SUMMARY
     if not path.is_file():
         raise GlomkitError(f"{out_dir}: not a glomkit output folder (no summary.json)")
     try:
@@ -308,7 +309,7 @@ class ReviewSession:
         try:
             self.model_scheme = ClassScheme.from_dict(self.summary["scheme"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise GlomkitError(f"{self.out_dir / 'summary.json'}: bad class scheme ({exc})") from None
+            raise GlomkitError(f"{self.out_dir / SUMMARY}: bad class scheme ({exc})") from None
         self.scheme = review_scheme(self.model_scheme)
         self.reviewer = (reviewer or _default_reviewer())[:MAX_LABEL_CHARS]
         self.slide_path = find_slide(self.summary, self.out_dir, slide)
