@@ -161,7 +161,7 @@ def detect_circles(
 
     ``detector`` is an ``OnnxModel``; ``tissue`` a boolean mask whose (0, 0) is the slide's bounds
     origin, at ``tissue_ds`` level-0 px per mask px (tiles with less tissue are skipped);
-    ``colour`` the slide's tissue colours (``glomkit.core.colour.lab_stats`` of its thumbnail),
+    ``colour`` the slide's tissue colours (``glomkit.core.colour.colour_of`` of its thumbnail),
     which the tiles are mapped from when colour transfer is on (:func:`colour_transfer_to`).
     """
     from glomkit.core.colour import transfer
