@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from glomkit import GlomkitError, __version__
-from glomkit.core.colour import colour_of
 from glomkit.core.geometry import DEFAULT_NMS_IOU
 from glomkit.core.records import GlomerulusRecord, image_path
 from glomkit.core.stain import recognise_stain
@@ -27,9 +26,9 @@ from glomkit.infer.detect import (
     DetectOptions,
     Region,
     clip_region,
-    colour_transfer_to,
     detect_circles,
     detection_grid,
+    slide_colour,
 )
 from glomkit.infer.patches import PATCH_SIZE, patch_box, read_patches
 from glomkit.results import SUMMARY, SlideResult, patch_images
@@ -259,8 +258,9 @@ def analyse_slide(
             if stain.name == "not_brightfield" and not config.accept_any_stain:
                 raise GlomkitError(f"{sl.path}: not a brightfield image ({stain.reason}); refused")
             tissue = tissue_mask(thumb)
-            on = colour_transfer_to(config.detect_options(), models.detector.info.typed, True)
-            colour = colour_of(thumb, sl.mpp * thumb_ds) if on else None
+            colour = slide_colour(
+                config.detect_options(), models.detector.info.typed, thumb, sl.mpp * thumb_ds
+            )
             if roi is not None:
                 tissue &= roi.mask(tissue.shape, sl.bounds[:2], thumb_ds)
         det_stats: dict[str, float] = {}

@@ -80,8 +80,10 @@ def autoencoder_features(images: np.ndarray, epochs: int = 10, seed: int = 0) ->
 def cnn_features(net: nn.Module, images: np.ndarray) -> np.ndarray:
     """Global-average-pooled ``forward_features`` maps (ImageNet normalisation)."""
     net.eval()
-    mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
-    std = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+    from glomkit.models.metadata import IMAGENET_MEAN, IMAGENET_STD
+
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     out = []
     for i in range(0, len(images), 32):
         x = (_tensor(images[i : i + 32]) - mean) / std

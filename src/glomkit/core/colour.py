@@ -20,7 +20,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-GLASS_L8 = 0.88 * 255  # 8-bit CIELAB L at or above which an unsaturated pixel is glass
+from glomkit.core.stain import TISSUE_MAX_L
+
+# 8-bit CIELAB L at or above which an unsaturated pixel is glass: the stain module's tissue
+# threshold (CIELAB L 0-100) on OpenCV's 8-bit scale
+GLASS_L8 = TISSUE_MAX_L / 100.0 * 255
 GLASS_MAX_CHROMA = 25  # max - min of R, G, B below which a light pixel is unstained glass
 MIN_TISSUE_PIXELS = 400  # fewer tissue pixels than this: no statistics (no transfer)
 MIN_SD = 1.0  # lower bound of a channel's spread, so flat images are not amplified
@@ -41,9 +45,12 @@ class LabStats:
         return {"mean": [round(v, 3) for v in self.mean], "sd": [round(v, 3) for v in self.sd]}
 
 
-def tissue_pixels(rgb: np.ndarray) -> np.ndarray:
-    """Boolean mask of the stained (non-glass) pixels of a uint8 RGB image."""
-    lab_l = cv2.cvtColor(np.ascontiguousarray(rgb[..., :3]), cv2.COLOR_RGB2LAB)[..., 0]
+def tissue_pixels(rgb: np.ndarray, lab: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask of the stained (non-glass) pixels of a uint8 RGB image (``lab``: its 8-bit
+    CIELAB, when the caller has it already)."""
+    if lab is None:
+        lab = cv2.cvtColor(np.ascontiguousarray(rgb[..., :3]), cv2.COLOR_RGB2LAB)
+    lab_l = lab[..., 0]
     chroma = rgb[..., :3].max(-1).astype(np.int16) - rgb[..., :3].min(-1)
     return (lab_l < GLASS_L8) | (chroma > GLASS_MAX_CHROMA)
 
@@ -52,11 +59,11 @@ def lab_stats(rgb: np.ndarray) -> LabStats | None:
     """The tissue's CIELAB statistics of a uint8 RGB image (a slide's thumbnail, a tile), or None
     when it has fewer than :data:`MIN_TISSUE_PIXELS` tissue pixels."""
     rgb = np.ascontiguousarray(rgb[..., :3])
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float64)
-    m = tissue_pixels(rgb).reshape(-1)
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
+    m = tissue_pixels(rgb, lab).reshape(-1)
     if int(m.sum()) < MIN_TISSUE_PIXELS:
         return None
-    t = lab[m]
+    t = lab.reshape(-1, 3)[m].astype(np.float64)
     return LabStats(tuple(map(float, t.mean(0))), tuple(map(float, t.std(0))))  # type: ignore[arg-type]
 
 
@@ -87,11 +94,11 @@ def transfer(rgb: np.ndarray, source: LabStats, target: LabStats) -> np.ndarray:
     rgb = np.ascontiguousarray(rgb[..., :3])
     if rgb.size == 0:
         return rgb.copy()
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
     gain = np.minimum(np.float32(target.sd) / np.maximum(np.float32(source.sd), MIN_SD), MAX_GAIN)
-    out = (lab - np.float32(source.mean)) * gain + np.float32(target.mean)
+    out = (lab.astype(np.float32) - np.float32(source.mean)) * gain + np.float32(target.mean)
     out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
     res = cv2.cvtColor(out, cv2.COLOR_LAB2RGB)
-    glass = ~tissue_pixels(rgb)
+    glass = ~tissue_pixels(rgb, lab)
     res[glass] = rgb[glass]
     return res

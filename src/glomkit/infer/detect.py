@@ -82,6 +82,14 @@ def colour_transfer_to(options: DetectOptions, meta: DetectorMetadata, colour) -
     return meta.stain_reference
 
 
+def slide_colour(options: DetectOptions, meta: DetectorMetadata, thumb: np.ndarray, thumb_mpp: float):
+    """The slide's tissue colours (``glomkit.core.colour.colour_of`` of its thumbnail) when colour
+    transfer is on for this detector, else None (nothing computed)."""
+    from glomkit.core.colour import colour_of
+
+    return colour_of(thumb, thumb_mpp) if colour_transfer_to(options, meta, True) else None
+
+
 def unit_interval(value: object, name: str) -> float:
     """``value`` as a float in [0, 1]; else a one-line GlomkitError naming ``name`` (NaN included)."""
     try:
@@ -255,11 +263,8 @@ def detect_slide(
 ) -> np.ndarray:
     """:func:`detect_circles` over the tissue of ``slide`` (Otsu mask of a thumbnail of
     ``thumbnail_px``), or of ``region``: (N, 4) x, y, r, score in level-0 px."""
-    from glomkit.core.colour import colour_of
     from glomkit.slide.tissue import tissue_mask
 
     thumb, ds = slide.thumbnail(thumbnail_px)
-    colour = (
-        colour_of(thumb, slide.mpp * ds) if colour_transfer_to(options, detector.info.typed, True) else None
-    )
+    colour = slide_colour(options, detector.info.typed, thumb, slide.mpp * ds)
     return detect_circles(slide, detector, options, tissue_mask(thumb), ds, region=region, colour=colour)

@@ -24,11 +24,10 @@ from torchvision.transforms import v2
 
 from glomkit import GlomkitError
 from glomkit.io.atomic import atomic_path
-from glomkit.models.metadata import ENCODER_TASK
+from glomkit.models.metadata import ENCODER_TASK, IMAGENET_MEAN, IMAGENET_STD
 from glomkit.ssl.images import load_resized
 
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+MEAN, STD = IMAGENET_MEAN, IMAGENET_STD  # the one normalisation (models.metadata)
 
 
 @dataclass
