@@ -110,20 +110,8 @@ def export_onnx(
 
 
 def update_metadata(path: str | Path, updates: dict) -> None:
-    """Merge ``updates`` into the glomkit metadata of an ONNX file, atomically."""
-    import onnx
-
-    from glomkit.io.atomic import atomic_path
-
-    path = Path(path)
-    model = onnx.load(str(path))
-    for entry in model.metadata_props:
-        if entry.key == META_KEY:
-            meta = json.loads(entry.value)
-            meta.update(updates)
-            entry.value = json.dumps(meta)
-    with atomic_path(path) as tmp:
-        onnx.save(model, str(tmp))
+    """Merge ``updates`` (top-level keys) into the glomkit metadata of an ONNX file, atomically."""
+    write_with_metadata(path, path, updates)
 
 
 def write_with_metadata(src: str | Path, dst: str | Path, updates: dict[str, Any]) -> None:
