@@ -398,3 +398,36 @@ def test_cgmh_crops_keep_test_biopsies_out_and_negatives_off_the_edge(tmp_path):
     assert seen
     for cx, cy, half in seen:
         assert min(cx - half, cy - half, w - cx - half, h - cy - half) >= 60 - 1e-6
+
+
+def _fake_run(run_dir, data, items, folds, names, probs):
+    """An earlier run's oof.csv and cv.json as run_cv writes them (no training)."""
+    from glomkit.classify.cv import _write_oof
+
+    run_dir.mkdir()
+    _write_oof(run_dir / "oof.csv", items, folds, names, probs, get_scheme("coarse_3"))
+    cv = {"by": "slide", "n_folds": len(names), "split_seed": 0}
+    meta = {"config": {"train": {"data": str(data)}, "cv": cv}, "per_fold": [{"fold": n} for n in names]}
+    (run_dir / "cv.json").write_text(json.dumps(meta))
+
+
+def test_ensemble_oof_averages_runs_with_the_same_folds_and_refuses_others(tmp_path):
+    from glomkit.classify.cv import ensemble_oof, summarise
+
+    data = _tiny_folder(tmp_path / "data")
+    items = load_items(data, {"GS": "sclerosed", "nonGS": "normal"})
+    scheme = get_scheme("coarse_3")
+    folds, names = cv_folds(items, "slide", 3, 0, evaluated(items, "bueno", scheme))
+    rng = np.random.default_rng(0)
+    a, b = (rng.dirichlet(np.ones(3), len(items)) for _ in range(2))
+    _fake_run(tmp_path / "a", data, items, folds, names, a)
+    _fake_run(tmp_path / "b", data, items, folds, names, b)
+    f, n, mean, prov = ensemble_oof([tmp_path / "a", tmp_path / "b"], items, data, scheme)
+    assert f == folds and n == names and prov["folds_identical"]
+    assert np.allclose(mean, (a + b) / 2, atol=1e-6)  # oof.csv keeps 6 decimals
+    s = summarise(items, f, n, mean, scheme, "bueno")
+    assert s["n_evaluated"] == 24 and s["folds"]["auc"] is not None
+    moved = [(x + 1) % 3 if i < 2 else x for i, x in enumerate(folds)]  # two images in other folds
+    _fake_run(tmp_path / "c", data, items, moved, names, b)
+    with pytest.raises(GlomkitError, match="2 images in another fold"):
+        ensemble_oof([tmp_path / "a", tmp_path / "c"], items, data, scheme)

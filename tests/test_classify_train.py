@@ -13,6 +13,7 @@ from glomkit.classify.data import (
     augment,
     group_folds,
     load_items,
+    pale_tuft,
     parse_label_map,
     split_by_slide,
 )
@@ -122,6 +123,42 @@ def test_colour_augmentation_varies_colour_more_and_sometimes_greys():
     assert 5 <= len(grey) <= 40  # about 10 %
     spread = np.std([c.mean((0, 1)) for c in colour], axis=0)
     assert (spread > np.std(strong, axis=0)).all()
+
+
+def test_pale_tuft_makes_a_dark_centre_paler_and_greyer_than_its_surroundings():
+    """strong_pale (issue 24): a dense dark tuft made pale; the change is local, so it survives
+    the per-image Reinhard normalisation that training applies after augmentation."""
+    import cv2
+
+    from glomkit.core.stain import reinhard
+
+    img = np.full((48, 48, 3), (225, 190, 215), np.uint8)  # pale pink surroundings
+    cv2.circle(img, (24, 24), 14, (120, 30, 110), -1)  # a dense dark magenta tuft
+    img = np.clip(img + np.random.default_rng(0).normal(0, 8, img.shape), 0, 255).astype(np.uint8)
+    out = pale_tuft(img, np.random.default_rng(3))
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert np.array_equal(out, pale_tuft(img, np.random.default_rng(3)))  # seeded: reproducible
+
+    def centre(x: np.ndarray, channel: int, space: int) -> float:
+        return float(cv2.cvtColor(x, space)[18:30, 18:30, channel].astype(float).mean())
+
+    assert centre(out, 0, cv2.COLOR_RGB2LAB) > centre(img, 0, cv2.COLOR_RGB2LAB) + 15  # lighter
+    assert centre(out, 1, cv2.COLOR_RGB2HSV) < 0.8 * centre(img, 1, cv2.COLOR_RGB2HSV)  # less saturated
+    lift = centre(reinhard(out), 0, cv2.COLOR_RGB2LAB) - centre(reinhard(img), 0, cv2.COLOR_RGB2LAB)
+    assert lift > 5  # still paler after stain normalisation
+    rng_s, rng_p = np.random.default_rng(1), np.random.default_rng(1)
+    strong = [augment(img, (32, 32), rng_s, strength="strong") for _ in range(40)]
+    pale = [augment(img, (32, 32), rng_p, strength="strong_pale") for _ in range(40)]
+    assert all(p.shape == (32, 32, 3) and p.dtype == np.uint8 for p in pale)
+    assert np.mean(pale) > np.mean(strong) + 3  # about half the images paler
+
+
+def test_cli_aug_choices_are_the_augmentations():
+    from glomkit._cli.options import aug_option
+    from glomkit.classify.data import AUGMENTATIONS
+
+    opt = aug_option()(lambda aug: aug).__click_params__[0]
+    assert list(opt.type.choices) == list(AUGMENTATIONS)
 
 
 @pytest.mark.slow

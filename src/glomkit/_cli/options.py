@@ -78,7 +78,7 @@ def aug_option() -> Decorator:
     """``--aug LEVEL``: a classifier's augmentation strength (glomkit.classify.data.AUGMENTATIONS)."""
     return click.option(
         "--aug",
-        type=click.Choice(["default", "strong", "colour"]),
+        type=click.Choice(["default", "strong", "colour", "strong_pale"]),
         default="default",
         show_default=True,
         help="Augmentation strength (glomkit.classify.data.AUGMENTATIONS).",

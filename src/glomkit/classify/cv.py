@@ -422,6 +422,31 @@ def oof_from_run(
     return folds, fold_names, np.asarray(probs, dtype=float), provenance
 
 
+def ensemble_oof(
+    run_dirs: list[str | Path], items: list[LabelledImage], data: str | Path, scheme
+) -> tuple[list[int], list[str], np.ndarray, dict]:
+    """(folds, fold names, mean OOF probabilities, provenance) of several earlier runs: an ensemble.
+
+    Each run's fold models predicted the same held-out images, so the mean of the runs' out-of-fold
+    probabilities (:func:`oof_from_run` each) is what an ensemble of their fold models predicts for
+    an image none of them saw (one model per run and fold; a seed or recipe ensemble). Every run
+    must put every image in the same fold (same grouping and split seed), else the mean would mix
+    models that saw the image: refused. Feed the result to :func:`summarise`; the decision
+    (temperature, threshold, glomerulus cut) is refitted on the mean as for one run.
+    """
+    if not run_dirs:
+        raise GlomkitError("ensemble_oof: no run given")
+    runs = [oof_from_run(d, items, data, scheme) for d in run_dirs]
+    folds, fold_names = runs[0][0], runs[0][1]
+    for d, (f, names, _, _) in zip(run_dirs[1:], runs[1:], strict=True):
+        if names != fold_names or f != folds:
+            moved = sum(fold_names[a] != names[b] for a, b in zip(folds, f, strict=True))
+            raise GlomkitError(f"{d}: {moved} images in another fold than in {run_dirs[0]}: not one ensemble")
+    probs = np.mean([r[2] for r in runs], axis=0)
+    provenance = {"ensemble_of": [str(d) for d in run_dirs], "folds_identical": True, "cv": runs[0][3]["cv"]}
+    return folds, fold_names, probs, provenance
+
+
 def run_cv(train_config, cv: CVConfig, progress: bool = True) -> dict:
     """Train and predict every fold (resumable per fold), summarise, optionally train the final model."""
     import torch

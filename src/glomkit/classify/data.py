@@ -183,6 +183,7 @@ class Augmentation:
     contrast: float = 0.0  # contrast scale 1 ± contrast about the image mean (0: off)
     brightness: float = 0.0  # brightness shift ± brightness x 255 (0: off)
     p_grey: float = 0.0  # probability of a greyscale image (3 equal channels)
+    p_pale: float = 0.0  # probability of a pale, washed-out, mildly warped tuft (:func:`pale_tuft`)
 
 
 AUGMENTATIONS = {
@@ -190,7 +191,42 @@ AUGMENTATIONS = {
     "strong": Augmentation(0.45, 0.10, 0.04, 0.3),
     # strong + 3x the HED jitter, brightness / contrast and 10 % greyscale (stain and scanner shifts)
     "colour": Augmentation(0.45, 0.30, 0.08, 0.3, contrast=0.2, brightness=0.08, p_grey=0.1),
+    # strong + half the images' tufts made pale, washed out and wrinkled (issue 24: pale, fibrous
+    # sclerosed glomeruli called normal)
+    "strong_pale": Augmentation(0.45, 0.10, 0.04, 0.3, p_pale=0.5),
 }
+
+
+def pale_tuft(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A dense dark tuft made pale and fibrous-looking; label-preserving for a glomerulus patch.
+
+    Inside a soft ellipse near the patch centre (where the tuft lies) the image is desaturated
+    (saturation x 0.3-0.7), flattened (local contrast about a blurred copy x 0.4-0.8) and lightened
+    (blended 15-45 % towards white); the whole patch is then warped by a smooth random displacement
+    (1-3 px, a wrinkled outline). The change is local on purpose: per-image stain normalisation
+    (Reinhard) would undo a global lightening, but keeps a tuft paler than its surroundings.
+    """
+    h, w = img.shape[:2]
+    x = img.astype(np.float32)
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).astype(np.float32)
+    hsv[..., 1] *= rng.uniform(0.3, 0.7)
+    pale = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
+    local = cv2.GaussianBlur(pale, (0, 0), max(h, w) / 16)
+    pale = local + (pale - local) * rng.uniform(0.4, 0.8)
+    pale += (255.0 - pale) * rng.uniform(0.15, 0.45)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    cy, cx = h / 2 * (1 + rng.uniform(-0.2, 0.2)), w / 2 * (1 + rng.uniform(-0.2, 0.2))
+    ry, rx = h * rng.uniform(0.25, 0.45), w * rng.uniform(0.25, 0.45)
+    mask = np.exp(-0.5 * (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2))[..., None]
+    out = x * (1 - mask) + pale * mask
+    amp, smooth = rng.uniform(1.0, 3.0), max(h, w) / 8
+    dy, dx = (
+        cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), smooth) for _ in range(2)
+    )
+    dy *= amp / max(float(np.abs(dy).max()), 1e-6)
+    dx *= amp / max(float(np.abs(dx).max()), 1e-6)
+    out = cv2.remap(out, xx + dx, yy + dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 def augment(
@@ -205,7 +241,8 @@ def augment(
     ``strength`` names a row of :data:`AUGMENTATIONS`: ``strong`` crops down to 45 % of the area
     (a wider scale range), doubles the HED jitter and blurs 30 % of the images (sigma 0.3-1.2 px,
     focus and scanner differences); ``colour`` adds to ``strong`` three times its HED jitter,
-    brightness and contrast jitter and 10 % greyscale images.
+    brightness and contrast jitter and 10 % greyscale images; ``strong_pale`` adds to ``strong``
+    :func:`pale_tuft` on half the images.
     """
     if strength not in AUGMENTATIONS:
         raise GlomkitError(f"augmentation {strength!r}: expected one of {', '.join(AUGMENTATIONS)}")
@@ -235,6 +272,8 @@ def augment(
         out = np.clip((x - x.mean()) * c + x.mean() + b, 0, 255).astype(np.uint8)
     if spec.p_grey > 0 and rng.random() < spec.p_grey:
         out = np.repeat(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    if spec.p_pale > 0 and rng.random() < spec.p_pale:
+        out = pale_tuft(out, rng)
     return out
 
 
