@@ -47,6 +47,8 @@ def rows(s: dict) -> dict[str, str]:
             f"{_msm(fo['balanced_accuracy'])}; pooled {_f(pooled['balanced_accuracy'])}"
         ),
         "pooled AUC": _f(pooled["auc"]),
+        # sensitivity: sclerosed glomeruli called sclerosed (issue 24: pale ones called normal)
+        "pooled GGS sensitivity / specificity": f"{_f(pooled['sensitivity'])} / {_f(pooled['specificity'])}",
         "per site (AUC / balanced accuracy)": ", ".join(
             f"{k} {_f(v['auc'])} / {_f(v['balanced_accuracy'])}" for k, v in s["per_site"].items()
         ),

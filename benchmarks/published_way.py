@@ -30,11 +30,11 @@ def torch_models(detector: str | Path, classifier: str | Path, segmenter: str | 
     """(detector, classifier, segmenter) torch networks in eval mode, weights from the ONNX files."""
     import torch
 
-    from glomkit.classify.model import build_classifier
-    from glomkit.detect.model import build_circlenet
     from glomkit.models.recover import load_onnx_weights
     from glomkit.models.runtime import read_metadata
-    from glomkit.segment.registry import create_segmenter
+    from glomkit.nets.circlenet import build_circlenet
+    from glomkit.nets.classifier import build_classifier
+    from glomkit.nets.segmenters import create_segmenter
 
     torch.manual_seed(0)
     dm, cm, sm = (read_metadata(p) for p in (detector, classifier, segmenter))

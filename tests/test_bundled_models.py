@@ -108,7 +108,7 @@ Outputs = Callable[[Any, Any], list[Any]]
 
 
 def _circlenet(meta: Mapping[str, Any]) -> tuple[Any, Outputs]:
-    from glomkit.detect.model import build_circlenet
+    from glomkit.nets.circlenet import build_circlenet
 
     return build_circlenet({"backbone": meta["backbone"]}), lambda net, x: list(net(x))
 
@@ -116,7 +116,7 @@ def _circlenet(meta: Mapping[str, Any]) -> tuple[Any, Outputs]:
 def _segmentation(meta: Mapping[str, Any]) -> tuple[Any, Outputs]:
     import torch
 
-    from glomkit.segment.registry import create_segmenter
+    from glomkit.nets.segmenters import create_segmenter
 
     return create_segmenter(meta["architecture"], meta["encoder"]), lambda net, x: [torch.sigmoid(net(x))]
 
@@ -124,7 +124,7 @@ def _segmentation(meta: Mapping[str, Any]) -> tuple[Any, Outputs]:
 def _classifier(meta: Mapping[str, Any]) -> tuple[Any, Outputs]:
     import torch
 
-    from glomkit.classify.model import build_classifier
+    from glomkit.nets.classifier import build_classifier
 
     net = build_classifier(meta["backbone"], len(meta["classes"]["classes"]))
     return net, lambda net, x: [torch.softmax(net(x), dim=1)]

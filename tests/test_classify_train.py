@@ -17,10 +17,10 @@ from glomkit.classify.data import (
     parse_label_map,
     split_by_slide,
 )
-from glomkit.classify.model import build_classifier
 from glomkit.classify.train import ClassifierConfig, export_classifier, fit_classifier, train_classifier
 from glomkit.infer.classify import classify_patches
 from glomkit.models.runtime import IMAGENET_MEAN, IMAGENET_STD, OnnxModel, read_metadata
+from glomkit.nets.classifier import build_classifier
 
 COLOURS = {"nonGS": (200, 120, 190), "GS": (230, 140, 160), "non_glomerular": (240, 230, 235)}
 

@@ -78,8 +78,8 @@ def test_train_segmenter_passes_options_to_config(monkeypatch, tmp_path):
 @pytest.mark.parametrize(
     "arch, module, name",
     [
-        ("circlenet", "glomkit.detect.train", "train_detector"),
-        ("unet", "glomkit.detect.segdetect", "train_segdetector"),
+        ("circlenet", "glomkit.kinds.circlenet", "train_detector"),
+        ("unet", "glomkit.kinds.components", "train_segdetector"),
     ],
 )
 def test_train_detector_passes_options_to_config(monkeypatch, tmp_path, arch, module, name):

@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 
 def loop_config(out: str, **kw):
     """A detector training config for a tiny loop run (the loop reads only the shared fields)."""
-    from glomkit.detect.train import DetectorTrainConfig
+    from glomkit.kinds.circlenet import DetectorTrainConfig
 
     base = dict(epochs=3, batch=4, fields=8, seed=7, lr=0.05, weight_decay=0.0, threads=1)
     return DetectorTrainConfig(data="unused", out=out, **{**base, **kw})

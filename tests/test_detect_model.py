@@ -9,8 +9,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 
 from glomkit.detect.losses import circlenet_loss, focal_loss  # noqa: E402
-from glomkit.detect.model import CIRCLENET_CONFIGS, build_circlenet  # noqa: E402
 from glomkit.detect.targets import circle_targets  # noqa: E402
+from glomkit.nets.circlenet import CIRCLENET_CONFIGS, build_circlenet  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from glomkit.detect.targets import circle_targets, gaussian_radius
-from glomkit.infer.kinds.circlenet import decode_circlenet
+from glomkit.kinds.circlenet import decode_circlenet
 
 CIRCLES = np.array([[30.5, 41.25, 12.0], [90.0, 22.0, 20.0], [70.75, 100.5, 9.0]])
 

@@ -69,7 +69,7 @@ def test_train_two_steps_export_and_evaluate(tmp_path):
     assert len(meta["training"]["history"]) == 1
     assert 0.0 <= meta["metrics"]["validation"]["AP50"] <= 1.0
     # flip TTA is the model's default only when it beats no TTA on validation by a clear margin
-    from glomkit.detect.train import TTA_MIN_GAIN
+    from glomkit.kinds.circlenet import TTA_MIN_GAIN
 
     m = meta["metrics"]
     assert meta["decode"]["tta"] == (
@@ -115,7 +115,7 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     """A one-epoch run resumed with two epochs keeps its first epoch and trains the second."""
     import torch
 
-    from glomkit.detect.train import DetectorTrainConfig, train_detector
+    from glomkit.kinds.circlenet import DetectorTrainConfig, train_detector
     from glomkit.models.runtime import read_metadata
 
     cfg = dict(

@@ -1,11 +1,11 @@
-"""Flip test-time augmentation of a batch of model outputs (glomkit.infer.tta.flip_tta)."""
+"""Flip test-time augmentation of a batch of model outputs (glomkit.core.tta.flip_tta)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from glomkit.infer.tta import flip_tta
+from glomkit.core.tta import flip_tta
 
 
 def _images(n: int = 2, h: int = 8, w: int = 12) -> np.ndarray:

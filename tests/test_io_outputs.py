@@ -320,3 +320,28 @@ def test_cohort_report(tmp_path):
     assert f"rgb({r},{g},{b})" in text
     empty = write_cohort_report(tmp_path / "e.html", [COHORT_ROWS[2]]).read_text()
     assert "0 glomeruli found" in empty
+
+
+def test_one_list_of_output_writers_names_and_writes_every_format(tmp_path):
+    from glomkit.io.outputs import (
+        FORMATS,
+        annotation_files,
+        file_name,
+        patch_paths,
+        write_annotations,
+        write_reviewed,
+    )
+
+    res = make_result(["normal", "solidified"])
+    names = write_annotations(tmp_path, res, xml="circles")
+    assert names == annotation_files(res.stem) == [f"{res.stem}{f.suffix}" for f in FORMATS]
+    assert all((tmp_path / n).stat().st_size > 0 for n in names)
+    (tmp_path / "review").mkdir()
+    reviewed = write_reviewed(tmp_path / "review", res)
+    assert sorted(p.name for p in reviewed) == sorted(
+        file_name(f.name, res.stem, reviewed=True) for f in FORMATS if f.reviewed
+    )
+    assert file_name("geojson", "s1", reviewed=True) == "s1_reviewed.geojson"
+    rows = read_table(tmp_path / file_name("table", res.stem))
+    assert patch_paths(tmp_path, res.stem) == {int(r["id"]): r["patch"] for r in rows if r.get("patch")}
+    assert patch_paths(tmp_path / "nowhere", res.stem) == {}

@@ -31,10 +31,10 @@ def test_bundled_models_validate(task):
 
 
 def test_all_bundled_detectors_validate():
-    from glomkit.models.registry import NAMED, WEIGHTS_DIR
+    from glomkit.models.registry import bundled_names, bundled_path
 
-    for name in NAMED["detector"].values():
-        m = OnnxModel(WEIGHTS_DIR / name, threads=1)
+    for name in bundled_names("detector"):
+        m = OnnxModel(bundled_path("detector", name), threads=1)
         assert m.info.mpp in (4.0, 8.0)  # the CircleNet works at 4 µm/px, the U-Net/SegNet files at 8
 
 

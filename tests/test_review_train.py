@@ -35,11 +35,11 @@ def review(out: Path) -> None:
 
 @pytest.mark.slow
 def test_bundled_classifier_weights_are_recovered_exactly() -> None:
-    from glomkit.classify.model import build_classifier
     from glomkit.classify.warm_start import init_from_model
     from glomkit.models.recover import _float_session, recalibrate_batchnorm
     from glomkit.models.registry import resolve_model
     from glomkit.models.runtime import OnnxModel
+    from glomkit.nets.classifier import build_classifier
 
     net = build_classifier("resnet10t", len(COARSE))
     meta = init_from_model(net, "bundled", COARSE, 128)
@@ -83,9 +83,9 @@ def test_bundled_classifier_weights_are_recovered_exactly() -> None:
 
 
 def test_bundled_detector_weights_are_recovered() -> None:
-    from glomkit.detect.model import build_circlenet
     from glomkit.models.recover import load_onnx_weights
     from glomkit.models.registry import resolve_model
+    from glomkit.nets.circlenet import build_circlenet
 
     net = build_circlenet({"backbone": "resnet10t"})
     # load_onnx_weights itself compares heatmap, radius and offset with ONNX Runtime

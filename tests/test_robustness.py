@@ -258,8 +258,8 @@ def test_cluster_encoder_pickle_through_the_cli(tmp_path, monkeypatch, capsys):
     assert code == 1 and "Traceback" not in err and not (tmp_path / "pwned").exists()
     lines = [ln for ln in err.strip().splitlines() if "enc.pt" in ln]
     assert len(lines) == 1 and "refused to load this SimSiam encoder" in lines[0]
-    from glomkit.classify.model import build_classifier
-    from glomkit.classify.model import load_encoder as load_into_classifier
+    from glomkit.nets.classifier import build_classifier
+    from glomkit.nets.classifier import load_encoder as load_into_classifier
 
     with pytest.raises(GlomkitError, match="refused"):  # the classifier's --init reader
         load_into_classifier(build_classifier("resnet10t", 3), enc)

@@ -10,7 +10,7 @@ import pytest
 
 from glomkit import GlomkitError
 from glomkit.detect.fields import Field
-from glomkit.infer.kinds.components import decode_components, segmentation_counts, segmentation_metrics
+from glomkit.kinds.components import decode_components, segmentation_counts, segmentation_metrics
 
 
 def _discs(size: int, discs: list[tuple[int, int, int]]) -> np.ndarray:
@@ -98,7 +98,7 @@ class DiscSource:
 def tiny_models(tmp_path_factory):
     pytest.importorskip("torch")
     pytest.importorskip("timm")
-    from glomkit.detect.segdetect import SegDetectorTrainConfig, train_segdetector
+    from glomkit.kinds.components import SegDetectorTrainConfig, train_segdetector
 
     d = tmp_path_factory.mktemp("segdet")
     out = {}
@@ -142,7 +142,7 @@ def test_tiny_training_writes_a_detector_with_components_decode(tiny_models, arc
 def test_resume_continues_from_the_checkpoint(tiny_models, tmp_path):
     from dataclasses import replace
 
-    from glomkit.detect.segdetect import train_segdetector
+    from glomkit.kinds.components import train_segdetector
     from glomkit.models.runtime import read_metadata
 
     path, cfg = tiny_models["unet"]
@@ -157,9 +157,9 @@ def test_resume_continues_from_the_checkpoint(tiny_models, tmp_path):
 def test_onnx_probability_matches_torch(arch, tmp_path):
     torch = pytest.importorskip("torch")
     pytest.importorskip("timm")
-    from glomkit.detect.segdetect import SegDetectorTrainConfig, export_segdetector
+    from glomkit.kinds.components import SegDetectorTrainConfig, export_segdetector
     from glomkit.models.runtime import OnnxModel
-    from glomkit.segment.registry import create_segmenter
+    from glomkit.nets.segmenters import create_segmenter
 
     torch.manual_seed(0)
     model = create_segmenter(arch, "resnet10t").eval()
@@ -334,7 +334,7 @@ def test_the_checkpoint_keeps_the_best_value_and_resumes_to_it(tiny_models, tmp_
     torch = pytest.importorskip("torch")
     from dataclasses import replace
 
-    from glomkit.detect.segdetect import train_segdetector
+    from glomkit.kinds.components import train_segdetector
     from glomkit.models.runtime import read_metadata
 
     path, cfg = tiny_models["unet"]
@@ -385,7 +385,7 @@ def test_evaluation_picks_its_evaluator_from_the_decode_method(tmp_path, monkeyp
     from dataclasses import replace
 
     from glomkit.detect import evaluate
-    from glomkit.infer.kinds import kinds
+    from glomkit.kinds import KINDS, kinds
 
     chosen = []
 
@@ -398,8 +398,8 @@ def test_evaluation_picks_its_evaluator_from_the_decode_method(tmp_path, monkeyp
             kind, predict=lambda model, images, tta: [kind.name] * len(images), score=score, needs_masks=False
         )
 
-    fake = {name: recording(kind) for name, kind in kinds().items()}
-    monkeypatch.setattr("glomkit.infer.kinds.kinds", lambda: fake)
+    for name, kind in kinds().items():  # each kind replaced by a recording one, restored afterwards
+        monkeypatch.setitem(KINDS._items, name, recording(kind))
     data = _disc_csv(tmp_path)
     models = {
         "components": _darkness_detector(tmp_path / "seg.onnx", 1.0),

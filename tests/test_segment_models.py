@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from glomkit import GlomkitError
-from glomkit.segment.registry import create_segmenter, list_segmenters
+from glomkit.nets.segmenters import create_segmenter, list_segmenters
 
 
 def test_registry_lists_the_three_architectures() -> None:

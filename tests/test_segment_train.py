@@ -16,8 +16,8 @@ from glomkit import GlomkitError
 from glomkit.infer.segment import fit_to_size, segment_patches, unfit_from_size
 from glomkit.models.export import export_onnx
 from glomkit.models.runtime import IMAGENET_MEAN, IMAGENET_STD, OnnxModel, prepare_batch, read_metadata
+from glomkit.nets.segmenters import create_segmenter
 from glomkit.segment.dataset import augment, load_samples
-from glomkit.segment.registry import create_segmenter
 from glomkit.segment.train import SegTrainConfig, train_segmenter
 
 

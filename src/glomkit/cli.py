@@ -18,11 +18,13 @@ from glomkit._cli.options import (
     ORT_THREADS_HELP,
     classifier_option,
     colour_transfer_option,
+    detector_option,
     device_option,
     max_pixels_option,
     out_option,
     quiet_options,
     seed_option,
+    segmenter_option,
     threads_option,
 )
 from glomkit.core.geometry import DEFAULT_NMS_IOU
@@ -159,11 +161,9 @@ def study() -> None:
     is_flag=True,
     help="Use --mpp / --mpp-table even where a slide records another scale.",
 )
-@click.option(
-    "--detector", default=None, help="Detector: circlenet (default), unet, segnet, or a model file."
-)
+@detector_option()
 @classifier_option()
-@click.option("--segmenter", default=None, help="Segmenter model file (default: bundled).")
+@segmenter_option()
 @device_option()
 @threads_option(None, ORT_THREADS_HELP)
 @click.option(

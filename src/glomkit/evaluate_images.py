@@ -38,8 +38,8 @@ from glomkit.eval.detection import (
     greedy_match,
     recall_precision,
 )
+from glomkit.kinds import EVAL_SCORE_THRESHOLD
 
-EVAL_SCORE_THRESHOLD = 0.05
 SPLITS = ("test", "val", "train", "all")
 
 

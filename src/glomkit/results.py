@@ -60,7 +60,10 @@ class SlideResult(SlideRecord):
     images: dict[int, PatchImages] = field(default_factory=dict)  # glomerulus id -> images
 
     def annotation_files(self) -> list[str]:
-        return [f"{self.stem}.xml", f"{self.stem}.geojson", f"{self.stem}_glomeruli.csv"]
+        """The annotation files of this slide's output folder (``glomkit.io.outputs.FORMATS``)."""
+        from glomkit.io.outputs import annotation_files
+
+        return annotation_files(self.stem)
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -139,17 +142,9 @@ class SlideResult(SlideRecord):
                 (folder / name).write_bytes(data)
 
     def _write_annotations(self, d: Path, xml: str) -> list[str]:
-        from functools import partial
+        from glomkit.io.outputs import write_annotations
 
-        from glomkit.io.geojson import write_geojson
-        from glomkit.io.imagescope import write_imagescope_xml
-        from glomkit.io.table import write_table
-
-        writers = (partial(write_imagescope_xml, contents=xml), write_geojson, write_table)
-        names = self.annotation_files()
-        for name, writer in zip(names, writers, strict=True):
-            writer(d / name, self)
-        return names
+        return write_annotations(d, self, xml=xml)
 
     def _write_summary_and_report(self, d: Path, outputs: list[str]) -> dict[str, Any]:
         from glomkit.io.report import write_report_html, write_summary

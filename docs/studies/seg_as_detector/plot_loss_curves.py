@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from glomkit.detect.segdetect import plot_loss_curve
+from glomkit.kinds.components import plot_loss_curve
 
 
 def main(ckpt: str, out: str, title: str) -> None:

@@ -11,17 +11,36 @@ from rich.console import Console
 from glomkit import GlomkitError
 from glomkit._cli.options import (
     MODEL_OUT_HELP,
+    classifier_option,
     colour_transfer_option,
     data_mpp_option,
     data_option,
+    detector_option,
     max_minutes_option,
     out_option,
     schedule_options,
     seed_option,
+    segmenter_option,
     threads_option,
 )
 from glomkit._cli.tables import result_table
-from glomkit.infer.kinds import architectures
+from glomkit.kinds import architectures
+from glomkit.models.registry import bundled_names
+
+
+class _Architectures(click.Choice):
+    """``--arch``: the registry's architectures when the command runs (a kind registered later counts)."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    @property
+    def choices(self) -> list[str]:  # type: ignore[override]
+        return architectures()
+
+    @choices.setter
+    def choices(self, value: object) -> None:  # click.Choice.__init__ sets it; the registry is the truth
+        pass
 
 
 @click.command("detector")
@@ -44,15 +63,16 @@ from glomkit.infer.kinds import architectures
 @out_option(MODEL_OUT_HELP)
 @click.option(
     "--arch",
-    type=click.Choice(architectures()),
-    default="circlenet",
+    type=_Architectures(),
+    default=architectures()[0],
     show_default=True,
-    help="circlenet (centre heatmap), or a tile segmenter decoded by connected components.",
+    help="Network and kind (glomkit.kinds): circlenet (centre heatmap), or a tile segmenter decoded by "
+    "connected components.",
 )
 @click.option(
     "--backbone",
     default=None,
-    help="timm backbone / encoder, pretrained=False [default: resnet18 for circlenet, resnet10t otherwise].",
+    help="timm backbone / encoder, pretrained=False [default: the kind's].",
 )
 @schedule_options(epochs=30, batch=8, lr=2e-3)
 @seed_option()
@@ -111,7 +131,8 @@ from glomkit.infer.kinds import architectures
 @click.option(
     "--init",
     default=None,
-    help="Start from a CircleNet model file or 'bundled' (its backbone and, unless --mpp is given, its mpp).",
+    help="Start from a detector file of the same --arch, or 'bundled' (its backbone and, unless --mpp is "
+    "given, its mpp).",
 )
 @click.pass_context
 def train_cmd(
@@ -135,16 +156,14 @@ def train_cmd(
 
     if weights and len(weights) != len(data):
         raise GlomkitError(f"{len(data)} --data sources but {len(weights)} --weight values")
-    if init and arch != "circlenet":
-        raise GlomkitError("--init: only a CircleNet detector can start from a model file")
     if init:
         from glomkit.detect.warm_start import detector_init_metadata
 
-        _, meta = detector_init_metadata(init)
+        _, meta = detector_init_metadata(init, arch)
         backbone = backbone or meta.get("backbone")
         if ctx.get_parameter_source("mpp") == click.core.ParameterSource.DEFAULT:
             params["mpp"] = float(meta.get("mpp", params["mpp"]))
-    from glomkit.infer.kinds import TrainRequest, kind_for_arch
+    from glomkit.kinds import TrainRequest, kind_for_arch
 
     path = kind_for_arch(arch).train(
         TrainRequest(
@@ -154,11 +173,13 @@ def train_cmd(
             backbone=backbone,
             data_mpp=list(data_mpp) or None,
             options=dict(out=str(out), resume=str(resume) if resume else None, **params),
-            scale_jitter=scale_jitter,
-            hard_fraction=hard_fraction,
-            val_block=val_block,
-            select=select,
-            init=init,
+            extra=dict(
+                scale_jitter=scale_jitter,
+                hard_fraction=hard_fraction,
+                val_block=val_block,
+                select=select,
+                init=init,
+            ),
         )
     )
     val = read_metadata(path)["metrics"]["validation"]
@@ -171,7 +192,7 @@ def train_cmd(
     "--model",
     "model",
     required=True,
-    help="Detector .onnx, or a bundled name: circlenet, unet, segnet.",
+    help=f"Detector .onnx, or a bundled name: {', '.join(bundled_names('detector'))}.",
 )
 @data_option(
     "bueno_pas folder (held-out composed fields), folder of annotated images or slides, or circles CSV."
@@ -309,11 +330,9 @@ def _print_image_report(report: dict, title: str) -> None:
 
 @click.command("pipeline")
 @data_option("Folder of annotated images or slides (GeoJSON / ImageScope XML beside each), or circles CSV.")
-@click.option(
-    "--detector", default=None, help="Detector: circlenet (default), unet, segnet, or a model file."
-)
-@click.option("--classifier", default=None, help="Classifier model file (default: bundled).")
-@click.option("--segmenter", default=None, help="Segmenter model file (default: bundled).")
+@detector_option()
+@classifier_option()
+@segmenter_option()
 @click.option(
     "--split",
     type=click.Choice(["test", "val", "train", "all"]),

@@ -59,6 +59,23 @@ def model_option(task: str) -> Decorator:
     return click.option("--model", "model", default=None, help=f"{task} model (default: bundled).")
 
 
+def detector_option() -> Decorator:
+    """``--detector FILE|NAME`` of the commands that run the pipeline (names: glomkit.models.registry)."""
+    from glomkit.models.registry import bundled_names
+
+    names = ", ".join(bundled_names("detector"))
+    return click.option(
+        "--detector",
+        default=None,
+        help=f"Detector: a model file, or a bundled name ({names}; default: circlenet).",
+    )
+
+
+def segmenter_option() -> Decorator:
+    """``--segmenter FILE`` of the commands that run a segmenter inside a larger flow."""
+    return click.option("--segmenter", default=None, help="Segmenter model file (default: bundled).")
+
+
 def classifier_option() -> Decorator:
     """``--classifier FILE`` of the commands that run a classifier inside a larger flow."""
     return click.option("--classifier", default=None, help="Classifier model file (default: bundled).")

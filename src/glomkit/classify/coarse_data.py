@@ -195,7 +195,7 @@ def _square(img: np.ndarray, cx: float, cy: float, half: float, pad: bool = Fals
 
 def _detector_circles(detector, img: np.ndarray, mpp: float) -> np.ndarray:
     """(K, 4) x, y, r, score in tile px: the bundled detector run on the tile at its own mpp."""
-    from glomkit.infer.kinds.circlenet import detect_images
+    from glomkit.kinds.circlenet import detect_images
 
     f = mpp / float(detector.info.mpp or 8.0)
     h, w = img.shape[:2]

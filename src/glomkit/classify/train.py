@@ -26,11 +26,11 @@ from glomkit.classify.data import (
     split_by_slide,
 )
 from glomkit.classify.losses import FocalLoss, class_weights
-from glomkit.classify.model import GlomClassifier, WithSoftmax, build_classifier, load_encoder
 from glomkit.classify.warm_start import init_from_model, is_model_init, recalibrate
 from glomkit.core.schemes import get_scheme
 from glomkit.eval.classification import classification_report, ggs_report
 from glomkit.models.runtime import IMAGENET_MEAN, IMAGENET_STD
+from glomkit.nets.classifier import GlomClassifier, WithSoftmax, build_classifier, load_encoder
 from glomkit.train.loop import LoopConfig, Schedule, Task, pick_device, plain, seed_everything, train_loop
 
 # the schedule: warmup over the first 5 % of updates from 10 % of lr, then cosine down to 1 % of lr

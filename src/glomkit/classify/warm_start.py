@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from glomkit import GlomkitError
-from glomkit.classify.model import GlomClassifier, build_classifier
 from glomkit.core.schemes import ClassScheme
+from glomkit.nets.classifier import GlomClassifier, build_classifier
 
 BUNDLED = "bundled"
 

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glomkit import GlomkitError
+from glomkit.io.outputs import file_name
 
-REVIEWED_SUFFIX = "_reviewed.geojson"
+REVIEWED_SUFFIX = file_name("geojson", "", reviewed=True)  # "_reviewed.geojson"
 MARGIN_UM = 12.5
 PATCH_PX = 256
 

@@ -39,6 +39,7 @@ from glomkit.detect.fields import (
     fixed_fields,
     split_samples,
 )
+from glomkit.io.outputs import file_name
 
 ANNOTATION_SUFFIXES = (".xml", ".geojson", ".json")
 IMAGE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".png", ".jpg", ".jpeg", ".bmp")
@@ -127,7 +128,7 @@ def find_annotated_images(folder: str | Path, mpp: float | None = None) -> list[
     out = []
     for img in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
         # a review from ``glomkit review`` copied beside its slide comes first
-        for ann in [img.with_name(img.stem + "_reviewed.geojson")] + [
+        for ann in [img.with_name(file_name("geojson", img.stem, reviewed=True))] + [
             img.with_suffix(s) for s in ANNOTATION_SUFFIXES
         ]:
             if ann.is_file():

@@ -14,8 +14,7 @@ from rich.progress import Progress
 
 from glomkit import GlomkitError
 from glomkit.detect.fields import Field
-from glomkit.infer.kinds import kind_of
-from glomkit.infer.kinds.circlenet import EVAL_SCORE_THRESHOLD
+from glomkit.kinds import EVAL_SCORE_THRESHOLD, kind_of
 
 
 def evaluation_fields(
@@ -73,7 +72,7 @@ def evaluate_detector_file(
     """COCO circle metrics of a detector file on ``data``; returns a JSON-able report.
 
     The model's metadata (``decode.method``, default 'circlenet') picks its evaluation from
-    its kind (``glomkit.infer.kinds``); a segmentation detector ('components') also gets mIoU and pixel
+    its kind (``glomkit.kinds``); a segmentation detector ('components') also gets mIoU and pixel
     accuracy, and needs a bueno_pas folder. The fields are :func:`evaluation_fields` (each tile
     scored alone), the same for every detector given the same arguments, so figures compare.
     """

@@ -10,7 +10,7 @@ are added too.
 Ground truth circle of a pasted glomerulus = the **minimum enclosing circle** of its mask after
 placement (``cv2.minEnclosingCircle``), what an annotator drawing a circle around it would give.
 Each field also carries the union of the pasted glomerulus masks (``Field.mask``), for
-segmentation-as-detection (``glomkit.detect.segdetect``).
+segmentation-as-detection (``glomkit.kinds.components``).
 
 Splits are by source slide: build a :class:`FieldComposer` from the crops of one split only
 (``split_samples``), so validation fields never contain a glomerulus or a background patch

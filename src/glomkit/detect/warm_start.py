@@ -1,4 +1,4 @@
-"""Start detector training from a glomkit CircleNet model file, such as the bundled one (``--init bundled``).
+"""Start detector training from a glomkit detector file, such as the bundled one (``--init bundled``).
 
 The torch weights come back from the ONNX file through :mod:`glomkit.models.recover`, which
 checks the heatmap, radius and offset outputs against ONNX Runtime. The BatchNorms are then
@@ -16,16 +16,23 @@ import torch
 from glomkit import GlomkitError
 
 
-def detector_init_metadata(init: str) -> tuple[Path, dict[str, Any]]:
-    """The model file named by ``--init`` (``bundled`` = the bundled CircleNet) and its metadata."""
+def detector_init_metadata(init: str, arch: str) -> tuple[Path, dict[str, Any]]:
+    """The model file named by ``--init`` (``bundled`` = the bundled detector) and its metadata.
+
+    The file must be a detector of architecture ``arch`` whose kind can start training from a
+    model file (:attr:`glomkit.kinds.DetectorKind.warm_start`).
+    """
+    from glomkit.kinds import kind_for_arch
     from glomkit.models.registry import resolve_model
     from glomkit.models.runtime import read_metadata
 
+    if not kind_for_arch(arch).warm_start:
+        raise GlomkitError(f"--init: a {arch} detector cannot start from a model file")
     path = Path(resolve_model(init, "detector"))
     meta = read_metadata(path)
-    if meta.get("task") != "detector" or meta.get("architecture") != "circlenet":
+    if meta.get("task") != "detector" or meta.get("architecture") != arch:
         raise GlomkitError(
-            f"{path}: --init needs a CircleNet detector model (this is {meta.get('architecture')})"
+            f"{path}: --init needs a {arch} detector model (this is {meta.get('architecture')})"
         )
     return path, meta
 
@@ -34,7 +41,7 @@ def init_detector(model: torch.nn.Module, init: str, batches: Iterable[torch.Ten
     """Load the CircleNet ``init`` into ``model`` (same backbone), then recalibrate its BatchNorms."""
     from glomkit.models.recover import load_onnx_weights, recalibrate_batchnorm
 
-    path, meta = detector_init_metadata(init)
+    path, meta = detector_init_metadata(init, "circlenet")
     example = torch.randn(1, 3, 64, 64)
     fused = load_onnx_weights(model, path, example, lambda n, x: list(n(x)))
     n = recalibrate_batchnorm(model, fused, batches)

@@ -1,7 +1,7 @@
 """Slide-wide detection: the tile loop of a detector over a slide (ONNX Runtime, no torch).
 
 Tiles at the detector's working mpp are read in background threads, batched through the model
-and decoded by the model's kind (``glomkit.infer.kinds``); circles cut by an interior tile edge
+and decoded by the model's kind (``glomkit.kinds``); circles cut by an interior tile edge
 are dropped (the overlap shows them whole in a neighbouring tile), and circle NMS merges the rest.
 """
 
@@ -16,8 +16,8 @@ import numpy as np
 
 from glomkit import GlomkitError
 from glomkit.core.geometry import DEFAULT_NMS_IOU, circle_nms
-from glomkit.infer.kinds import kind_of
-from glomkit.infer.tta import flip_tta
+from glomkit.core.tta import flip_tta
+from glomkit.kinds import kind_of
 from glomkit.models.metadata import DetectorMetadata
 from glomkit.slide.grid import Tile, TileGrid
 from glomkit.slide.reader import Slide

@@ -23,6 +23,7 @@ from typing import Any
 from glomkit import GlomkitError
 from glomkit.core.geometry import DEFAULT_NMS_IOU
 from glomkit.core.stain import STAIN_NORMS
+from glomkit.kinds import DEFAULT_KIND, KINDS
 
 FORMAT = "glomkit-model/1"
 ENCODER_TASK = "encoder"  # a feature extractor (glomkit pretrain simsiam; glomkit cluster --encoder)
@@ -31,12 +32,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # One place for defaults.
+# (a detector kind's own defaults live in its file: glomkit.kinds)
 DEFAULT_DETECTOR_MPP = 2.0  # µm/px of a detector whose metadata does not say
-DEFAULT_STRIDE = {"circlenet": 4, "components": 1}
-DEFAULT_SCORE_THRESHOLD = {"circlenet": 0.3, "components": 0.5}
 DEFAULT_TOP_K = 100
-DEFAULT_COMPONENT_THRESHOLD = 0.5
-DEFAULT_MIN_DIAMETER_UM = 40.0
 DEFAULT_SEGMENTER_THRESHOLD = 0.5
 
 # Plausible ranges: outside them the metadata is wrong, not unusual.
@@ -44,16 +42,12 @@ MODEL_MPP_RANGE = (0.05, 100.0)  # µm/px a detector can work at
 MAX_INPUT_SIDE = 8192
 MAX_STRIDE = 64
 MAX_CLASSES = 256
-DECODE_METHODS = ("circlenet", "components")
-COMPONENT_CIRCLES = ("enclosing", "equivalent")
 RESIZE_MODES = ("resize", "pad")
-# Outputs each kind of model must have (by name).
+# Outputs each task's models must have (by name); a detector's are its kind's (glomkit.kinds).
 REQUIRED_OUTPUTS = {
     "classifier": ("probs",),
     "segmenter": ("prob",),
     ENCODER_TASK: ("features",),
-    "circlenet": ("heatmap", "radius", "offset"),
-    "components": ("probability",),
 }
 
 # A class name becomes a folder name in OUT (patches/<class>/): letters, digits, '_', '-', '+',
@@ -179,19 +173,21 @@ class ModelMetadata:
 
 @dataclass(frozen=True)
 class DetectorMetadata(ModelMetadata):
-    """A detector: its working mpp, output stride and decoding defaults."""
+    """A detector: its working mpp, output stride and decoding settings.
+
+    ``method`` names its kind (:mod:`glomkit.kinds`), whose file gives the stride and score
+    threshold defaults and parses ``decode``: the kind's own typed settings (None for a kind
+    without any).
+    """
 
     mpp: float = DEFAULT_DETECTOR_MPP
     stride: int = 4
-    method: str = "circlenet"
+    method: str = DEFAULT_KIND
     score_threshold: float = 0.3
     top_k: int = DEFAULT_TOP_K
     nms_iou: float = DEFAULT_NMS_IOU
     tta: bool = False
-    threshold: float = DEFAULT_COMPONENT_THRESHOLD  # components: probability threshold
-    min_diameter_um: float = DEFAULT_MIN_DIAMETER_UM
-    circle: str = "enclosing"  # components: minimum enclosing or equal-area circle
-    split_touching: bool = False  # components: split touching glomeruli
+    decode: Any = None
     max_radius_um: float | None = None
     # the tissue colours (glomkit.core.colour.LabStats) of the detector's training images
     # (``input.stain_reference``); None: no colour transfer is possible
@@ -200,7 +196,7 @@ class DetectorMetadata(ModelMetadata):
     colour_transfer: bool = False
 
     def required_outputs(self) -> tuple[str, ...]:
-        return REQUIRED_OUTPUTS[self.method]
+        return KINDS.get(self.method, self.path).outputs
 
 
 @dataclass(frozen=True)
@@ -268,7 +264,8 @@ def validate_metadata(meta: Any, path: str | Path) -> ModelMetadata:
 
 def _detector(f: _Field, meta: Mapping[str, Any], common: dict[str, Any]) -> DetectorMetadata:
     dec = f.mapping(meta, "decode", "decode")
-    method = f.choice(dec, "decode.method", "method", "circlenet", DECODE_METHODS)
+    method = f.choice(dec, "decode.method", "method", DEFAULT_KIND, KINDS.names())
+    kind = KINDS.get(method, f.path)
     lo, hi = MODEL_MPP_RANGE
     if "max_radius_um" in meta and meta["max_radius_um"] is not None:
         max_r = f.number(meta, "max_radius_um", "max_radius_um", None, 0.0, 1e5, lo_open=True)
@@ -277,20 +274,15 @@ def _detector(f: _Field, meta: Mapping[str, Any], common: dict[str, Any]) -> Det
     return DetectorMetadata(
         **common,
         mpp=f.number(meta, "mpp", "mpp", DEFAULT_DETECTOR_MPP, lo, hi),
-        stride=f.integer(meta, "stride", "stride", DEFAULT_STRIDE[method], 1, MAX_STRIDE),
+        stride=f.integer(meta, "stride", "stride", kind.default_stride, 1, MAX_STRIDE),
         method=method,
         score_threshold=f.number(
-            dec, "decode.score_threshold", "score_threshold", DEFAULT_SCORE_THRESHOLD[method], 0.0, 1.0
+            dec, "decode.score_threshold", "score_threshold", kind.default_score_threshold, 0.0, 1.0
         ),
         top_k=f.integer(dec, "decode.top_k", "top_k", DEFAULT_TOP_K, 1, 100_000),
         nms_iou=f.number(dec, "decode.nms_iou", "nms_iou", DEFAULT_NMS_IOU, 0.0, 1.0),
         tta=f.boolean(dec, "decode.tta", "tta", False),
-        threshold=f.number(dec, "decode.threshold", "threshold", DEFAULT_COMPONENT_THRESHOLD, 0.0, 1.0),
-        min_diameter_um=f.number(
-            dec, "decode.min_diameter_um", "min_diameter_um", DEFAULT_MIN_DIAMETER_UM, 0.0, 1e5
-        ),
-        circle=f.choice(dec, "decode.circle", "circle", "enclosing", COMPONENT_CIRCLES),
-        split_touching=f.boolean(dec, "decode.split_touching", "split_touching", False),
+        decode=kind.parse_decode(f, dec) if kind.parse_decode else None,
         max_radius_um=max_r,
         stain_reference=_stain_reference(f, meta),
         colour_transfer=f.boolean(dec, "decode.colour_transfer", "colour_transfer", False),

@@ -1,51 +1,61 @@
-"""Bundled models: the weights that ship inside the package and that ``glomkit run`` uses by default."""
+"""Bundled models: the weights that ship inside the package and that ``glomkit run`` uses by default.
+
+One :class:`~glomkit.core.registry.Registry` per task maps a short name to a file of
+``WEIGHTS_DIR``; ``default`` is the task's default (``glomkit run --detector unet`` picks another).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from glomkit import GlomkitError
+from glomkit.core.registry import Registry
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT = "default"
 
-# task -> file name of the default model of that task
-DEFAULTS: dict[str, str] = {
-    "detector": "detector.onnx",
-    "classifier": "classifier.onnx",
-    "segmenter": "segmenter.onnx",
+BUNDLED: dict[str, Registry[str]] = {
+    "detector": Registry("bundled detector"),
+    "classifier": Registry("bundled classifier"),
+    "segmenter": Registry("bundled segmenter"),
 }
-
-# task -> short names of bundled alternatives (``glomkit run --detector unet``)
-NAMED: dict[str, dict[str, str]] = {
+for _task, _names in {
     "detector": {
+        DEFAULT: "detector.onnx",
         "circlenet": "detector.onnx",
         "unet": "detector_unet.onnx",
         "segnet": "detector_segnet.onnx",
     },
-}
+    "classifier": {DEFAULT: "classifier.onnx"},
+    "segmenter": {DEFAULT: "segmenter.onnx"},
+}.items():
+    for _name, _file in _names.items():
+        BUNDLED[_task].register(_name, _file)
 
 
-def bundled_path(task: str) -> Path:
-    """Path of the bundled default model for ``task``."""
-    if task not in DEFAULTS:
-        raise GlomkitError(f"unknown model task {task!r}; known: {', '.join(DEFAULTS)}")
-    path = WEIGHTS_DIR / DEFAULTS[task]
+def bundled_names(task: str) -> list[str]:
+    """The short names of ``task``'s bundled models, other than ``default``."""
+    return [n for n in BUNDLED[task].names() if n != DEFAULT] if task in BUNDLED else []
+
+
+def bundled_path(task: str, name: str = DEFAULT) -> Path:
+    """Path of the bundled model ``name`` (default: the task's default) for ``task``."""
+    if task not in BUNDLED:
+        raise GlomkitError(f"unknown model task {task!r}; known: {', '.join(BUNDLED)}")
+    path = WEIGHTS_DIR / BUNDLED[task].get(name)
     if not path.is_file():
-        raise GlomkitError(f"{path}: the bundled {task} is missing from this installation")
+        what = task if name == DEFAULT else f"{task} {name!r}"
+        raise GlomkitError(f"{path}: the bundled {what} is missing from this installation")
     return path
 
 
 def resolve_model(spec: str | Path | None, task: str) -> Path:
-    """A model given by path, by a bundled short name (``NAMED``) or file name, or None (or
-    "default", or "bundled", as ``--init bundled`` says) for the bundled default."""
-    if spec is None or str(spec) in ("default", "bundled"):
+    """A model given by path, by a bundled short name or file name, or None (or "default", or
+    "bundled", as ``--init bundled`` says) for the bundled default."""
+    if spec is None or str(spec) in (DEFAULT, "bundled"):
         return bundled_path(task)
-    named = NAMED.get(task, {})
-    if str(spec) in named:
-        path = WEIGHTS_DIR / named[str(spec)]
-        if not path.is_file():
-            raise GlomkitError(f"{path}: the bundled {task} {spec!r} is missing from this installation")
-        return path
+    if task in BUNDLED and str(spec) in BUNDLED[task]:
+        return bundled_path(task, str(spec))
     p = Path(spec)
     if p.is_file():
         return p

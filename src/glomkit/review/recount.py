@@ -18,6 +18,7 @@ from glomkit import GlomkitError
 from glomkit.core.records import SlideRecord
 from glomkit.core.trust import TRUST_KEYS
 from glomkit.core.wording import count_of
+from glomkit.io.outputs import file_name, patch_paths
 from glomkit.io.paths import path_under
 from glomkit.io.report import REPORT, SUMMARY
 from glomkit.review.provenance import run_state
@@ -59,15 +60,17 @@ def recount(
     scheme = review_scheme(model_scheme)
     review_dir = path_under(out_dir, REVIEW_DIR)
     path = (
-        Path(annotations) if annotations is not None else path_under(review_dir, f"{stem}_reviewed.geojson")
+        Path(annotations)
+        if annotations is not None
+        else path_under(review_dir, file_name("geojson", stem, reviewed=True))
     )
     if annotations is None and not path.is_file():
         raise GlomkitError(f"{path}: no review yet (run 'glomkit review {out_dir}' or pass --annotations)")
     items = read_items(path, scheme, mpp)
     # the run the review was made on: known for glomkit's own reviewed GeoJSON (review/run.json)
-    own_review = path.resolve() == path_under(review_dir, f"{stem}_reviewed.geojson").resolve()
+    own_review = path.resolve() == path_under(review_dir, file_name("geojson", stem, reviewed=True)).resolve()
     state = run_state(out_dir, stem) if own_review else {"run_changed": None}
-    patches = {} if state["run_changed"] else _patches(out_dir, stem)  # ids of another run differ
+    patches = {} if state["run_changed"] else patch_paths(out_dir, stem)  # ids of another run differ
     for it in items:
         if it.status != "added" and it.id in patches:
             it.patch = "../" + patches[it.id]  # the report sits in review/
@@ -124,15 +127,6 @@ def recount(
     write_report_html(path_under(review_dir, REPORT), result, data)
     tmp.replace(path_under(review_dir, SUMMARY))
     return data
-
-
-def _patches(out_dir: Path, stem: str) -> dict[int, str]:
-    table = out_dir / f"{stem}_glomeruli.csv"
-    if not table.is_file():
-        return {}
-    from glomkit.io.table import read_table
-
-    return {int(r["id"]): str(r["patch"]) for r in read_table(table) if r.get("patch")}
 
 
 def _open_slide(summary: dict[str, Any], out_dir: Path, slide: str | Path | None, mpp: float):

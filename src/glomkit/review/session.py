@@ -29,6 +29,7 @@ from glomkit.core.records import GlomerulusRecord, SlideRecord
 from glomkit.core.schemes import FIVE_CLASS, ClassScheme
 from glomkit.core.trust import call_of, trust_summary
 from glomkit.io.annotations import Annotation
+from glomkit.io.outputs import file_name, patch_paths
 from glomkit.io.paths import path_under
 from glomkit.io.report import SUMMARY
 from glomkit.review.provenance import REVIEW_DIR, RUN_RECORD, run_record, run_state
@@ -315,9 +316,9 @@ class ReviewSession:
         self.slide_path = find_slide(self.summary, self.out_dir, slide)
         # the stem comes from summary.json: every path is checked to stay in the output folder
         self.review_dir = path_under(self.out_dir, REVIEW_DIR)
-        self.geojson_path = path_under(self.review_dir, f"{self.stem}_reviewed.geojson")
-        self.xml_path = path_under(self.review_dir, f"{self.stem}_reviewed.xml")
-        self.original_path = path_under(self.out_dir, f"{self.stem}.geojson")
+        self.geojson_path = path_under(self.review_dir, file_name("geojson", self.stem, reviewed=True))
+        self.xml_path = path_under(self.review_dir, file_name("imagescope", self.stem, reviewed=True))
+        self.original_path = path_under(self.out_dir, file_name("geojson", self.stem))
         self._lock = threading.RLock()
         self._features: dict[int, dict[str, Any]] = {}  # id -> cached GeoJSON feature
         self.resumed = self.geojson_path.is_file()
@@ -340,12 +341,7 @@ class ReviewSession:
         self.saved_at = ""
 
     def _patches(self) -> dict[int, str]:
-        table = self.out_dir / f"{self.stem}_glomeruli.csv"
-        if not table.is_file():
-            return {}
-        from glomkit.io.table import read_table
-
-        return {int(r["id"]): str(r.get("patch") or "") for r in read_table(table)}
+        return patch_paths(self.out_dir, self.stem)
 
     # -- reading ---------------------------------------------------------------------------
     def item_list(self) -> list[ReviewItem]:
@@ -475,9 +471,10 @@ class ReviewSession:
         }
 
     def save(self) -> None:
-        """Write the reviewed GeoJSON and ImageScope XML, each atomically."""
+        """Write the reviewed GeoJSON (with each item's review status) and the other reviewed
+        formats of ``glomkit.io.outputs``, each atomically."""
         from glomkit.io.atomic import write_text
-        from glomkit.io.imagescope import write_imagescope_xml
+        from glomkit.io.outputs import write_reviewed
 
         with self._lock:
             text = json.dumps(self.geojson(), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
@@ -487,7 +484,7 @@ class ReviewSession:
                 )
                 self.run_record = None
             write_text(self.geojson_path, text + "\n")
-            write_imagescope_xml(self.xml_path, self.result())
+            write_reviewed(self.review_dir, self.result(), skip=("geojson",))
             self.saved_at = now_utc()
 
 

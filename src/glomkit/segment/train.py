@@ -146,8 +146,8 @@ def train_segmenter(cfg: SegTrainConfig) -> Path:
     import torch
 
     from glomkit.models.export import export_onnx
+    from glomkit.nets.segmenters import create_segmenter
     from glomkit.segment.evaluate import evaluate_segmenter
-    from glomkit.segment.registry import create_segmenter
     from glomkit.train.loop import LoopConfig, Schedule, Task, pick_device, train_loop
 
     out, ckpt_path, hist_path = _paths(cfg)

@@ -1,4 +1,5 @@
-"""CircleNet: a timm backbone, an FPN-lite neck up to stride 4, and centre / radius / offset heads.
+"""CircleNet: the shared timm encoder (``nets/encoders.py``), an FPN-lite neck up to stride 4, and
+centre / radius / offset heads.
 
 Yang et al., "CircleNet: Anchor-free Glomerulus Detection with Circle Representation", MICCAI 2020
 (after Zhou et al., "Objects as Points", 2019). The model is built by name from a small config
@@ -15,6 +16,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from glomkit.nets.encoders import create_encoder
 
 STRIDE = 4
 RADIUS_SCALE = 16.0  # the radius head predicts radius / RADIUS_SCALE (input px)
@@ -33,6 +36,17 @@ def _head(cin: int, mid: int, cout: int, bias: float = 0.0) -> nn.Sequential:
     return head
 
 
+def _old_backbone_keys(module, state_dict, prefix, *args) -> None:
+    """Checkpoints written before the backbone became the shared :class:`Encoder` name its weights
+    ``backbone.<layer>``; they are now ``backbone.body.<layer>``."""
+    old = f"{prefix}backbone."
+    new = f"{prefix}backbone.body."
+    if any(k.startswith(new) for k in state_dict):
+        return
+    for k in [k for k in state_dict if k.startswith(old)]:
+        state_dict[new + k[len(old) :]] = state_dict.pop(k)
+
+
 class CircleNet(nn.Module):
     """Backbone features at strides 4..32, fused top-down into one stride-4 map, three heads.
 
@@ -42,11 +56,8 @@ class CircleNet(nn.Module):
 
     def __init__(self, backbone: str = "resnet18", neck_channels: int = 64, head_channels: int = 64) -> None:
         super().__init__()
-        import timm
-
-        self.backbone = timm.create_model(backbone, features_only=True, pretrained=False)
-        red = self.backbone.feature_info.reduction()
-        chans = self.backbone.feature_info.channels()
+        self.backbone = create_encoder(backbone)
+        red, chans = self.backbone.reductions, self.backbone.channels
         self.levels = [i for i, r in enumerate(red) if r >= STRIDE]
         if red[self.levels[0]] != STRIDE:
             raise ValueError(f"backbone {backbone!r} has no stride-{STRIDE} feature map")
@@ -59,6 +70,7 @@ class CircleNet(nn.Module):
         self.heatmap_head = _head(neck_channels, head_channels, 1, bias=-2.19)  # prior 0.1
         self.radius_head = _head(neck_channels, head_channels, 1, bias=2.0)
         self.offset_head = _head(neck_channels, head_channels, 2, bias=0.5)
+        self.register_load_state_dict_pre_hook(_old_backbone_keys)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.backbone(x)

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from glomkit.segment.blocks import ConvBNReLU, SegmentationHead
-from glomkit.segment.encoders import create_encoder
+from glomkit.nets.blocks import ConvBNReLU, SegmentationHead
+from glomkit.nets.encoders import create_encoder
 
 
 class ASPPPooling(nn.Module):
