@@ -34,8 +34,8 @@ def main() -> None:
     ap.add_argument("--workdir", default="demo_out", help="where the demo slide is (made if missing)")
     a = ap.parse_args()
 
-    from glomkit.cli import demo_slide
     from glomkit.core.geometry import circle_iou
+    from glomkit.synth.slide import demo_slide
 
     slide, _ = demo_slide(Path(a.workdir), 12000, 9000, 0)
     truth = read_table(slide.with_name(f"{slide.stem}_truth.csv"))

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from glomkit.data.bueno import load_bueno, split_train_val_test
+from glomkit.io.images import read_rgb
 from glomkit.mine.curate import MineConfig, mine_figures
 from glomkit.mine.separate import Box, box_iou, separate_panels
 from glomkit.mine.synthetic_figures import (
@@ -54,10 +55,6 @@ KIND_WEIGHTS = {
     "fluorescence": 0.13,
     "em": 0.12,
 }
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def outside_mask_crop(sample, rng: np.random.Generator) -> np.ndarray | None:

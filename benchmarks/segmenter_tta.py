@@ -19,9 +19,10 @@ from scipy import ndimage as ndi
 from glomkit.eval.segmentation import mask_scores
 from glomkit.infer.morphometry import largest_component
 from glomkit.infer.segment import predict_probs
+from glomkit.io.images import read_rgb
 from glomkit.models.registry import resolve_model
 from glomkit.models.runtime import OnnxModel
-from glomkit.segment.dataset import load_samples, read_mask, read_rgb
+from glomkit.segment.dataset import load_samples, read_mask
 from glomkit.segment.evaluate import select_split
 
 VIEWS = [(k, flip) for k in range(4) for flip in (False, True)]

@@ -332,7 +332,7 @@ def test_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
 
 def test_demo_remakes_its_slide_for_other_settings(tmp_path):
     pytest.importorskip("glomkit.synth.slide")
-    from glomkit.cli import demo_slide
+    from glomkit.synth.slide import demo_slide
 
     slide, made = demo_slide(tmp_path, 256, 192, 0)
     assert made and slide.is_file()

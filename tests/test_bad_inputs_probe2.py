@@ -82,8 +82,8 @@ def test_malformed_dask_scheduler_is_one_line(tmp_path, monkeypatch, capsys, add
 
 
 def test_png_bombs_in_the_training_readers(tmp_path):
+    from glomkit.io.images import read_rgb as ssl_read
     from glomkit.ssl.images import load_resized
-    from glomkit.ssl.images import read_rgb as ssl_read
 
     bomb = png_header_only(tmp_path / "bomb.png", 32000, 32000)
     for read in (ssl_read, lambda p: load_resized([p], 32)):  # cluster and pretrain simsiam

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from glomkit._cli.classify import classify_cmd, evaluate_cmd, train_cmd
+from glomkit._cli.evaluate import evaluate_classifier_cmd as evaluate_cmd
+from glomkit._cli.run import classify_cmd
+from glomkit._cli.train import train_classifier_cmd as train_cmd
 from glomkit.models.runtime import read_metadata
 
 
@@ -109,7 +111,7 @@ def test_predict_and_classify_command_do_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, glomkit.infer.classify, glomkit._cli.classify; print('torch' in sys.modules)"
+    code = "import sys, glomkit.infer.classify, glomkit._cli.run; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -120,7 +122,7 @@ def test_command_line_records_repeatable_options_and_skips_flags_left_off():
     import click
     from click.testing import CliRunner
 
-    from glomkit._cli.classify import _command_line
+    from glomkit._cli.tables import command_line as _command_line
 
     @click.command()
     @click.option("--only-fold", "only_folds", type=int, multiple=True)

@@ -66,7 +66,7 @@ def _config_passed(monkeypatch, module: str, name: str, cmd: click.Command, args
 
 
 def test_train_segmenter_passes_options_to_config(monkeypatch, tmp_path):
-    from glomkit._cli.segment import train_cmd
+    from glomkit._cli.train import train_segmenter_cmd as train_cmd
 
     args = f"--data {tmp_path} -o {tmp_path}/m.onnx --size 512 --lr 0.01 --resume"
     cfg = _config_passed(monkeypatch, "glomkit.segment.train", "train_segmenter", train_cmd, args)
@@ -83,7 +83,7 @@ def test_train_segmenter_passes_options_to_config(monkeypatch, tmp_path):
     ],
 )
 def test_train_detector_passes_options_to_config(monkeypatch, tmp_path, arch, module, name):
-    from glomkit._cli.detector import train_cmd
+    from glomkit._cli.train import train_detector_cmd as train_cmd
 
     args = (
         f"--data {tmp_path} -o {tmp_path}/d.onnx --arch {arch} --epochs 2 --resume {tmp_path}/c.pt --pool 5"
@@ -98,7 +98,7 @@ def test_train_detector_passes_options_to_config(monkeypatch, tmp_path, arch, mo
 
 
 def test_study_segmentation_passes_options_to_config(monkeypatch, tmp_path):
-    from glomkit._cli.segment import study_segmentation_cmd
+    from glomkit._cli.study import study_segmentation_cmd
 
     args = (
         f"--data {tmp_path} -o {tmp_path}/s --archs unet,segnet --settings 256:pad --max-minutes-per-run 1.5"

@@ -95,7 +95,7 @@ def test_missing_inputs_are_reported_and_the_rest_is_run(tmp_path: Path, monkeyp
 
 
 def test_result_lines_count_in_the_singular() -> None:
-    from glomkit.cli import result_line
+    from glomkit._cli.run import result_line
 
     row = {"status": "ok", "n_glomeruli": 1}
     assert result_line([row], Path("o")).startswith("1 slide: 1 done; 1 glomerulus;")

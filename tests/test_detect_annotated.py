@@ -242,7 +242,9 @@ def test_context_patches_are_centred_masks(tmp_path):
 def test_train_and_evaluate_on_two_annotated_images(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("timm")
-    from glomkit._cli.detector import evaluate_cmd, evaluate_pipeline_cmd, train_cmd
+    from glomkit._cli.evaluate import evaluate_detector_cmd as evaluate_cmd
+    from glomkit._cli.evaluate import evaluate_pipeline_cmd
+    from glomkit._cli.train import train_detector_cmd as train_cmd
     from glomkit.models.runtime import read_metadata
 
     data = tmp_path / "data"

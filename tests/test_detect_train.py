@@ -34,7 +34,8 @@ def _disc_images(folder, n=3, size=96, seed=0):
 
 @pytest.mark.slow
 def test_train_two_steps_export_and_evaluate(tmp_path):
-    from glomkit._cli.detector import evaluate_cmd, train_cmd
+    from glomkit._cli.evaluate import evaluate_detector_cmd as evaluate_cmd
+    from glomkit._cli.train import train_detector_cmd as train_cmd
     from glomkit.models.runtime import read_metadata
 
     csv_path = _disc_images(tmp_path)

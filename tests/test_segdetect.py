@@ -315,7 +315,7 @@ def test_field_mask_is_the_union_of_the_circled_glomeruli(bueno_root):
 def test_evaluate_command_reports_ap_and_miou_for_a_segdetector(tiny_models, bueno_root, tmp_path):
     from click.testing import CliRunner
 
-    from glomkit._cli.detector import evaluate_cmd
+    from glomkit._cli.evaluate import evaluate_detector_cmd as evaluate_cmd
 
     model, _ = tiny_models["segnet"]
     out = tmp_path / "report.json"

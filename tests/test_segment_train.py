@@ -175,7 +175,7 @@ def test_segment_patches_returns_masks_at_the_patch_size(trained: Path) -> None:
 
 @pytest.mark.slow
 def test_segment_command_writes_masks_at_input_size(trained: Path, data_dir: Path, tmp_path: Path) -> None:
-    from glomkit._cli.segment import segment_cmd
+    from glomkit._cli.run import segment_cmd
 
     src = tmp_path / "in" / "sub"
     src.mkdir(parents=True)
@@ -193,7 +193,7 @@ def test_segment_command_writes_masks_at_input_size(trained: Path, data_dir: Pat
 
 @pytest.mark.slow
 def test_segment_command_names_an_unreadable_image(trained: Path, tmp_path: Path) -> None:
-    from glomkit._cli.segment import segment_cmd
+    from glomkit._cli.run import segment_cmd
 
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not a png")
@@ -204,7 +204,7 @@ def test_segment_command_names_an_unreadable_image(trained: Path, tmp_path: Path
 
 @pytest.mark.slow
 def test_evaluate_command_scores_the_test_slides(trained: Path, data_dir: Path, tmp_path: Path) -> None:
-    from glomkit._cli.segment import evaluate_cmd
+    from glomkit._cli.evaluate import evaluate_segmenter_cmd as evaluate_cmd
 
     report = tmp_path / "r.json"
     args = ["--model", str(trained), "--data", str(data_dir), "-o", str(report)]
@@ -264,7 +264,7 @@ def test_init_from_a_model_file_and_extra_training_pairs(
 
 
 def test_size_must_be_a_multiple_of_32(tmp_path: Path) -> None:
-    from glomkit._cli.segment import train_cmd
+    from glomkit._cli.train import train_segmenter_cmd as train_cmd
 
     res = CliRunner().invoke(train_cmd, ["--data", str(tmp_path), "--size", "200"])
     assert res.exit_code == 2 and "multiple of 32" in res.output

@@ -122,7 +122,7 @@ def test_margin_is_the_pipelines():
     ],
 )
 def test_pretrain_bad_sources_are_one_line_errors(tmp_path, args, needle):
-    from glomkit._cli.ssl import pretrain_simsiam_cmd
+    from glomkit._cli.train import pretrain_simsiam_cmd
 
     annotated_folder(tmp_path / "ann")
     broken = tmp_path / "broken"
@@ -161,7 +161,7 @@ def test_encoder_from_checkpoint_and_bad_checkpoint(tmp_path):
 
 @pytest.mark.slow
 def test_pretrain_command_on_two_sources_writes_encoder_and_onnx(tmp_path):
-    from glomkit._cli.ssl import pretrain_simsiam_cmd
+    from glomkit._cli.train import pretrain_simsiam_cmd
     from glomkit.cluster.encoder import OnnxEncoder
     from glomkit.ssl.simsiam import load_encoder
 

@@ -48,7 +48,7 @@ def test_stop_gradient_blocks_target_branch():
 
 @pytest.mark.slow
 def test_pretrain_command_writes_loadable_encoder(tmp_path):
-    from glomkit._cli.ssl import pretrain_simsiam_cmd
+    from glomkit._cli.train import pretrain_simsiam_cmd
     from glomkit.ssl.simsiam import load_encoder
 
     rng = np.random.default_rng(0)
@@ -90,7 +90,7 @@ def test_pretrain_command_writes_loadable_encoder(tmp_path):
 
 
 def test_missing_images_is_a_one_line_error(tmp_path):
-    from glomkit._cli.ssl import pretrain_simsiam_cmd
+    from glomkit._cli.train import pretrain_simsiam_cmd
 
     res = CliRunner().invoke(
         pretrain_simsiam_cmd, ["--images", str(tmp_path / "nope"), "-o", str(tmp_path / "e.pt")]

@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 
 from glomkit.data.bueno import default_root, load_bueno
-from glomkit.infer.classify import read_rgb
 from glomkit.io.atomic import write_png, write_text
+from glomkit.io.images import read_rgb
 
 OUT_SIZE = 224
 

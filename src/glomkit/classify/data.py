@@ -20,8 +20,8 @@ from torch.utils.data import Dataset
 
 from glomkit import GlomkitError
 from glomkit.core.stain import hed_jitter, stain_normaliser
-from glomkit.infer.classify import read_rgb, resize_patch
-from glomkit.io.images import IMAGE_SUFFIXES
+from glomkit.infer.classify import resize_patch
+from glomkit.io.images import IMAGE_SUFFIXES, read_rgb
 
 
 @dataclass(frozen=True)

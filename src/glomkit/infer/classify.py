@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from glomkit.core.stain import stain_normaliser
+from glomkit.io.images import read_rgb
 from glomkit.models.runtime import OnnxModel, prepare_batch
 
 
@@ -24,14 +25,6 @@ def resize_patch(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return image
     shrink = image.shape[0] > h or image.shape[1] > w
     return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-
-
-def read_rgb(path: str | Path, min_size: tuple[int, int] | None = None) -> np.ndarray:
-    """An image file as RGB uint8 (H, W, 3); a one-line GlomkitError if it cannot be read or
-    declares more pixels than the limit. A large JPEG is decoded reduced, no smaller than ``min_size``."""
-    from glomkit.io.images import read_rgb as read_image
-
-    return read_image(Path(path), min_size)
 
 
 def classify_patches(

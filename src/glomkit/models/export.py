@@ -137,3 +137,20 @@ def write_with_metadata(src: str | Path, dst: str | Path, updates: dict[str, Any
     entry.value = json.dumps(meta)
     with atomic_path(Path(dst)) as tmp:
         onnx.save(model, str(tmp))
+
+
+def store_score_threshold(
+    path: str | Path, best: dict[str, Any], data: dict[str, Any], **provenance: Any
+) -> float:
+    """Store a validation run's F1-best threshold as the detector's ``decode.score_threshold``,
+    with where it came from under ``metrics.threshold_choice``; returns the stored value."""
+    value = round(float(best["score_threshold"]), 3)
+    write_with_metadata(
+        path,
+        path,
+        {
+            "decode.score_threshold": value,
+            "metrics.threshold_choice": {**best, "data": data, **provenance},
+        },
+    )
+    return value

@@ -16,7 +16,7 @@ import numpy as np
 
 from glomkit import GlomkitError
 from glomkit.infer.segment import fit_to_size
-from glomkit.io.images import IMAGE_SUFFIXES
+from glomkit.io.images import IMAGE_SUFFIXES, read_rgb
 
 
 @dataclass(frozen=True)
@@ -66,14 +66,6 @@ def load_samples(data_dir: str | Path) -> list[SegSample]:
     if not out:
         raise GlomkitError(f"{root}: no image/mask pairs found")
     return out
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    """uint8 RGB (H,W,3); GlomkitError naming the file when it cannot be read or declares more
-    pixels than the limit (``glomkit.io.images.max_pixels``)."""
-    from glomkit.io.images import read_rgb as read_image
-
-    return read_image(Path(path))
 
 
 def read_mask(path: str | Path) -> np.ndarray:

@@ -11,8 +11,9 @@ from pathlib import Path
 from glomkit import GlomkitError
 from glomkit.eval.segmentation import segmentation_metrics
 from glomkit.infer.segment import predict_probs
+from glomkit.io.images import read_rgb
 from glomkit.models.runtime import OnnxModel
-from glomkit.segment.dataset import SegSample, load_samples, read_mask, read_rgb
+from glomkit.segment.dataset import SegSample, load_samples, read_mask
 
 
 def select_split(samples: list[SegSample], meta: dict, split: str) -> list[SegSample]:

@@ -470,3 +470,30 @@ def write_truth(result: SlideRecord, slide_path: str | Path) -> list[Path]:
         write_imagescope_xml(d / f"{base}.xml", result),
         write_geojson(d / f"{base}.geojson", result),
     ]
+
+
+DEMO_SETTINGS = "demo_slide.json"
+
+
+def demo_slide(out: Path, w: int, h: int, seed: int) -> tuple[Path, bool]:
+    """OUT/demo_slide.tif made with these settings (``glomkit demo``): reused when
+    OUT/demo_slide.json records the same size and seed, else (re)made with its truth files beside
+    it. Returns the path and whether it was made now."""
+    import json
+
+    from glomkit.io.atomic import write_text
+
+    slide = out / "demo_slide.tif"
+    settings = {"width": w, "height": h, "seed": seed, "mpp": 0.25}
+    record = out / DEMO_SETTINGS
+    try:
+        same = slide.is_file() and json.loads(record.read_text()) == settings
+    except (OSError, ValueError):
+        same = False
+    if same:
+        return slide, False
+    record.unlink(missing_ok=True)
+    truth = synthesize_slide(slide, w, h, mpp=0.25, seed=seed)
+    write_truth(truth, slide)
+    write_text(record, json.dumps(settings) + "\n")
+    return slide, True

@@ -1,4 +1,4 @@
-"""CLI: ``glomkit train detector`` and ``glomkit evaluate detector``."""
+"""CLI: ``glomkit evaluate detector|pipeline|classifier|segmenter``."""
 
 from __future__ import annotations
 
@@ -10,181 +10,23 @@ from rich.console import Console
 
 from glomkit import GlomkitError
 from glomkit._cli.options import (
-    MODEL_OUT_HELP,
     classifier_option,
     colour_transfer_option,
     data_mpp_option,
     data_option,
     detector_option,
-    max_minutes_option,
+    label_map_option,
+    model_option,
     out_option,
-    schedule_options,
     seed_option,
     segmenter_option,
-    threads_option,
 )
-from glomkit._cli.tables import result_table
-from glomkit.kinds import architectures
+from glomkit._cli.tables import classify_with_progress, ggs_line, result_table
 from glomkit.models.registry import bundled_names
 
+CLASSIFIER_DATA_HELP = "labels.csv folder or one subfolder per class."
 
-class _Architectures(click.Choice):
-    """``--arch``: the registry's architectures when the command runs (a kind registered later counts)."""
-
-    def __init__(self) -> None:
-        super().__init__([])
-
-    @property
-    def choices(self) -> list[str]:  # type: ignore[override]
-        return architectures()
-
-    @choices.setter
-    def choices(self, value: object) -> None:  # click.Choice.__init__ sets it; the registry is the truth
-        pass
-
-
-@click.command("detector")
-@click.option(
-    "--data",
-    "data",
-    multiple=True,
-    required=True,
-    type=click.Path(path_type=Path),
-    help="bueno_pas folder (fields are composed), folder of annotated images or slides (QuPath "
-    "GeoJSON / ImageScope XML of the same stem beside each), or circles CSV. Repeat to mix sources.",
-)
-@click.option(
-    "--weight",
-    "weights",
-    multiple=True,
-    type=click.FloatRange(min=0),
-    help="Sampling weight of each --data source, in the same order [default: equal].",
-)
-@out_option(MODEL_OUT_HELP)
-@click.option(
-    "--arch",
-    type=_Architectures(),
-    default=architectures()[0],
-    show_default=True,
-    help="Network and kind (glomkit.kinds): circlenet (centre heatmap), or a tile segmenter decoded by "
-    "connected components.",
-)
-@click.option(
-    "--backbone",
-    default=None,
-    help="timm backbone / encoder, pretrained=False [default: the kind's].",
-)
-@schedule_options(epochs=30, batch=8, lr=2e-3)
-@seed_option()
-@click.option(
-    "--fields", type=int, default=256, show_default=True, help="Training fields (or tiles) per epoch."
-)
-@click.option(
-    "--field-size", type=int, default=160, show_default=True, help="Training field side (px, multiple of 32)."
-)
-@click.option("--val-fields", type=int, default=64, show_default=True)
-@click.option("--val-size", type=int, default=256, show_default=True, help="Validation field side (px).")
-@click.option(
-    "--pool", type=int, default=48, show_default=True, help="Synthetic tissue/glomerulus pool size."
-)
-@click.option(
-    "--mpp", type=float, default=4.0, show_default=True, help="Working resolution of the model (µm/px)."
-)
-@click.option(
-    "--data-mpp",
-    "data_mpp",
-    type=click.FloatRange(min=0, min_open=True),
-    multiple=True,
-    help="µm/px of user images that do not record it: one value for all --data sources, or one per source.",
-)
-@click.option(
-    "--scale-jitter",
-    type=click.FloatRange(0, 1),
-    default=0.3,
-    show_default=True,
-    help="Annotated images: tiles read at 1/(1+j) to (1+j) times the nominal scale.",
-)
-@click.option(
-    "--hard-fraction",
-    type=click.FloatRange(0, 0.9),
-    default=0.15,
-    show_default=True,
-    help="Annotated images: share of training tiles centred on the model's mined false positives.",
-)
-@click.option(
-    "--val-block",
-    type=int,
-    default=-1,
-    show_default=True,
-    help="Annotated images: which of 5 contiguous blocks of file numbers validates (test* files are never used).",
-)
-@click.option(
-    "--select",
-    type=click.Choice(["AP50", "AP", "AP75"]),
-    default="AP50",
-    show_default=True,
-    help="Validation figure that picks the best epoch.",
-)
-@click.option("--resume", type=click.Path(path_type=Path), default=None, help="Checkpoint to continue from.")
-@max_minutes_option()
-@threads_option(None)
-@click.option(
-    "--init",
-    default=None,
-    help="Start from a detector file of the same --arch, or 'bundled' (its backbone and, unless --mpp is "
-    "given, its mpp).",
-)
-@click.pass_context
-def train_cmd(
-    ctx,
-    data,
-    weights,
-    out,
-    arch,
-    backbone,
-    data_mpp,
-    resume,
-    scale_jitter,
-    hard_fraction,
-    val_block,
-    select,
-    init,
-    **params,
-) -> None:
-    """Train a glomerulus detector (CircleNet, or U-Net/SegNet + components); writes an ONNX model."""
-    from glomkit.models.runtime import read_metadata
-
-    if weights and len(weights) != len(data):
-        raise GlomkitError(f"{len(data)} --data sources but {len(weights)} --weight values")
-    if init:
-        from glomkit.detect.warm_start import detector_init_metadata
-
-        _, meta = detector_init_metadata(init, arch)
-        backbone = backbone or meta.get("backbone")
-        if ctx.get_parameter_source("mpp") == click.core.ParameterSource.DEFAULT:
-            params["mpp"] = float(meta.get("mpp", params["mpp"]))
-    from glomkit.kinds import TrainRequest, kind_for_arch
-
-    path = kind_for_arch(arch).train(
-        TrainRequest(
-            arch=arch,
-            sources=[str(d) for d in data],
-            weights=list(weights) or None,
-            backbone=backbone,
-            data_mpp=list(data_mpp) or None,
-            options=dict(out=str(out), resume=str(resume) if resume else None, **params),
-            extra=dict(
-                scale_jitter=scale_jitter,
-                hard_fraction=hard_fraction,
-                val_block=val_block,
-                select=select,
-                init=init,
-            ),
-        )
-    )
-    val = read_metadata(path)["metrics"]["validation"]
-    extra = f"  mIoU {val['mIoU']:.3f}" if "mIoU" in val else ""
-    Console().print(f"wrote {path}  validation AP50 {val['AP50']:.3f}  AP {val['AP']:.3f}{extra}")
+SEGMENTER_DATA_HELP = "labels.csv folder or images/+masks/."
 
 
 @click.command("detector")
@@ -222,7 +64,7 @@ def train_cmd(
     "(decode.score_threshold, the pipeline's default).",
 )
 @out_option("Report JSON.", required=False)
-def evaluate_cmd(
+def evaluate_detector_cmd(
     model, data, split, fields, size, seed, data_mpp, val_block, tta, set_threshold, out
 ) -> None:
     """Detection AP of a detector model on held-out data.
@@ -256,7 +98,10 @@ def evaluate_cmd(
             f"precision {best['precision']:.3f} (circle IoU ≥ 0.5)"
         )
         if set_threshold:
-            _store_threshold(model, report, val_block)
+            from glomkit.models.export import store_score_threshold
+
+            value = store_score_threshold(model, best, report["data"], val_block=val_block)
+            Console().print(f"stored decode.score_threshold {value} in {model}")
         _write_report(out, report)
         return
     if set_threshold:
@@ -277,22 +122,6 @@ def evaluate_cmd(
     title = f"{model.name} on {report['data']['description']}"
     Console().print(result_table(title, ("metric", "value"), rows, right={"value"}))
     _write_report(out, report)
-
-
-def _store_threshold(model: Path, report: dict, val_block: int) -> None:
-    """Write the F1-best threshold of a validation run into the model's decode block."""
-    from glomkit.models.export import update_metadata
-    from glomkit.models.runtime import read_metadata
-
-    meta = read_metadata(model)
-    best = report["f1_best_threshold"]
-    decode = {**meta.get("decode", {}), "score_threshold": round(best["score_threshold"], 3)}
-    metrics = {
-        **meta.get("metrics", {}),
-        "threshold_choice": {**best, "data": report["data"], "val_block": val_block},
-    }
-    update_metadata(model, {"decode": decode, "metrics": metrics})
-    Console().print(f"stored decode.score_threshold {decode['score_threshold']} in {model}")
 
 
 def _write_report(out: Path | None, report: dict) -> None:
@@ -401,3 +230,111 @@ def evaluate_pipeline_cmd(
     )
     _print_image_report(report, f"pipeline on {report['data']['images']} {split} images of {data}")
     _write_report(out, report)
+
+
+@click.command("classifier")
+@model_option("Classifier")
+@data_option(CLASSIFIER_DATA_HELP)
+@label_map_option()
+@out_option("Report JSON (confusion PNG/CSV beside it).", required=False)
+@click.option(
+    "--split",
+    type=click.Choice(["all", "test", "val"]),
+    default="all",
+    show_default=True,
+    help="Every image, or only the held-out test / validation slides listed in the model metadata.",
+)
+def evaluate_classifier_cmd(model, data, label_map, out, split) -> None:
+    """Score a classifier on every image of a data folder: balanced accuracy, F1, AUC, confusion."""
+    from glomkit.classify.data import load_items, parse_label_map
+    from glomkit.eval.classification import classification_report, ggs_report, report_table, write_confusion
+    from glomkit.io.atomic import write_text
+    from glomkit.models.registry import resolve_model
+    from glomkit.models.runtime import OnnxModel
+
+    onnx = OnnxModel(resolve_model(model, "classifier"), expect_task="classifier")
+    scheme = onnx.info.scheme
+    items = load_items(data, parse_label_map(label_map))
+    if split != "all":
+        splits = onnx.meta.get("training", {}).get("splits", {})
+        slides = set(splits.get(f"{split}_slides", []))
+        if not slides:
+            raise GlomkitError(f"{onnx.path}: model metadata lists no {split} slides; use --split all")
+        items = [it for it in items if it.slide in slides]
+        if not items:
+            raise GlomkitError(f"{data}: no image comes from the model's {split} slides")
+    known = set(scheme.names)
+    unknown = sorted({it.label for it in items} - known)
+    if unknown:
+        raise GlomkitError(
+            f"{data}: labels {unknown} are not classes of the model ({', '.join(scheme.names)}); use --label-map"
+        )
+    rows = classify_with_progress(onnx, [it.image for it in items])
+    import numpy as np
+
+    from glomkit.infer.decision import Decision
+
+    probs = np.array([[r[f"prob_{n}"] for n in scheme.names] for r in rows])
+    pred = [scheme.index(r["label"]) for r in rows]  # the model's decision (threshold), not argmax
+    y = [scheme.index(it.label) for it in items]
+    rep = classification_report(y, probs, scheme.names, pred)
+    rep["ggs"] = ggs_report(y, probs, scheme, Decision.from_meta(onnx.meta).threshold)
+    rep["model"] = str(onnx.path)
+    rep["data"] = str(data)
+    rep["split"] = split
+    con = Console()
+    con.print(report_table(rep, f"{onnx.path.name} on {data}"))
+    if rep["ggs"]:
+        con.print(ggs_line("GGS vs not (glomeruli only)", rep["ggs"]))
+    if out is not None:
+        out = Path(out)
+        write_text(out, json.dumps(rep, indent=1))
+        stem = out.with_suffix("")
+        write_confusion(f"{stem}_confusion.png", f"{stem}_confusion.csv", rep["confusion"], scheme.names)
+        con.print(f"report: {out}; confusion: {stem}_confusion.png/.csv")
+
+
+@click.command("segmenter")
+@model_option("Segmenter")
+@data_option(SEGMENTER_DATA_HELP)
+@out_option("Write the report JSON here.", required=False)
+@click.option(
+    "--split",
+    type=click.Choice(["test", "val", "train", "all"]),
+    default="test",
+    show_default=True,
+    help="Slides to score, as listed in the model metadata (all: every pair).",
+)
+def evaluate_segmenter_cmd(model, data, out, split) -> None:
+    """Score a segmenter on a data folder: Dice, IoU, mIoU, pixel accuracy, per slide."""
+    from rich.progress import Progress
+
+    from glomkit.io.atomic import write_text
+    from glomkit.models.registry import resolve_model
+    from glomkit.segment.evaluate import evaluate_segmenter
+
+    path = resolve_model(model, "segmenter")
+    with Progress(transient=True) as progress:
+        task = progress.add_task("segmenting", total=None)
+        rep = evaluate_segmenter(path, data, split=split, progress=lambda n: progress.advance(task, n))
+    con = Console()
+    con.print(
+        result_table(
+            f"{path.name} on {data} ({split})",
+            ("images", "Dice mean ± sd", "IoU", "mIoU", "pixel accuracy"),
+            [
+                (
+                    str(rep["n_images"]),
+                    f"{rep['dice_mean']:.4f} ± {rep['dice_sd']:.4f}",
+                    f"{rep['iou_mean']:.4f}",
+                    f"{rep['miou']:.4f}",
+                    f"{rep['pixel_accuracy']:.4f}",
+                )
+            ],
+        )
+    )
+    slides = [(k, f"{v:.4f}") for k, v in rep["per_slide_dice"].items()]
+    con.print(result_table("per-slide Dice", ("slide", "Dice"), slides))
+    if out is not None:
+        write_text(out, json.dumps(rep, indent=1))
+        con.print(f"report: {out}")
