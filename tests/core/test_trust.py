@@ -126,7 +126,7 @@ def test_a_fluorescence_slide_is_refused_in_one_line(tmp_path):
     from glomkit import GlomkitError
     from glomkit.pipeline import PipelineConfig, analyse_slide
 
-    dapi = Path(__file__).resolve().parents[2] / "shared" / "data" / "slides" / "test3-DAPI-2-(387).ndpi"
+    dapi = Path(__file__).resolve().parents[3] / "shared" / "data" / "slides" / "test3-DAPI-2-(387).ndpi"
     if not dapi.is_file():
         pytest.skip("../shared/data/slides is absent")
     with pytest.raises(GlomkitError, match="not a brightfield image"):
