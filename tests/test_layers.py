@@ -44,7 +44,6 @@ LAYERS = {
     "studies": 3,
     "api": 4,
     "cohort": 4,
-    "run_many": 4,
     "evaluate_images": 4,
     "_cli": 5,
     "cli": 5,

@@ -145,8 +145,8 @@ def run(
     as_json,
 ) -> None:
     """Run the whole pipeline on slides, images or folders of them; write OUT/<slide-stem>/."""
+    from glomkit.cohort import run_inputs
     from glomkit.pipeline import PipelineConfig
-    from glomkit.run_many import run_inputs
 
     if mpp_table is not None:
         from glomkit.slide.mpp_table import load_mpp_table
@@ -211,9 +211,9 @@ def demo(out: Path, size: str, seed: int, quiet: bool, silent: bool) -> None:
 
     The slide is made again when OUT holds one made with another --size or --seed.
     """
+    from glomkit.cohort import run_inputs
     from glomkit.io.paths import prepare_out_dir
     from glomkit.pipeline import PipelineConfig
-    from glomkit.run_many import run_inputs
     from glomkit.synth.slide import demo_slide
 
     try:
