@@ -30,7 +30,7 @@ from glomkit.infer.detect import (
     detection_grid,
     slide_colour,
 )
-from glomkit.infer.patches import PATCH_SIZE, patch_box, read_patches
+from glomkit.infer.patches import PATCH_MPP, PATCH_SIZE, patch_box, read_patches
 from glomkit.results import SUMMARY, SlideResult, patch_images
 from glomkit.slide.reader import SLIDE_SUFFIXES, Slide
 from glomkit.slide.tissue import tissue_mask
@@ -66,9 +66,8 @@ class PipelineConfig:
     # the segmenter sees the patch cut down to the circle + this margin (None: the whole patch); 5 µm
     # gave the best box AP on the hubmap_pas validation block (docs/models/detector.md)
     outline_margin_um: float | None = 5.0
-    # glomerulus patches are read from the coarsest pyramid level at least as fine as this (or the
-    # patch's own resolution when coarser); None: from level 0 (slower, same results: PERFORMANCE.md)
-    patch_mpp: float | None = 1.0
+    # glomerulus patches: the pyramid level rule of glomkit.infer.patches.PATCH_MPP (None: level 0)
+    patch_mpp: float | None = PATCH_MPP
     min_tissue: float = 0.01
     # white beyond a partial edge tile (model px); None: every tile on a full tile_px canvas
     edge_pad_px: int | None = 64

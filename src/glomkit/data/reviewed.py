@@ -94,7 +94,7 @@ def write_reviewed_patches(
 
     Returns (``dest``, count per label). Raises :class:`GlomkitError` when nothing is reviewed.
     """
-    from glomkit.infer.patches import patch_box
+    from glomkit.infer.patches import patch_box, read_patch
     from glomkit.io.atomic import write_png, write_text
     from glomkit.io.paths import path_under
     from glomkit.models.metadata import is_safe_class_name
@@ -120,7 +120,7 @@ def write_reviewed_patches(
                         f"{rs.annotations}: glomerulus {it.id}: class {it.label[:40]!r} is not a safe name"
                     )
                 x0, y0, w, h = patch_box(it.x, it.y, it.radius, margin_px)
-                patch = slide.read_region_scaled(x0, y0, w, h, size, size)
+                patch = read_patch(slide, (x0, y0, w, h), size)
                 rel = f"{it.label}/{rs.stem}_{it.id}.png"
                 write_png(path_under(dest, it.label, f"{rs.stem}_{it.id}.png"), patch)
                 rows.append((rel, it.label, rs.stem))

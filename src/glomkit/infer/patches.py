@@ -11,6 +11,9 @@ from glomkit.slide.reader import Slide
 from glomkit.slide.tile_reader import prefetch_map
 
 PATCH_SIZE = 256
+# patches are read from the coarsest pyramid level at least as fine as this (µm/px), or the patch's own
+# resolution when coarser; None: level 0 (slower, same results: docs/PERFORMANCE.md)
+PATCH_MPP: float | None = 1.0
 
 
 def patch_box(x: float, y: float, r: float, margin_px: float) -> tuple[int, int, int, int]:
@@ -19,6 +22,20 @@ def patch_box(x: float, y: float, r: float, margin_px: float) -> tuple[int, int,
     x0, y0 = int(round(x - half)), int(round(y - half))
     side = max(1, int(round(2 * half)))
     return x0, y0, side, side
+
+
+def read_patch(
+    slide: Slide,
+    box: tuple[float, float, float, float],
+    size: int = PATCH_SIZE,
+    patch_mpp: float | None = PATCH_MPP,
+) -> np.ndarray:
+    """uint8 (size, size, 3): one level-0 box read as the pipeline reads a glomerulus patch.
+
+    The one way patches are read: the pipeline (:func:`read_patches`), the training-data builders
+    (reviewed slides, in-context segmenter patches, the SimSiam pool) and the benchmarks all call it."""
+    x0, y0, w, h = box
+    return slide.read_patch(x0, y0, w, h, size, size, patch_mpp)[..., :3]
 
 
 def read_patches(
@@ -37,8 +54,7 @@ def read_patches(
         return np.zeros((0, size, size, 3), np.uint8)
 
     def cut(box: tuple[int, int, int, int]) -> np.ndarray:
-        x0, y0, w, h = box
-        return slide.read_patch(x0, y0, w, h, size, size, patch_mpp)
+        return read_patch(slide, box, size, patch_mpp)
 
     return np.stack([p for _, p in prefetch_map(cut, list(boxes), read_threads)])
 

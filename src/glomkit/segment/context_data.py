@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from glomkit import GlomkitError
+from glomkit.infer.patches import read_patch
 
 
 def context_patches(
@@ -62,7 +63,7 @@ def context_patches(
                 x0, y0, side = cx - half, cy - half, 2 * half
                 if x0 < 0 or y0 < 0 or x0 + side > sl.width or y0 + side > sl.height:
                     continue
-                img = sl.read_region_scaled(x0, y0, side, side, size, size)[..., :3]
+                img = read_patch(sl, (x0, y0, side, side), size)
                 mask = np.zeros((size, size), np.uint8)
                 pts = np.round((poly - [x0, y0]) * (size / side)).astype(np.int32)
                 cv2.fillPoly(mask, [pts], 255)

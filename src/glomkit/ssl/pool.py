@@ -103,7 +103,7 @@ def annotated_crops(
 
     The description's ``names`` give each crop as ``<file stem>#<index>``."""
     from glomkit.detect.data import read_user_images, split_annotated
-    from glomkit.infer.patches import patch_box
+    from glomkit.infer.patches import patch_box, read_patch
     from glomkit.slide.reader import Slide
 
     images = read_user_images(path, mpp)
@@ -120,7 +120,7 @@ def annotated_crops(
                 raise GlomkitError(f"{im.path}: no µm/px recorded; give --data-mpp for {path}")
             for j, (x, y, r) in enumerate(im.circles):
                 x0, y0, w, h = patch_box(float(x), float(y), float(r), margin_um / sl.mpp)
-                crops.append(sl.read_region_scaled(x0, y0, w, h, size, size)[..., :3])
+                crops.append(read_patch(sl, (x0, y0, w, h), size))
                 names.append(f"{im.path.stem}#{j}")
         finally:
             sl.close()
