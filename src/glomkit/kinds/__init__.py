@@ -17,6 +17,8 @@ plugin, or a test). The pipeline, ``glomkit evaluate``, ``glomkit train detector
 
 from __future__ import annotations
 
+import shlex
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +56,35 @@ class TrainRequest:
     data_mpp: list[float] | None
     options: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DetectorTrainSettings:
+    """What every detector trainer's run depends on (stored in the model's metadata): the data,
+    the output, the schedule and the training fields. A kind's config adds its own fields."""
+
+    data: str | list[str]  # one source, or several (a kind that mixes sources weights them)
+    out: str
+    epochs: int = 30
+    batch: int = 8
+    seed: int = 0
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    fields: int = 256  # training fields per epoch (composed afresh each epoch)
+    field_size: int = 160  # training field side, px at ``mpp``
+    val_fields: int = 64
+    val_size: int = 256
+    mpp: float = 4.0
+    input_size: int = 512
+    max_minutes: float | None = None
+    resume: str | None = None
+    threads: int | None = None
+    synthetic: bool = True
+    pool: int = 48  # synthetic tissue / glomerulus pool size per split
+    test_fold: int = 0
+    checkpoint: str | None = None  # default: <out>.ckpt.pt
+    data_mpp: float | list[float] | None = None  # µm/px of user images that lack it (one, or one per source)
+    command: str = field(default_factory=lambda: " ".join(shlex.quote(a) for a in sys.argv))
 
 
 @dataclass(frozen=True)

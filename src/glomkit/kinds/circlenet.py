@@ -12,10 +12,8 @@ exports the best epoch with this kind's metadata.
 
 from __future__ import annotations
 
-import shlex
-import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,7 @@ import numpy as np
 from glomkit import GlomkitError
 from glomkit.core.geometry import DEFAULT_NMS_IOU
 from glomkit.core.tta import flip_tta
-from glomkit.kinds import EVAL_SCORE_THRESHOLD, DetectorKind, TrainRequest
+from glomkit.kinds import EVAL_SCORE_THRESHOLD, DetectorKind, DetectorTrainSettings, TrainRequest
 from glomkit.models.metadata import IMAGENET_MEAN, IMAGENET_STD
 from glomkit.slide.grid import Tile
 
@@ -131,31 +129,10 @@ def _score(model, items: list[tuple[str, Any]], preds: list[np.ndarray]) -> dict
 
 
 @dataclass
-class DetectorTrainConfig:
-    """Everything a detector training run depends on (stored in the model's metadata)."""
+class DetectorTrainConfig(DetectorTrainSettings):
+    """Everything a CircleNet training run depends on: the shared settings and these."""
 
-    data: str | list[str]  # one source, or several mixed by ``data_weights``
-    out: str
     backbone: str = "resnet18"
-    epochs: int = 30
-    batch: int = 8
-    seed: int = 0
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    fields: int = 256  # training fields per epoch (composed afresh each epoch)
-    field_size: int = 160  # training field side, px at ``mpp``
-    val_fields: int = 64
-    val_size: int = 256
-    mpp: float = 4.0
-    input_size: int = 512
-    max_minutes: float | None = None
-    resume: str | None = None
-    threads: int | None = None
-    synthetic: bool = True
-    pool: int = 48  # synthetic tissue / glomerulus pool size per split
-    test_fold: int = 0
-    checkpoint: str | None = None  # default: <out>.ckpt.pt
-    data_mpp: float | list[float] | None = None  # µm/px of user images that lack it (one, or one per source)
     data_weights: list[float] | None = None  # sampling weight per ``data`` source
     scale_jitter: float = 0.3  # annotated images: tiles read at 1/(1+j)..(1+j) times the nominal scale
     hard_fraction: float = 0.15  # annotated images: share of tiles centred on mined false positives
@@ -164,7 +141,6 @@ class DetectorTrainConfig:
     val_block: int = -1  # the block held out for validation
     select: str = "val_AP50"  # the validation figure that picks the best epoch
     init: str | None = None  # start from a CircleNet model file, or "bundled"
-    command: str = field(default_factory=lambda: " ".join(shlex.quote(a) for a in sys.argv))
 
 
 def _to_batch(fields_, stride: int = 4) -> dict[str, Any]:

@@ -17,10 +17,8 @@ best epoch is chosen by validation mIoU and the decode (circle, touching split) 
 from __future__ import annotations
 
 import math
-import shlex
-import sys
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +28,7 @@ import numpy as np
 from glomkit import GlomkitError
 from glomkit.core.geometry import DEFAULT_NMS_IOU
 from glomkit.core.tta import flip_tta
-from glomkit.kinds import EVAL_SCORE_THRESHOLD, DetectorKind, TrainRequest
+from glomkit.kinds import EVAL_SCORE_THRESHOLD, DetectorKind, DetectorTrainSettings, TrainRequest
 from glomkit.models.metadata import IMAGENET_MEAN, IMAGENET_STD
 
 if TYPE_CHECKING:
@@ -241,35 +239,13 @@ def _score(model, items: list[tuple[str, Any]], probs: list[np.ndarray]) -> dict
 
 
 @dataclass
-class SegDetectorTrainConfig:
-    """Everything a segmentation-detector training run depends on (stored in its metadata)."""
+class SegDetectorTrainConfig(DetectorTrainSettings):
+    """Everything a segmentation-detector training run depends on: the shared settings and these."""
 
-    data: str
-    out: str
     arch: str = "unet"
     encoder: str = "resnet10t"
-    epochs: int = 30
-    batch: int = 8
-    seed: int = 0
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    fields: int = 256
-    field_size: int = 160
-    val_fields: int = 64
-    val_size: int = 256
-    mpp: float = 4.0
-    input_size: int = 512
-    max_minutes: float | None = None
-    resume: str | None = None
-    threads: int | None = None
-    synthetic: bool = True
-    pool: int = 48
-    test_fold: int = 0
-    checkpoint: str | None = None
     threshold: float = 0.5
     min_diameter_um: float = 40.0
-    data_mpp: float | list[float] | None = None  # µm/px of user images that lack it (one, or one per source)
-    command: str = field(default_factory=lambda: " ".join(shlex.quote(a) for a in sys.argv))
 
 
 def probability_module(model):
