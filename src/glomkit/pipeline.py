@@ -195,13 +195,13 @@ class Models:
         out = {}
         for task in self.TASKS:
             m = getattr(self, task)
-            meta = m.meta
+            typed = m.info.typed
             out[task] = {
                 "file": m.path.name,
-                "architecture": meta.get("architecture"),
-                "backbone": meta.get("backbone") or meta.get("encoder"),
-                "created": meta.get("created"),
-                "glomkit_version": meta.get("glomkit_version"),
+                "architecture": typed.architecture,
+                "backbone": typed.backbone,
+                "created": typed.created,
+                "glomkit_version": typed.glomkit_version,
                 "providers": m.session.get_providers(),
             }
         return out

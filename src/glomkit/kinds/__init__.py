@@ -30,14 +30,14 @@ from glomkit import GlomkitError
 from glomkit.core.registry import Registry
 
 if TYPE_CHECKING:
-    from glomkit.models.metadata import DetectorMetadata
     from glomkit.slide.grid import Tile
 
 DEFAULT_KIND = "circlenet"  # what a detector file that names no decode.method is
 EVAL_SCORE_THRESHOLD = 0.05  # evaluation keeps the low-score tail: AP integrates over every score
 
-# (batch outputs, index in batch, typed metadata, score threshold, tile) -> circles (K,4) in tile px
-TileDecoder = Callable[[Mapping[str, np.ndarray], int, "DetectorMetadata", float, "Tile"], np.ndarray]
+# (batch outputs, index in batch, typed metadata (glomkit.models.metadata.DetectorMetadata), score
+# threshold, tile) -> circles (K,4) in tile px; the metadata module asks this one, not the reverse
+TileDecoder = Callable[[Mapping[str, np.ndarray], int, Any, float, "Tile"], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -129,8 +129,9 @@ def kinds() -> dict[str, DetectorKind]:
     return dict(KINDS.items())
 
 
-def kind_of(meta: DetectorMetadata | Mapping[str, Any], path: object) -> DetectorKind:
-    """The kind a detector's metadata names (``decode.method``, default :data:`DEFAULT_KIND`)."""
+def kind_of(meta: Any, path: object) -> DetectorKind:
+    """The kind a detector's metadata names (``decode.method``, default :data:`DEFAULT_KIND`):
+    raw metadata (a mapping) or typed (``DetectorMetadata``, by its ``method``)."""
     if isinstance(meta, Mapping):
         dec = meta.get("decode")
         method = str(dec.get("method", DEFAULT_KIND)) if isinstance(dec, Mapping) else DEFAULT_KIND

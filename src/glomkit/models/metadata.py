@@ -151,6 +151,12 @@ class _Field:
         return tuple(out)
 
 
+def _text(meta: Mapping[str, Any], key: str) -> str | None:
+    """A provenance field as text (None when absent); never an error: it is reported, not obeyed."""
+    v = meta.get(key)
+    return None if v is None else str(v)
+
+
 def _show(v: object, limit: int = 40) -> str:
     s = repr(v)
     return s if len(s) <= limit else s[: limit - 3] + "..."
@@ -166,6 +172,11 @@ class ModelMetadata:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # provenance, as the file states it (None where it does not): what summary.json reports
+    architecture: str | None = None
+    backbone: str | None = None  # the backbone, or a segmenter's encoder
+    created: str | None = None
+    glomkit_version: str | None = None
 
     def required_outputs(self) -> tuple[str, ...]:
         return REQUIRED_OUTPUTS.get(self.task, ())
@@ -244,6 +255,10 @@ def validate_metadata(meta: Any, path: str | Path) -> ModelMetadata:
         "mean": f.triple(inp, "input.mean", "mean", IMAGENET_MEAN, positive=False),
         "std": f.triple(inp, "input.std", "std", IMAGENET_STD, positive=True),
         "raw": meta,
+        "architecture": _text(meta, "architecture"),
+        "backbone": _text(meta, "backbone") or _text(meta, "encoder"),
+        "created": _text(meta, "created"),
+        "glomkit_version": _text(meta, "glomkit_version"),
     }
     if task == "detector":
         return _detector(f, meta, common)
