@@ -145,7 +145,8 @@ def test_encoder_from_checkpoint_and_bad_checkpoint(tmp_path):
     import torch
 
     from glomkit import GlomkitError
-    from glomkit.ssl.simsiam import SimSiam, encoder_from_checkpoint, load_encoder, make_backbone
+    from glomkit.nets.simsiam import SimSiam, make_backbone
+    from glomkit.ssl.simsiam import encoder_from_checkpoint, load_encoder
 
     bb, d = make_backbone("test_resnet")
     model = SimSiam(bb, d, proj_dim=16, pred_hidden=8)

@@ -25,7 +25,8 @@ def test_loss_symmetric_and_bounded():
 
 
 def test_stop_gradient_blocks_target_branch():
-    from glomkit.ssl.simsiam import SimSiam, make_backbone, simsiam_loss
+    from glomkit.nets.simsiam import SimSiam, make_backbone
+    from glomkit.ssl.simsiam import simsiam_loss
 
     torch.manual_seed(0)
     bb, d = make_backbone("resnet10t")
@@ -101,7 +102,7 @@ def test_missing_images_is_a_one_line_error(tmp_path):
 @pytest.mark.parametrize("bad", ["not-a-model-xyz"])
 def test_unknown_backbone(bad):
     from glomkit import GlomkitError
-    from glomkit.ssl.simsiam import make_backbone
+    from glomkit.nets.simsiam import make_backbone
 
     with pytest.raises(GlomkitError):
         make_backbone(bad)

@@ -15,16 +15,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import timm
 import torch
 from lightly.loss import NegativeCosineSimilarity
-from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
 from torch import nn
 from torchvision.transforms import v2
 
 from glomkit import GlomkitError
 from glomkit.io.atomic import atomic_path
 from glomkit.models.metadata import ENCODER_TASK, IMAGENET_MEAN, IMAGENET_STD
+from glomkit.nets.simsiam import SimSiam, make_backbone
 from glomkit.ssl.images import load_resized
 
 MEAN, STD = IMAGENET_MEAN, IMAGENET_STD  # the one normalisation (models.metadata)
@@ -58,34 +57,10 @@ class SimSiamConfig:
         return self.base_lr * self.batch_size / 256
 
 
-class SimSiam(nn.Module):
-    """Backbone -> projector -> predictor; ``forward`` returns (z, p) for one view."""
-
-    def __init__(self, backbone: nn.Module, feat_dim: int, proj_dim: int = 2048, pred_hidden: int = 512):
-        super().__init__()
-        self.backbone = backbone
-        self.projector = SimSiamProjectionHead(feat_dim, proj_dim, proj_dim)
-        self.predictor = SimSiamPredictionHead(proj_dim, pred_hidden, proj_dim)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.projector(self.backbone(x).flatten(1))
-        p = self.predictor(z)
-        return z.detach(), p  # stop-gradient on the target branch
-
-
 def simsiam_loss(z0: torch.Tensor, p0: torch.Tensor, z1: torch.Tensor, p1: torch.Tensor) -> torch.Tensor:
     """Symmetric negative cosine similarity, 0.5 * (D(p0, z1) + D(p1, z0)); in [-1, 1]."""
     crit = NegativeCosineSimilarity()
     return 0.5 * (crit(p0, z1.detach()) + crit(p1, z0.detach()))
-
-
-def make_backbone(name: str) -> tuple[nn.Module, int]:
-    """timm backbone without classifier (random init) and its feature width."""
-    try:
-        net = timm.create_model(name, pretrained=False, num_classes=0)
-    except (RuntimeError, ValueError) as e:
-        raise GlomkitError(f"{name}: unknown timm backbone ({e})") from e
-    return net, int(net.num_features)
 
 
 class HedJitter(nn.Module):
