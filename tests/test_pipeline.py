@@ -266,3 +266,15 @@ def test_edge_tiles_run_on_their_own_size_with_the_same_detections(synth_slide):
     assert len(a) >= 5 and abs(len(a) - len(b)) <= 1
     iou = circle_iou(a[:, :3], b[:, :3])
     assert (iou.max(axis=1) >= 0.8).mean() >= 0.9
+
+
+def test_pipeline_config_carries_every_detect_option_with_its_default():
+    from dataclasses import fields
+
+    from glomkit.infer.detect import DetectOptions
+
+    cfg = PipelineConfig()
+    assert cfg.detect_options() == DetectOptions()  # same names, same defaults
+    changed = PipelineConfig(tile_px=512, tta=True, edge_pad_px=None).detect_options()
+    assert (changed.tile_px, changed.tta, changed.edge_pad_px) == (512, True, None)
+    assert {f.name for f in fields(DetectOptions)} <= {f.name for f in fields(PipelineConfig)}

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -81,18 +81,9 @@ class PipelineConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def detect_options(self) -> DetectOptions:
-        return DetectOptions(
-            tile_px=self.tile_px,
-            overlap_um=self.overlap_um,
-            batch_tiles=self.batch_tiles,
-            read_threads=self.read_threads,
-            score_threshold=self.score_threshold,
-            tta=self.tta,
-            colour_transfer=self.colour_transfer,
-            nms_iou=self.nms_iou,
-            min_tissue=self.min_tissue,
-            edge_pad_px=self.edge_pad_px,
-        )
+        """The tile loop's options: every field of :class:`DetectOptions`, taken by name from this
+        config (a field added there must be added here; ``tests/test_pipeline.py`` checks it)."""
+        return DetectOptions(**{f.name: getattr(self, f.name) for f in fields(DetectOptions)})
 
 
 def find_slides(inputs: Iterable[str | Path], missing: list[Path] | None = None) -> list[Path]:
