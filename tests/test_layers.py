@@ -11,6 +11,7 @@ no training code.
 from __future__ import annotations
 
 import ast
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -61,9 +62,9 @@ def _package(module: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
-def _imports(in_functions: bool | None = None) -> list[tuple[str, str, int]]:
-    """(module, imported module, line) of every glomkit import; ``in_functions``: only those inside
-    (True) or outside (False) a function body."""
+@functools.cache
+def _all_imports() -> tuple[tuple[str, str, int, bool], ...]:
+    """(module, imported module, line, inside a function) of every glomkit import, parsed once."""
     out = []
     for path in sorted((SRC / "glomkit").rglob("*.py")):
         mod = ".".join(path.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
@@ -75,16 +76,20 @@ def _imports(in_functions: bool | None = None) -> list[tuple[str, str, int]]:
             for n in ast.walk(f)
         }
         for node in ast.walk(tree):
-            if in_functions is not None and (id(node) in nested) != in_functions:
-                continue
             if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "glomkit":
                 targets = [node.module]
             elif isinstance(node, ast.Import):
                 targets = [a.name for a in node.names if a.name.split(".")[0] == "glomkit"]
             else:
                 continue
-            out.extend((mod, t, node.lineno) for t in targets)
-    return out
+            out.extend((mod, t, node.lineno, id(node) in nested) for t in targets)
+    return tuple(out)
+
+
+def _imports(in_functions: bool | None = None) -> list[tuple[str, str, int]]:
+    """(module, imported module, line) of every glomkit import; ``in_functions``: only those inside
+    (True) or outside (False) a function body."""
+    return [(m, t, n) for m, t, n, inside in _all_imports() if in_functions is None or inside == in_functions]
 
 
 def test_every_package_has_a_layer():
