@@ -14,12 +14,8 @@ from glomkit.core.registry import Registry
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT = "default"
 
-BUNDLED: dict[str, Registry[str]] = {
-    "detector": Registry("bundled detector"),
-    "classifier": Registry("bundled classifier"),
-    "segmenter": Registry("bundled segmenter"),
-}
-for _task, _names in {
+# task -> short name -> file of WEIGHTS_DIR ("default": what the task uses when none is named)
+_FILES = {
     "detector": {
         DEFAULT: "detector.onnx",
         "circlenet": "detector.onnx",
@@ -28,9 +24,17 @@ for _task, _names in {
     },
     "classifier": {DEFAULT: "classifier.onnx"},
     "segmenter": {DEFAULT: "segmenter.onnx"},
-}.items():
-    for _name, _file in _names.items():
-        BUNDLED[_task].register(_name, _file)
+}
+
+
+def _registry(task: str) -> Registry[str]:
+    reg: Registry[str] = Registry(f"bundled {task}")
+    for name, file in _FILES[task].items():
+        reg.register(name, file)
+    return reg
+
+
+BUNDLED: dict[str, Registry[str]] = {task: _registry(task) for task in _FILES}
 
 
 def bundled_names(task: str) -> list[str]:
