@@ -169,9 +169,9 @@ def train_detector_cmd(
         from glomkit.detect.warm_start import detector_init_metadata
 
         _, meta = detector_init_metadata(init, arch)
-        backbone = backbone or meta.get("backbone")
+        backbone = backbone or meta.backbone
         if ctx.get_parameter_source("mpp") == click.core.ParameterSource.DEFAULT:
-            params["mpp"] = float(meta.get("mpp", params["mpp"]))
+            params["mpp"] = meta.mpp
     from glomkit.kinds import TrainRequest, kind_for_arch
 
     path = kind_for_arch(arch).train(

@@ -34,18 +34,18 @@ def init_from_model(net: GlomClassifier, init: str, scheme: ClassScheme, size: i
     """
     from glomkit.models.recover import load_onnx_weights
     from glomkit.models.registry import resolve_model
-    from glomkit.models.runtime import read_metadata
+    from glomkit.models.runtime import read_typed_metadata
 
     path = Path(resolve_model(init, "classifier"))
-    meta = read_metadata(path)
-    if meta.get("task") != "classifier":
-        raise GlomkitError(f"{path}: not a classifier model (task {meta.get('task')!r})")
-    backbone = meta.get("backbone")
+    meta = read_typed_metadata(path)
+    if meta.task != "classifier":
+        raise GlomkitError(f"{path}: not a classifier model (task {meta.task!r})")
+    backbone = meta.backbone
     if backbone != net.backbone_name:
         raise GlomkitError(
             f"{path}: the model's backbone is {backbone}; train with --backbone {backbone} to start from it"
         )
-    source_scheme = ClassScheme.from_dict(meta["classes"])
+    source_scheme = meta.scheme
     src = build_classifier(backbone, len(source_scheme))
     example = torch.randn(2, 3, size, size)
     fused = load_onnx_weights(src, path, example, lambda n, x: [torch.softmax(n(x), dim=1)])

@@ -16,7 +16,7 @@ import torch
 from glomkit import GlomkitError
 
 
-def detector_init_metadata(init: str, arch: str) -> tuple[Path, dict[str, Any]]:
+def detector_init_metadata(init: str, arch: str) -> tuple[Path, Any]:
     """The model file named by ``--init`` (``bundled`` = the bundled detector) and its metadata.
 
     The file must be a detector of architecture ``arch`` whose kind can start training from a
@@ -24,16 +24,14 @@ def detector_init_metadata(init: str, arch: str) -> tuple[Path, dict[str, Any]]:
     """
     from glomkit.kinds import kind_for_arch
     from glomkit.models.registry import resolve_model
-    from glomkit.models.runtime import read_metadata
+    from glomkit.models.runtime import read_typed_metadata
 
     if not kind_for_arch(arch).warm_start:
         raise GlomkitError(f"--init: a {arch} detector cannot start from a model file")
     path = Path(resolve_model(init, "detector"))
-    meta = read_metadata(path)
-    if meta.get("task") != "detector" or meta.get("architecture") != arch:
-        raise GlomkitError(
-            f"{path}: --init needs a {arch} detector model (this is {meta.get('architecture')})"
-        )
+    meta = read_typed_metadata(path)
+    if meta.task != "detector" or meta.architecture != arch:
+        raise GlomkitError(f"{path}: --init needs a {arch} detector model (this is {meta.architecture})")
     return path, meta
 
 
@@ -45,4 +43,4 @@ def init_detector(model: torch.nn.Module, init: str, batches: Iterable[torch.Ten
     example = torch.randn(1, 3, 64, 64)
     fused = load_onnx_weights(model, path, example, lambda n, x: list(n(x)))
     n = recalibrate_batchnorm(model, fused, batches)
-    return {"init_model": path.name, "init_backbone": meta.get("backbone"), "recalibrated_on": n}
+    return {"init_model": path.name, "init_backbone": meta.backbone, "recalibrated_on": n}

@@ -131,6 +131,11 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return _meta_from_session(sess, path)
 
 
+def read_typed_metadata(path: str | Path):
+    """The typed, validated metadata of a model file (:func:`glomkit.models.metadata.validate_metadata`)."""
+    return validate_metadata(read_metadata(path), path)
+
+
 def _meta_from_session(sess, path: Path) -> dict[str, Any]:
     raw = sess.get_modelmeta().custom_metadata_map.get(META_KEY)
     if raw is None:

@@ -119,12 +119,12 @@ def _warm_start(model, cfg: SegTrainConfig, tr_x: np.ndarray, device) -> dict:
 
     from glomkit.models.recover import load_onnx_weights, recalibrate_batchnorm
     from glomkit.models.registry import resolve_model
-    from glomkit.models.runtime import read_metadata
+    from glomkit.models.runtime import read_typed_metadata
 
     path = resolve_model(cfg.init, "segmenter")
-    meta = read_metadata(path)
+    meta = read_typed_metadata(path)
     want = (cfg.arch, cfg.encoder)  # the network is fully convolutional: any input size
-    have = (meta.get("architecture"), meta.get("encoder"))
+    have = (meta.architecture, meta.backbone)
     if have != want:
         raise GlomkitError(f"{path}: --init model is {have}, this run trains {want}")
     model.cpu()
@@ -135,8 +135,8 @@ def _warm_start(model, cfg: SegTrainConfig, tr_x: np.ndarray, device) -> dict:
     model.to(device)
     return {
         "model": path.name,
-        "created": meta.get("created"),
-        "input_size": meta.get("input_size"),
+        "created": meta.created,
+        "input_size": list(meta.input_size),
         "recalibrated_on": n,
     }
 
