@@ -253,6 +253,9 @@ def evaluate_images(
             "boxes": "bounding box of the pipeline's outline (the circle's box where it has none)",
             **_figures(truth, kept, default_thr, kept_boxes),
             "circle_boxes": _figures(truth, kept, default_thr)["box"],
+            # the detection threshold that is F1-best for what the pipeline reports (after the
+            # non-glomerular filter), for a threshold rule on the whole pipeline
+            "f1_best_threshold": f1_best_threshold({k: im.circles for k, im in truth.items()}, kept),
             "matched_at_threshold": matched_default,
             "lost_to_non_glomerular": lost_to_filter,
             "lost_fraction": lost_to_filter / matched_default if matched_default else float("nan"),

@@ -278,6 +278,8 @@ def test_train_and_evaluate_on_two_annotated_images(tmp_path):
             assert rep["detector"][part]["n_gt"] == 4 and -1 <= rep["detector"][part]["AP50"] <= 1
         assert 0 <= rep["detector"]["at_threshold"]["recall"] <= 1
     assert set(rep["pipeline"]) >= {"box", "circle", "at_threshold", "outline_dice", "lost_to_non_glomerular"}
+    best = rep["pipeline"]["f1_best_threshold"]  # for what the pipeline reports, after the filter
+    assert 0 <= best["score_threshold"] <= 1 and 0 <= best["recall"] <= 1 and 0 <= best["precision"] <= 1
 
     # the F1-best threshold of the validation block becomes the model's decoding threshold
     base = ["--model", str(model), "--data", str(data), "--data-mpp", "2", "--set-threshold"]
