@@ -51,7 +51,7 @@ def main() -> None:
     model = OnnxModel(resolve_model(args.model, "segmenter"), expect_task="segmenter")
     samples = load_samples(args.data)
     for split in ("val", "test"):
-        chosen = select_split(samples, model.meta, split)
+        chosen = select_split(samples, model.info.typed.splits, split)
         images = [read_rgb(s.image) for s in chosen]
         trues = [read_mask(s.mask) for s in chosen]
         probs = {

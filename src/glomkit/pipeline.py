@@ -179,7 +179,7 @@ class Models:
         """The classifier's GGS threshold on P(GGS | glomerulus) (0.5 for an argmax model)."""
         from glomkit.infer.decision import Decision
 
-        t = Decision.from_meta(self.classifier.meta).threshold
+        t = Decision.of(self.classifier.info.typed).threshold
         return 0.5 if t is None else float(t)
 
     def describe(self) -> dict[str, Any]:

@@ -101,6 +101,15 @@ BAD = [
     ("detector", "decode", "fast", "decode"),
     ("segmenter", "threshold", float("nan"), "threshold"),
     ("segmenter", "resize_mode", "stretch", "resize_mode"),
+    ("classifier", "decision.threshold", "high", "decision.threshold"),
+    ("classifier", "decision.threshold", 1.5, "decision.threshold"),
+    ("classifier", "decision.positive", 3, "decision.positive"),
+    ("classifier", "decision", [0.5], "decision"),
+    ("classifier", "temperature", 0, "temperature"),
+    ("classifier", "training", "all of it", "training"),
+    ("classifier", "training.best_epoch", "last", "training.best_epoch"),
+    ("detector", "metrics", [1, 2], "metrics"),
+    ("detector", "quantization", "int8", "quantization"),
 ]
 
 
@@ -165,7 +174,23 @@ JSON = st.recursive(
     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
     max_leaves=12,
 )
-KEYS = ["task", "input_size", "input", "mpp", "stride", "decode", "classes", "threshold", "resize_mode"]
+KEYS = [
+    "task",
+    "input_size",
+    "input",
+    "mpp",
+    "stride",
+    "decode",
+    "classes",
+    "threshold",
+    "resize_mode",
+    "decision",
+    "temperature",
+    "training",
+    "metrics",
+    "quantization",
+    "pretraining",
+]
 
 
 @pytest.mark.slow
@@ -212,3 +237,41 @@ def bundled_meta_cached(task: str) -> dict:
 
 
 _BASE = {t: {k: v for k, v in bundled_meta(t).items() if k not in ("training", "metrics")} for t in BUNDLED}
+
+
+def test_typed_blocks_of_the_training_record():
+    """Splits (at any depth of ``training``), best epoch, metrics, quantization, decision, pretraining."""
+    meta = bundled_meta("classifier")
+    meta["training"] = {
+        "best_epoch": 7,
+        "splits": {"test_slides": ["S9"], "val_slides": ["S8"], "train_slides": ["S1", "S2"]},
+        "sources": [{"val_files": ["a.jpg"]}],
+    }
+    meta["metrics"] = {"validation": {"balanced_accuracy": 0.9}}
+    meta["quantization"] = {"mode": "static", "calibration": "40 inputs"}
+    meta["temperature"] = 1.5
+    meta["decision"] = {"positive": "sclerosed", "threshold": 0.4, "glomerulus_min": 0.6}
+    m = validate_metadata(meta, "c.onnx")
+    assert m.splits.slides_of("test") == {"S9"} and m.splits.slides_of("train") == {"S1", "S2"}
+    assert m.splits.held_out_slides() == {"S8", "S9"} and m.splits.held_out_files() == {"a.jpg"}
+    assert m.best_epoch == 7 and m.split_metrics("validation") == {"balanced_accuracy": 0.9}
+    assert m.split_metrics("test") is None
+    assert (m.quantization.mode, m.quantization.calibration) == ("static", "40 inputs")
+    d = m.decision
+    assert (d.temperature, d.threshold, d.glomerulus_min, d.positive) == (1.5, 0.4, 0.6, "sclerosed")
+    assert m.pretraining is None
+    enc = {
+        **meta,
+        "task": "encoder",
+        "pretraining": {"backbone": "resnet10t", "epochs_done": 94, "n_images": 9},
+    }
+    p = validate_metadata(enc, "e.onnx").pretraining
+    assert p.describe() == "resnet10t (94 epochs, ? steps on 9 crops)"
+    with pytest.raises(GlomkitError, match="'pretraining.epochs_done'"):
+        validate_metadata({**enc, "pretraining": {"epochs_done": "many"}}, "e.onnx")
+
+
+def test_a_classifier_without_decision_keys_keeps_argmax():
+    meta = {k: v for k, v in bundled_meta("classifier").items() if k not in ("decision", "temperature")}
+    d = validate_metadata(meta, "c.onnx").decision
+    assert (d.temperature, d.threshold, d.glomerulus_min) == (1.0, None, 0.5)

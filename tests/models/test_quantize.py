@@ -9,7 +9,8 @@ import pytest
 onnx = pytest.importorskip("onnx")
 
 from glomkit import GlomkitError  # noqa: E402
-from glomkit.models.quantize import held_out, quantize_model, to_float32, training_images  # noqa: E402
+from glomkit.models.metadata import validate_metadata  # noqa: E402
+from glomkit.models.quantize import quantize_model, to_float32, training_images  # noqa: E402
 from glomkit.models.runtime import META_KEY, OnnxModel  # noqa: E402
 
 
@@ -97,8 +98,9 @@ def test_calibration_skips_held_out_data_and_cli_writes_a_model(tmp_path):
         cv2.imwrite(str(d / f"{name}.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
     cv2.imwrite(str(d / "masks" / "S1-1.png"), np.zeros((40, 40), np.uint8))
     meta = json.loads(onnx.load(str(src)).metadata_props[0].value)
-    assert held_out(meta) == (set(), {"S9"})
-    assert [p.name for p in training_images(meta, d)] == ["S1-1.png", "S1-2.png"]
+    splits = validate_metadata(meta, src).splits
+    assert (splits.held_out_files(), splits.held_out_slides()) == (set(), {"S9"})
+    assert [p.name for p in training_images(splits, d)] == ["S1-1.png", "S1-2.png"]
     r = CliRunner().invoke(
         cli, ["models", "quantize", str(src), str(tmp_path / "q.onnx"), "--calibration", str(d)]
     )

@@ -256,8 +256,7 @@ def evaluate_classifier_cmd(model, data, label_map, out, split) -> None:
     scheme = onnx.info.scheme
     items = load_items(data, parse_label_map(label_map))
     if split != "all":
-        splits = onnx.meta.get("training", {}).get("splits", {})
-        slides = set(splits.get(f"{split}_slides", []))
+        slides = onnx.info.typed.splits.slides_of(split)
         if not slides:
             raise GlomkitError(f"{onnx.path}: model metadata lists no {split} slides; use --split all")
         items = [it for it in items if it.slide in slides]
@@ -278,7 +277,7 @@ def evaluate_classifier_cmd(model, data, label_map, out, split) -> None:
     pred = [scheme.index(r["label"]) for r in rows]  # the model's decision (threshold), not argmax
     y = [scheme.index(it.label) for it in items]
     rep = classification_report(y, probs, scheme.names, pred)
-    rep["ggs"] = ggs_report(y, probs, scheme, Decision.from_meta(onnx.meta).threshold)
+    rep["ggs"] = ggs_report(y, probs, scheme, Decision.of(onnx.info.typed).threshold)
     rep["model"] = str(onnx.path)
     rep["data"] = str(data)
     rep["split"] = split

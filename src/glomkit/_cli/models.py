@@ -47,15 +47,17 @@ def quantize_cmd(
     keep_float: tuple[str, ...],
 ) -> None:
     """Write an INT8 copy of the glomkit model SRC to DST, keeping its metadata."""
+    from glomkit.models.metadata import validate_metadata
     from glomkit.models.quantize import quantize_file
 
     meta = quantize_file(
         src, dst, calibration, mode=mode, data_mpp=data_mpp, limit=limit, keep_float=keep_float
     )
-    q = meta["quantization"]
+    md = validate_metadata(meta, dst)
+    q = md.quantization
     size = dst.stat().st_size / 1e6
     click.echo(
-        f"wrote {dst} ({size:.1f} MB, {meta['task']}, {q['mode']}; {q.get('calibration', 'no calibration')})"
+        f"wrote {dst} ({size:.1f} MB, {md.task}, {q.mode if q else '?'}; {(q and q.calibration) or 'no calibration'})"
     )
 
 

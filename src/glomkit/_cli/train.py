@@ -161,7 +161,7 @@ def train_detector_cmd(
     **params,
 ) -> None:
     """Train a glomerulus detector (CircleNet, or U-Net/SegNet + components); writes an ONNX model."""
-    from glomkit.models.runtime import read_metadata
+    from glomkit.models.runtime import read_typed_metadata
 
     if weights and len(weights) != len(data):
         raise GlomkitError(f"{len(data)} --data sources but {len(weights)} --weight values")
@@ -191,7 +191,7 @@ def train_detector_cmd(
             ),
         )
     )
-    val = read_metadata(path)["metrics"]["validation"]
+    val = read_typed_metadata(path).metrics["validation"]
     extra = f"  mIoU {val['mIoU']:.3f}" if "mIoU" in val else ""
     Console().print(f"wrote {path}  validation AP50 {val['AP50']:.3f}  AP {val['AP']:.3f}{extra}")
 
@@ -235,7 +235,7 @@ def train_classifier_cmd(data, out, label_map, init, **params) -> None:
     from glomkit.classify.train import ClassifierConfig, train_classifier
     from glomkit.data.reviewed import find_reviewed, write_reviewed_patches
     from glomkit.eval.classification import report_table
-    from glomkit.models.runtime import read_metadata
+    from glomkit.models.runtime import read_typed_metadata
 
     if not (Path(data) / "labels.csv").is_file() and find_reviewed(data):
         data, counts = write_reviewed_patches(data, Path(out).with_name(Path(out).stem + "_patches"))
@@ -250,11 +250,11 @@ def train_classifier_cmd(data, out, label_map, init, **params) -> None:
         **params,
     )
     path = train_classifier(cfg)
-    meta = read_metadata(path)
+    md = read_typed_metadata(path)
     con = Console()
-    con.print(f"model: {path}  (best epoch {meta['training']['best_epoch']})")
+    con.print(f"model: {path}  (best epoch {md.best_epoch})")
     for split in ("validation", "test"):
-        rep = meta["metrics"].get(split)
+        rep = md.split_metrics(split)
         if rep:
             con.print(report_table(rep, f"{split} slides"))
             if rep.get("ggs"):
@@ -306,12 +306,12 @@ def _multiple_of_32(ctx: click.Context, param: click.Parameter, value: int) -> i
 )
 def train_segmenter_cmd(size, extra_train, **params) -> None:
     """Train a glomerulus segmenter; writes an ONNX model with its held-out test metrics."""
-    from glomkit.models.runtime import read_metadata
+    from glomkit.models.runtime import read_typed_metadata
     from glomkit.segment.train import SegTrainConfig, train_segmenter
 
     cfg = SegTrainConfig(size=size, extra_train=[str(p) for p in extra_train], **params)
     path = train_segmenter(cfg)
-    m = read_metadata(path)["metrics"]
+    m = read_typed_metadata(path).metrics
     con = Console()
     con.print(f"model: {path}  (best val Dice {m['val_dice']:.4f})")
     if "test" in m:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from glomkit.models.metadata import ENCODER_TASK
+from glomkit.models.metadata import ENCODER_TASK, Pretraining
 
 
 class OnnxEncoder:
@@ -26,11 +26,8 @@ class OnnxEncoder:
 
     def describe(self) -> str:
         """One line: backbone, steps and crops of the pretraining."""
-        p = self.meta.get("pretraining", {})
-        return (
-            f"SimSiam {p.get('backbone', '?')} ({p.get('epochs_done', '?')} epochs, {p.get('steps_done', '?')} "
-            f"steps on {p.get('n_images', '?')} crops) from {self.path.name}, ONNX Runtime"
-        )
+        p = self.model.info.typed.pretraining or Pretraining()
+        return f"SimSiam {p.describe()} from {self.path.name}, ONNX Runtime"
 
     def features(self, images: np.ndarray, batch: int = 64) -> np.ndarray:
         """N x D float32 features of N x H x W x 3 uint8 images (resized to the encoder's input size)."""

@@ -79,13 +79,12 @@ def extract(
         if not encoder:
             raise GlomkitError("--features simsiam needs --encoder ENCODER")
         from glomkit.cluster.cnn import cnn_features
+        from glomkit.models.metadata import parse_pretraining
         from glomkit.ssl.simsiam import load_encoder
 
         net, meta = load_encoder(encoder)
         feats = cnn_features(net, images)
-        info["weights"] = (
-            f"SimSiam {meta.get('backbone')} ({meta.get('epochs_done')} epochs on {meta.get('n_images')} images) from {encoder}"
-        )
+        info["weights"] = f"SimSiam {parse_pretraining(meta, encoder).describe()} from {encoder}"
     else:
         raise GlomkitError(f"--features: unknown extractor {name!r} (choose from {', '.join(FEATURES)})")
     info["seconds"] = round(time.monotonic() - t0, 1)

@@ -80,7 +80,7 @@ def evaluate_detector_file(
     from glomkit.models.runtime import OnnxModel
 
     model = OnnxModel(model_path, expect_task="detector")
-    evaluator = kind_of(model.meta, model_path)
+    evaluator = kind_of(model.info.typed, model_path)
     if evaluator.needs_masks and not is_bueno_folder(data):
         raise GlomkitError(
             f"{data}: {evaluator.name!r} detectors need glomerulus masks: evaluate on a bueno_pas folder"

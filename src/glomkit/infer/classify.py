@@ -58,7 +58,7 @@ def classify_and_decide(
     threshold applied (:class:`glomkit.infer.decision.Decision`; argmax without them)."""
     from glomkit.infer.decision import Decision
 
-    decision = Decision.from_meta(model.meta)
+    decision = Decision.of(model.info.typed)
     probs = decision.calibrate(classify_patches(model, patches, batch_size)).astype(np.float32)
     return probs, decision.labels(probs, model.info.scheme)
 

@@ -14,7 +14,7 @@ pipeline both call it. A model without those keys keeps the plain argmax of its 
 
 Example::
 
-    d = Decision.from_meta(model.meta)
+    d = Decision.of(model.info.typed)
     probs = d.calibrate(raw_probs)
     labels = d.labels(probs, scheme)
 """
@@ -22,10 +22,12 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
+from glomkit.models.metadata import ClassifierMetadata, DecisionFields, parse_decision
 
 # the default share of the real glomeruli (out of fold) that a classifier's non_glomerular cut
 # (Decision.glomerulus_min) may drop: glomkit.classify.cv fits the cut at this quantile
@@ -96,25 +98,18 @@ def choose_threshold(score: np.ndarray, truth: np.ndarray) -> float:
 
 
 @dataclass(frozen=True)
-class Decision:
-    """Temperature and thresholds of a classifier (defaults: raw softmax, argmax)."""
-
-    temperature: float = 1.0
-    threshold: float | None = None  # GGS score threshold; None: plain argmax
-    glomerulus_min: float = 0.5
-    positive: str = ""
+class Decision(DecisionFields):
+    """Temperature and thresholds of a classifier (defaults: raw softmax, argmax), and how they apply."""
 
     @classmethod
-    def from_meta(cls, meta: Mapping[str, Any] | None) -> Decision:
-        meta = meta or {}
-        d = meta.get("decision") or {}
-        thr = d.get("threshold")
-        return cls(
-            temperature=float(meta.get("temperature", 1.0) or 1.0),
-            threshold=None if thr is None else float(thr),
-            glomerulus_min=float(d.get("glomerulus_min", 0.5)),
-            positive=str(d.get("positive", "")),
-        )
+    def of(cls, info: ClassifierMetadata) -> Decision:
+        """The decision a classifier's typed metadata states."""
+        return cls(**asdict(info.decision))
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any] | None, where: str = "decision") -> Decision:
+        """The decision of raw keys (``temperature``, ``decision``: a CV summary's, or a model's)."""
+        return cls(**asdict(parse_decision(meta or {}, where)))
 
     def to_meta(self) -> dict[str, Any]:
         out: dict[str, Any] = {"temperature": float(self.temperature)}

@@ -130,14 +130,8 @@ def kinds() -> dict[str, DetectorKind]:
 
 
 def kind_of(meta: Any, path: object) -> DetectorKind:
-    """The kind a detector's metadata names (``decode.method``, default :data:`DEFAULT_KIND`):
-    raw metadata (a mapping) or typed (``DetectorMetadata``, by its ``method``)."""
-    if isinstance(meta, Mapping):
-        dec = meta.get("decode")
-        method = str(dec.get("method", DEFAULT_KIND)) if isinstance(dec, Mapping) else DEFAULT_KIND
-    else:
-        method = meta.method
-    return KINDS.get(method, path)
+    """The kind a detector's typed metadata (``DetectorMetadata``) names by its ``method``."""
+    return KINDS.get(meta.method, path)
 
 
 def kind_for_arch(arch: str) -> DetectorKind:

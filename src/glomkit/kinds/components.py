@@ -232,7 +232,11 @@ def decode_tile(
 
 def _score(model, items: list[tuple[str, Any]], probs: list[np.ndarray]) -> dict[str, Any]:
     metrics = score_fields(probs, [f for _, f in items], decode_settings(model.info.typed))
-    return {"decode": model.meta.get("decode"), "metrics": metrics}
+    md = model.info.typed
+    return {
+        "decode": {"method": md.method, "score_threshold": md.score_threshold, **asdict(md.decode)},
+        "metrics": metrics,
+    }
 
 
 # -- training (torch inside the functions) ---------------------------------------------------

@@ -162,6 +162,70 @@ def _show(v: object, limit: int = 40) -> str:
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
+SPLITS = ("train", "val", "test")
+HELD_OUT_SPLITS = ("val", "test")
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The files and slides that a model's training record (``training``, at any depth:
+    ``val_files``, ``test_slides``, ``train_slides``, ...) lists per split."""
+
+    files: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    slides: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def slides_of(self, split: str) -> frozenset[str]:
+        """The slides of ``split`` (train, val or test); empty when the record lists none."""
+        return self.slides.get(split, frozenset())
+
+    def held_out_files(self) -> frozenset[str]:
+        """Every file listed as validation or test data."""
+        return frozenset().union(*(self.files.get(s, frozenset()) for s in HELD_OUT_SPLITS))
+
+    def held_out_slides(self) -> frozenset[str]:
+        """Every slide listed as validation or test data."""
+        return frozenset().union(*(self.slides.get(s, frozenset()) for s in HELD_OUT_SPLITS))
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """``quantization``: how a file was quantised (``glomkit models quantize``)."""
+
+    mode: str
+    calibration: str | None = None
+
+
+@dataclass(frozen=True)
+class Pretraining:
+    """An encoder's pretraining record (``pretraining`` of an encoder file, or the ``meta`` of a
+    SimSiam checkpoint): what it was trained on and for how long (None where it does not say)."""
+
+    backbone: str | None = None
+    epochs_done: int | None = None
+    steps_done: int | None = None
+    n_images: int | None = None
+    size: int | None = None
+
+    def describe(self) -> str:
+        """``resnet10t (94 epochs, 1492 steps on 1028 crops)``; '?' where unknown."""
+        q = lambda v: "?" if v is None else v  # noqa: E731
+        return (
+            f"{q(self.backbone)} ({q(self.epochs_done)} epochs, {q(self.steps_done)} steps "
+            f"on {q(self.n_images)} crops)"
+        )
+
+
+@dataclass(frozen=True)
+class DecisionFields:
+    """A classifier's ``temperature`` and ``decision`` keys (``glomkit.infer.decision`` applies them):
+    T, the GGS threshold (None: plain argmax), the glomerulus cut and the positive class."""
+
+    temperature: float = 1.0
+    threshold: float | None = None
+    glomerulus_min: float = 0.5
+    positive: str = ""
+
+
 @dataclass(frozen=True)
 class ModelMetadata:
     """What every glomkit model states: its task, input size and input normalisation."""
@@ -177,9 +241,20 @@ class ModelMetadata:
     backbone: str | None = None  # the backbone, or a segmenter's encoder
     created: str | None = None
     glomkit_version: str | None = None
+    # the files and slides the training record lists per split; the trainer's figures (``metrics``)
+    splits: Splits = field(default_factory=Splits, compare=False)
+    best_epoch: int | None = None  # ``training.best_epoch``
+    metrics: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    quantization: Quantization | None = None
+    pretraining: Pretraining | None = None  # encoders
 
     def required_outputs(self) -> tuple[str, ...]:
         return REQUIRED_OUTPUTS.get(self.task, ())
+
+    def split_metrics(self, split: str) -> Mapping[str, Any] | None:
+        """The trainer's report of ``split`` (``metrics.<split>``), or None."""
+        rep = self.metrics.get(split)
+        return rep if isinstance(rep, Mapping) else None
 
 
 @dataclass(frozen=True)
@@ -218,6 +293,7 @@ class ClassifierMetadata(ModelMetadata):
 
     scheme: Any = None  # glomkit.core.schemes.ClassScheme
     stain_norm: str = "none"
+    decision: DecisionFields = DecisionFields()
 
 
 @dataclass(frozen=True)
@@ -248,6 +324,7 @@ def validate_metadata(meta: Any, path: str | Path) -> ModelMetadata:
     h = f.integer({"v": size[0]}, "input_size[0]", "v", None, 1, MAX_INPUT_SIDE)
     w = f.integer({"v": size[1]}, "input_size[1]", "v", None, 1, MAX_INPUT_SIDE)
     inp = f.mapping(meta, "input", "input")
+    training = f.mapping(meta, "training", "training")
     common: dict[str, Any] = {
         "path": str(path),
         "task": task,
@@ -259,6 +336,19 @@ def validate_metadata(meta: Any, path: str | Path) -> ModelMetadata:
         "backbone": _text(meta, "backbone") or _text(meta, "encoder"),
         "created": _text(meta, "created"),
         "glomkit_version": _text(meta, "glomkit_version"),
+        "splits": _splits(training),
+        "best_epoch": (
+            f.integer(training, "training.best_epoch", "best_epoch", None, 0, 10**9)
+            if training.get("best_epoch") is not None
+            else None
+        ),
+        "metrics": f.mapping(meta, "metrics", "metrics"),
+        "quantization": _quantization(f, meta),
+        "pretraining": (
+            parse_pretraining(f.mapping(meta, "pretraining", "pretraining"), path)
+            if "pretraining" in meta
+            else None
+        ),
     }
     if task == "detector":
         return _detector(f, meta, common)
@@ -269,6 +359,7 @@ def validate_metadata(meta: Any, path: str | Path) -> ModelMetadata:
             **common,
             scheme=_scheme(f, meta),
             stain_norm=f.choice(meta, "stain_norm", "stain_norm", "none", STAIN_NORMS),
+            decision=parse_decision(meta, path),
         )
     return SegmenterMetadata(
         **common,
@@ -301,6 +392,72 @@ def _detector(f: _Field, meta: Mapping[str, Any], common: dict[str, Any]) -> Det
         max_radius_um=max_r,
         stain_reference=_stain_reference(f, meta),
         colour_transfer=f.boolean(dec, "decode.colour_transfer", "colour_transfer", False),
+    )
+
+
+def _splits(training: Mapping[str, Any]) -> Splits:
+    files: dict[str, set[str]] = {}
+    slides: dict[str, set[str]] = {}
+
+    def walk(v: object) -> None:
+        if isinstance(v, Mapping):
+            for k, x in v.items():
+                split, _, what = str(k).partition("_")
+                if split in SPLITS and what in ("files", "slides") and isinstance(x, list):
+                    (files if what == "files" else slides).setdefault(split, set()).update(map(str, x))
+                else:
+                    walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    walk(training)
+    return Splits(
+        files={k: frozenset(v) for k, v in files.items()}, slides={k: frozenset(v) for k, v in slides.items()}
+    )
+
+
+def _quantization(f: _Field, meta: Mapping[str, Any]) -> Quantization | None:
+    q = meta.get("quantization")
+    if not q:
+        return None
+    if not isinstance(q, Mapping):
+        raise f.fail("quantization", f"must be an object, got {_show(q)}")
+    cal = q.get("calibration")
+    return Quantization(mode=str(q.get("mode", "unknown")), calibration=None if cal is None else str(cal))
+
+
+def parse_pretraining(d: Mapping[str, Any], path: str | Path) -> Pretraining:
+    """A pretraining record (an encoder file's ``pretraining``, or a SimSiam checkpoint's ``meta``), typed."""
+    f = _Field(path)
+    if not isinstance(d, Mapping):
+        raise f.fail("pretraining", f"must be an object, got {_show(d)}")
+
+    def count(key: str) -> int | None:
+        return None if d.get(key) is None else f.integer(d, f"pretraining.{key}", key, None, 0, 10**12)
+
+    return Pretraining(
+        backbone=_text(d, "backbone"),
+        epochs_done=count("epochs_done"),
+        steps_done=count("steps_done"),
+        n_images=count("n_images"),
+        size=count("size"),
+    )
+
+
+def parse_decision(meta: Mapping[str, Any], path: str | Path) -> DecisionFields:
+    """``temperature`` and ``decision`` (a classifier's metadata, or a CV summary's decision), checked."""
+    f = _Field(path)
+    d = f.mapping(meta, "decision", "decision") if meta.get("decision") is not None else {}
+    thr = d.get("threshold")
+    positive = d.get("positive", "")
+    if not isinstance(positive, str):
+        raise f.fail("decision.positive", f"must be a class name, got {_show(positive)}")
+    return DecisionFields(
+        temperature=f.number(meta, "temperature", "temperature", 1.0, 0.0, 1e6, lo_open=True),
+        threshold=None if thr is None else f.number(d, "decision.threshold", "threshold", None, 0.0, 1.0),
+        glomerulus_min=f.number(d, "decision.glomerulus_min", "glomerulus_min", 0.5, 0.0, 1.0),
+        positive=positive,
     )
 
 

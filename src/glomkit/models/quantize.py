@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from glomkit import GlomkitError
-from glomkit.models.metadata import validate_metadata
+from glomkit.models.metadata import Splits, validate_metadata
 
 META_KEY = "glomkit"
 MODES = ("static", "dynamic")
@@ -279,7 +279,7 @@ def quantize_model(
         raise GlomkitError(f"{src}: model file not found")
     model = onnx.load(str(src))
     meta = _read_meta(model, src)
-    if meta.get("quantization"):
+    if validate_metadata(meta, src).quantization is not None:
         raise GlomkitError(f"{src}: is already quantised")
     to_float32(model)
     order = [n.name for n in model.graph.node]
@@ -348,33 +348,10 @@ def quantize_model(
     return meta
 
 
-def held_out(meta: dict) -> tuple[set[str], set[str]]:
-    """(file names, slide names) that a model's training record lists as validation or test data,
-    so that calibration uses training data only."""
-    files: set[str] = set()
-    slides: set[str] = set()
-
-    def walk(v) -> None:
-        if isinstance(v, dict):
-            for k, x in v.items():
-                if k in ("test_files", "val_files") and isinstance(x, list):
-                    files.update(str(s) for s in x)
-                elif k in ("test_slides", "val_slides") and isinstance(x, list):
-                    slides.update(str(s) for s in x)
-                else:
-                    walk(x)
-        elif isinstance(v, list):
-            for x in v:
-                walk(x)
-
-    walk(meta.get("training", {}))
-    return files, slides
-
-
-def training_images(meta: dict, root: str | Path, limit: int | None = None) -> list[Path]:
-    """Images under ``root`` that the model's metadata does not list as held out (and no ``test*``
-    file), evenly spaced down to ``limit``."""
-    files, slides = held_out(meta)
+def training_images(splits: Splits, root: str | Path, limit: int | None = None) -> list[Path]:
+    """Images under ``root`` that the model's metadata does not list as held out (``splits``: its
+    typed ``splits``) and no ``test*`` file, evenly spaced down to ``limit``."""
+    files, slides = splits.held_out_files(), splits.held_out_slides()
     paths = [
         p
         for p in list_images(root)
@@ -416,7 +393,7 @@ def quantize_file(
     if mode == "static":
         if calibration is None:
             raise GlomkitError("static quantisation needs --calibration DIR (training images)")
-        paths = training_images(meta, calibration, limit)
+        paths = training_images(validate_metadata(meta, src).splits, calibration, limit)
         images = list(calibration_images(meta, paths, data_mpp=data_mpp, limit=limit))
         if not images:
             raise GlomkitError(f"{calibration}: no readable training images to calibrate with")

@@ -12,15 +12,17 @@ from glomkit import GlomkitError
 from glomkit.eval.segmentation import segmentation_metrics
 from glomkit.infer.segment import predict_probs
 from glomkit.io.images import read_rgb
+from glomkit.models.metadata import Splits
 from glomkit.models.runtime import OnnxModel
 from glomkit.segment.dataset import SegSample, load_samples, read_mask
 
 
-def select_split(samples: list[SegSample], meta: dict, split: str) -> list[SegSample]:
-    """The samples of ``split`` (test/val/train by the slides the model metadata lists, or all)."""
+def select_split(samples: list[SegSample], splits: Splits, split: str) -> list[SegSample]:
+    """The samples of ``split`` (test/val/train by the slides the model's metadata lists, ``splits``: its
+    typed ``splits``; or all)."""
     if split == "all":
         return samples
-    slides = set(meta.get("training", {}).get(f"{split}_slides", []))
+    slides = splits.slides_of(split)
     if not slides:
         raise GlomkitError(f"model metadata lists no {split} slides; use split 'all'")
     chosen = [s for s in samples if s.slide in slides]
@@ -43,7 +45,7 @@ def evaluate_segmenter(
     """
     if not isinstance(model, OnnxModel):
         model = OnnxModel(model, expect_task="segmenter")
-    samples = select_split(load_samples(data_dir), model.meta, split)
+    samples = select_split(load_samples(data_dir), model.info.typed.splits, split)
     thr = model.info.typed.threshold  # the metadata's, or its one default (models.metadata)
     preds, trues = [], []
     for start in range(0, len(samples), batch_size):

@@ -22,6 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from glomkit import GlomkitError
 from glomkit.data.bueno import BuenoSample, load_bueno, slide_folds
 from glomkit.io.atomic import write_bytes, write_text
+from glomkit.models.metadata import Pretraining, parse_pretraining
 
 ARMS = ("scratch", "probe", "finetune")
 CLASSES = ("nonGS", "GS")
@@ -188,8 +189,9 @@ def run_label_fraction(cfg: LabelFractionConfig, progress=None) -> dict:
     y = np.array([CLASSES.index(s.label) for s in samples])
     from glomkit.ssl.simsiam import load_encoder
 
-    _, enc_meta = load_encoder(cfg.encoder)
-    backbone = enc_meta.get("backbone", "resnet18")
+    _, raw_meta = load_encoder(cfg.encoder)
+    enc_meta = parse_pretraining(raw_meta, cfg.encoder)
+    backbone = enc_meta.backbone or "resnet18"
     feats = _Features(cfg.encoder, samples, cfg.size) if "probe" in cfg.arms else None
     tasks = _tasks(samples, cfg)
     rows: list[dict] = []
@@ -267,12 +269,12 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     write_text(path, buf.getvalue())
 
 
-def _markdown(summary: list[dict], cfg: LabelFractionConfig, enc_meta: dict, tasks, n: int) -> str:
+def _markdown(summary: list[dict], cfg: LabelFractionConfig, enc_meta: Pretraining, tasks, n: int) -> str:
     lines = [
         f"# Label-fraction study ({_design(cfg)})",
         "",
-        f"Data: {n} bueno_pas crops, GS vs nonGS. Encoder: {enc_meta.get('backbone')} SimSiam, "
-        f"{enc_meta.get('epochs_done')} epochs on {enc_meta.get('n_images')} images at {enc_meta.get('size')} px. "
+        f"Data: {n} bueno_pas crops, GS vs nonGS. Encoder: {enc_meta.backbone} SimSiam, "
+        f"{enc_meta.epochs_done} epochs on {enc_meta.n_images} images at {enc_meta.size} px. "
         f"Classifier input {cfg.size} px; scratch/finetune {cfg.epochs} epochs, at least {cfg.min_steps} "
         "optimiser steps (best epoch on validation).",
         "",
