@@ -273,6 +273,66 @@ def evaluate_images(
 EDGE_PX = 2.0  # an outline within this many px of the image border is cut by it
 
 
+def evaluate_detector(
+    model: str | Path,
+    data: str | Path,
+    *,
+    split: str = "test",
+    val_block: int = -1,
+    data_mpp: float | None = None,
+    tta: bool = False,
+    n_fields: int = 100,
+    size: int = 256,
+    seed: int = 20_000,
+    set_threshold: bool = False,
+) -> dict[str, Any]:
+    """A detector model on held-out data; ``report["evaluated_on"]`` says how.
+
+    - ``images``: a folder of annotated images (or slides, or a circles CSV), run whole as
+      ``glomkit run`` runs them (:func:`evaluate_images`, detector alone); with
+      ``set_threshold`` (validation split only) the F1-best score threshold is stored in the
+      model file (``report["stored_score_threshold"]``).
+    - ``fields``: a bueno_pas folder, scored on composed fields
+      (:func:`glomkit.detect.evaluate.evaluate_detector_file`).
+    """
+    from glomkit.detect.data import is_bueno_folder
+
+    model = Path(model)
+    if set_threshold and split != "val":
+        raise GlomkitError(f"--set-threshold: choose thresholds on --split val, not {split}")
+    if not is_bueno_folder(data):
+        report = evaluate_images(
+            data,
+            detector=str(model),
+            data_mpp=data_mpp,
+            split=split,
+            val_block=val_block,
+            pipeline=False,
+            tta=tta or None,
+        )
+        report["evaluated_on"] = "images"
+        if set_threshold:
+            from glomkit.models.export import store_score_threshold
+
+            report["stored_score_threshold"] = store_score_threshold(
+                model, report["f1_best_threshold"], report["data"], val_block=val_block
+            )
+        return report
+    if set_threshold:
+        raise GlomkitError("--set-threshold: needs a folder of annotated images")
+    if split not in ("test", "val"):
+        raise GlomkitError(f"--split {split}: bueno_pas folders have test and val folds")
+    if size % 32:
+        raise GlomkitError(f"--size {size}: must be a multiple of 32")
+    from glomkit.detect.evaluate import evaluate_detector_file
+
+    report = evaluate_detector_file(
+        model, data, split=split, n_fields=n_fields, size=size, seed=seed, data_mpp=data_mpp, tta=tta
+    )
+    report["evaluated_on"] = "fields"
+    return report
+
+
 def edge_ignored(
     im: AnnotatedImage, pred_boxes: np.ndarray, width: float, height: float
 ) -> tuple[AnnotatedImage, np.ndarray]:

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from glomkit import GlomkitError, __version__
-from glomkit.core.geometry import DEFAULT_NMS_IOU
 from glomkit.core.records import GlomerulusRecord, image_path
 from glomkit.core.stain import recognise_stain
 from glomkit.infer.detect import (
@@ -39,8 +38,9 @@ PATCH_CHUNK = 32  # glomeruli characterised at once (the next chunk is read mean
 
 
 @dataclass
-class PipelineConfig:
-    """Settings of one run; picklable, so cohort workers get the same."""
+class PipelineConfig(DetectOptions):
+    """Settings of one run; picklable, so cohort workers get the same. The tile loop's settings
+    (tile size, overlap, threshold, TTA, colour transfer, NMS, ...) are :class:`DetectOptions`'s."""
 
     detector: str | None = None  # model path; None = bundled default
     classifier: str | None = None
@@ -51,26 +51,13 @@ class PipelineConfig:
     accept_any_stain: bool = False  # run a slide recognised as not brightfield (normally refused)
     device: str = "auto"
     threads: int | None = None  # ONNX Runtime intra-op threads; None = all this process may use
-    read_threads: int = 2
-    tile_px: int = 1024  # detection tile side in model px (multiple of 32)
-    overlap_um: float = 320.0  # ≥ one large glomerulus diameter
-    batch_tiles: int = 2
     batch_patches: int = 16
-    score_threshold: float | None = None  # None = the detector's metadata
-    tta: bool | None = None  # detection averaged over h/v flips of each tile; None = the model's metadata
-    # the slide's tissue colours mapped to the detector's training colours before detection
-    # (glomkit.core.colour); None = the model's metadata
-    colour_transfer: bool | None = None
-    nms_iou: float = DEFAULT_NMS_IOU
     margin_um: float = 12.5  # 50 px at 0.25 µm/px, the published setting
     # the segmenter sees the patch cut down to the circle + this margin (None: the whole patch); 5 µm
     # gave the best box AP on the hubmap_pas validation block (docs/models/detector.md)
     outline_margin_um: float | None = 5.0
     # glomerulus patches: the pyramid level rule of glomkit.infer.patches.PATCH_MPP (None: level 0)
     patch_mpp: float | None = PATCH_MPP
-    min_tissue: float = 0.01
-    # white beyond a partial edge tile (model px); None: every tile on a full tile_px canvas
-    edge_pad_px: int | None = 64
     thumbnail_px: int = 2048
     write_images: bool = True
     max_pixels: int | None = None  # pixel limit of plain images; None = glomkit.io.images default
@@ -81,8 +68,7 @@ class PipelineConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def detect_options(self) -> DetectOptions:
-        """The tile loop's options: every field of :class:`DetectOptions`, taken by name from this
-        config (a field added there must be added here; ``tests/test_pipeline.py`` checks it)."""
+        """The tile loop's options alone: every field of :class:`DetectOptions`, from this config."""
         return DetectOptions(**{f.name: getattr(self, f.name) for f in fields(DetectOptions)})
 
 

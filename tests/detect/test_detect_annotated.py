@@ -291,6 +291,11 @@ def test_train_and_evaluate_on_two_annotated_images(tmp_path):
     meta = read_metadata(model)
     assert meta["decode"]["score_threshold"] == round(best, 3)
     assert meta["metrics"]["threshold_choice"]["data"]["split"] == "val"
+    # the library call behind the command says which evaluation it chose
+    from glomkit.evaluate_images import evaluate_detector
+
+    rep = evaluate_detector(model, data, split="all", data_mpp=2)
+    assert rep["evaluated_on"] == "images" and "stored_score_threshold" not in rep
 
     # two sources mixed by weight: the annotated images and a circles CSV of the same images
     csv_path = tmp_path / "c.csv"
@@ -315,3 +320,11 @@ def test_train_and_evaluate_on_two_annotated_images(tmp_path):
     assert res.exit_code == 0, res.output
     d = read_metadata(tmp_path / "m.onnx")["training"]["data"]
     assert d["kind"] == "mixed" and d["weights"] == [0.75, 0.25]
+
+
+def test_evaluate_detector_checks_its_options_before_running(tmp_path):
+    from glomkit import GlomkitError
+    from glomkit.evaluate_images import evaluate_detector
+
+    with pytest.raises(GlomkitError, match="--split val"):
+        evaluate_detector(tmp_path / "m.onnx", tmp_path, split="test", set_threshold=True)

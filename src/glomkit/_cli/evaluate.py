@@ -73,54 +73,38 @@ def evaluate_detector_cmd(
     circle AP, and recall / precision at the model's score threshold. Composed bueno_pas fields
     give circle AP (and, for a U-Net/SegNet detector, mIoU and pixel accuracy).
     """
-    from glomkit.detect.data import is_bueno_folder
+    from glomkit.evaluate_images import evaluate_detector
     from glomkit.models.registry import resolve_model
 
     model = resolve_model(model, "detector")
-    if set_threshold and split != "val":
-        raise GlomkitError(f"--set-threshold: choose thresholds on --split val, not {split}")
-    if not is_bueno_folder(data):
-        from glomkit.evaluate_images import evaluate_images
-
-        report = evaluate_images(
-            data,
-            detector=str(model),
-            data_mpp=data_mpp,
-            split=split,
-            val_block=val_block,
-            pipeline=False,
-            tta=tta or None,
-        )
+    report = evaluate_detector(
+        model,
+        data,
+        split=split,
+        val_block=val_block,
+        data_mpp=data_mpp,
+        tta=tta,
+        n_fields=fields,
+        size=size,
+        seed=seed,
+        set_threshold=set_threshold,
+    )
+    if report["evaluated_on"] == "images":
         _print_image_report(report, f"{model.name} on {report['data']['images']} {split} images of {data}")
         best = report["f1_best_threshold"]
         Console().print(
             f"F1-best score threshold {best['score_threshold']:.3f}: recall {best['recall']:.3f}, "
             f"precision {best['precision']:.3f} (circle IoU ≥ 0.5)"
         )
-        if set_threshold:
-            from glomkit.models.export import store_score_threshold
-
-            value = store_score_threshold(model, best, report["data"], val_block=val_block)
-            Console().print(f"stored decode.score_threshold {value} in {model}")
-        _write_report(out, report)
-        return
-    if set_threshold:
-        raise GlomkitError("--set-threshold: needs a folder of annotated images")
-    from glomkit.detect.evaluate import evaluate_detector_file
-
-    if split not in ("test", "val"):
-        raise GlomkitError(f"--split {split}: bueno_pas folders have test and val folds")
-    if size % 32:
-        raise GlomkitError(f"--size {size}: must be a multiple of 32")
-    report = evaluate_detector_file(
-        model, data, split=split, n_fields=fields, size=size, seed=seed, data_mpp=data_mpp, tta=tta
-    )
-    rows = [
-        (k, f"{v:.4f}" if isinstance(v, float) and not float(v).is_integer() else f"{v:g}")
-        for k, v in report["metrics"].items()
-    ]
-    title = f"{model.name} on {report['data']['description']}"
-    Console().print(result_table(title, ("metric", "value"), rows, right={"value"}))
+        if "stored_score_threshold" in report:
+            Console().print(f"stored decode.score_threshold {report['stored_score_threshold']} in {model}")
+    else:
+        rows = [
+            (k, f"{v:.4f}" if isinstance(v, float) and not float(v).is_integer() else f"{v:g}")
+            for k, v in report["metrics"].items()
+        ]
+        title = f"{model.name} on {report['data']['description']}"
+        Console().print(result_table(title, ("metric", "value"), rows, right={"value"}))
     _write_report(out, report)
 
 

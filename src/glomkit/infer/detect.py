@@ -27,9 +27,11 @@ ProgressHook = Callable[[str, int, int], None]  # (stage, done, total)
 Region = tuple[float, float, float, float]  # level-0 x, y, w, h
 
 
-@dataclass(frozen=True)
+@dataclass
 class DetectOptions:
-    """How the tile loop runs; ``None`` settings come from the model's metadata."""
+    """How the tile loop runs; ``None`` settings come from the model's metadata.
+
+    :class:`glomkit.pipeline.PipelineConfig` extends it, so each setting is declared here only."""
 
     tile_px: int = 1024  # tile side in model px (multiple of 32)
     overlap_um: float = 320.0  # ≥ one large glomerulus diameter
