@@ -274,8 +274,10 @@ def export_encoder_onnx(encoder: str | Path, onnx_path: str | Path, size: int | 
     float32, output ``features`` (N, D) pooled; metadata task ``encoder`` with input size, mean,
     std and the pretraining record (sources, epochs, seed). Runs on ONNX Runtime without torch
     (``glomkit.cluster.encoder.OnnxEncoder``)."""
+    from glomkit.models.metadata import parse_pretraining
+
     net, meta = load_encoder(encoder)
-    size = int(size or meta.get("size", 224))
+    size = int(size or parse_pretraining(meta, encoder).size or 224)
     keep = (
         "backbone",
         "size",
