@@ -109,3 +109,49 @@ def test_small_fractions_get_enough_steps() -> None:
     assert epochs_for(400, 32, 10, 0) == 10  # large set: the epochs asked for
     assert epochs_for(400, 32, 10, 150) == 13  # 12 steps per epoch -> 13 epochs for 150 steps
     assert epochs_for(5, 5, 10, 150) == 150  # one step per epoch
+
+
+# leave-one-site-out tasks (the SimSiam initialisation's test)
+
+
+def test_leave_site_out_tests_each_site_once(tmp_path):
+    from glomkit.data.bueno import load_bueno
+    from glomkit.studies.label_fraction import LabelFractionConfig, _tasks
+
+    data = make_bueno_like(tmp_path / "d", n_slides=9, per_class=1, size=8)
+    samples = load_bueno(data)
+    cfg = LabelFractionConfig(data=str(data), encoder="", out="", leave_site_out=True)
+    tasks = _tasks(samples, cfg)
+    assert [t[0] for t in tasks] == ["test SAS", "test SESCAM", "test VUHSK"]
+    for name, tr, va, te in tasks:
+        site = name.split()[1]
+        assert {samples[i].site for i in te} == {site}
+        assert site not in {samples[i].site for i in tr + va}
+        assert not ({samples[i].slide for i in tr} & {samples[i].slide for i in va})
+        assert len(tr) + len(va) + len(te) == len(samples)
+
+
+def test_leave_site_out_and_external_exclude_each_other(tmp_path):
+    from glomkit import GlomkitError
+    from glomkit.data.bueno import load_bueno
+    from glomkit.studies.label_fraction import LabelFractionConfig, _tasks
+
+    data = make_bueno_like(tmp_path / "d", n_slides=3, per_class=1, size=8)
+    cfg = LabelFractionConfig(data=str(data), encoder="", out="", leave_site_out=True, external=True)
+    with pytest.raises(GlomkitError, match="exclude each other"):
+        _tasks(load_bueno(data), cfg)
+
+
+def test_cli_passes_leave_site_out_and_refuses_it_with_external(tmp_path):
+    from click.testing import CliRunner
+
+    from glomkit._cli.study import study_label_fraction_cmd
+
+    data = make_bueno_like(tmp_path / "d", n_slides=3, per_class=1, size=8)
+    enc = tmp_path / "enc.pt"
+    enc.write_bytes(b"")
+    args = ["--data", str(data), "--encoder", str(enc), "-o", str(tmp_path / "o"), "--leave-site-out"]
+    res = CliRunner().invoke(study_label_fraction_cmd, [*args, "--external"])
+    assert res.exit_code == 2 and "exclude each other" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(study_label_fraction_cmd, args)  # on its own it reaches the encoder check
+    assert res.exit_code == 1 and "enc.pt: not a readable SimSiam encoder" in res.output
