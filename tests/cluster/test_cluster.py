@@ -109,3 +109,27 @@ def test_bad_labels_csv(tmp_path):
         cluster_cmd, ["--images", str(data), "-o", str(tmp_path / "o"), "--labels", str(tmp_path / "bad.csv")]
     )
     assert res.exit_code == 1 and "needs columns image,label" in res.output
+
+
+def test_scores_in_shared_features_differ_from_embedding_scores():
+    """--score-in features: the same k-means partition is scored in the features, not in its embedding."""
+    from glomkit.cluster.study import kmeans_scan
+
+    rng = np.random.default_rng(0)
+    # two groups far apart in the first feature; the "embedding" keeps only a noisy second feature
+    x = np.column_stack([np.repeat([0.0, 10.0], 20), rng.normal(0, 1, 40)])
+    z = x[:, :1] + rng.normal(0, 3, (40, 1))
+    in_embedding = kmeans_scan(z, range(2, 3), 0)[2][1]["silhouette"]
+    a, m = kmeans_scan(z, range(2, 3), 0, score_on=x)[2]
+    from sklearn.metrics import silhouette_score
+
+    assert m["silhouette"] == pytest.approx(silhouette_score(x, a))
+    assert m["silhouette"] != pytest.approx(in_embedding)
+
+
+def test_bad_score_space_is_a_clear_error(tmp_path):
+    from glomkit import GlomkitError
+    from glomkit.cluster.study import ClusterConfig, run_clustering
+
+    with pytest.raises(GlomkitError, match="--score-in"):
+        run_clustering(ClusterConfig(images=[str(tmp_path)], out=str(tmp_path / "o"), score_space="pca"))

@@ -69,6 +69,15 @@ def _names(text: str) -> tuple[str, ...]:
     show_default=True,
     help="ARI/NMI against the --labels column, or against each crop's source folder (stain / lab).",
 )
+@click.option(
+    "--score-in",
+    "score_space",
+    type=click.Choice(["embedding", "features"]),
+    default="embedding",
+    show_default=True,
+    help="Measure the internal scores of each k-means partition in its embedding, or in the standardised "
+    "features that all embeddings share (makes PCA, Isomap and t-SNE comparable).",
+)
 @click.option("--ae-epochs", default=10, show_default=True)
 @seed_option()
 @threads_option(1, None)

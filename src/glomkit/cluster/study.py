@@ -40,6 +40,10 @@ from glomkit.ssl.images import find_images, load_resized
 REDUCTIONS = ("pca", "isomap", "tsne")
 SUBSETS = ("all", "held-out")
 LABEL_BY = ("label", "source")
+# where the internal scores of a candidate partition are measured: in the embedding it was found in
+# (PCA, Isomap or t-SNE coordinates; t-SNE's blobs always score best there), or in the standardised
+# features that every embedding of one feature set shares, which makes candidates comparable
+SCORE_SPACES = ("embedding", "features")
 GALLERY_SIZE = 96  # px of the crops kept for galleries
 
 
@@ -63,6 +67,7 @@ class ClusterConfig:
     stain: str = "none"
     label_by: str = "label"
     threads: int = 1
+    score_space: str = "embedding"
     extra: dict = field(default_factory=dict)
 
 
@@ -194,8 +199,12 @@ def reduce(feats: np.ndarray, method: str, dims: int, seed: int) -> np.ndarray:
     raise GlomkitError(f"--reductions: unknown reduction {method!r} (choose from {', '.join(REDUCTIONS)})")
 
 
-def kmeans_scan(z: np.ndarray, ks: range, seed: int) -> dict[int, tuple[np.ndarray, dict]]:
-    """k -> (assignment, {silhouette, davies_bouldin, calinski_harabasz})."""
+def kmeans_scan(
+    z: np.ndarray, ks: range, seed: int, score_on: np.ndarray | None = None
+) -> dict[int, tuple[np.ndarray, dict]]:
+    """k -> (assignment, {silhouette, davies_bouldin, calinski_harabasz}): k-means in ``z``, the
+    scores measured in ``score_on`` (same rows; default ``z``)."""
+    s = z if score_on is None else score_on
     out = {}
     for k in ks:
         if k >= len(z):
@@ -206,9 +215,9 @@ def kmeans_scan(z: np.ndarray, ks: range, seed: int) -> dict[int, tuple[np.ndarr
         out[k] = (
             a,
             {
-                "silhouette": float(metrics.silhouette_score(z, a)),
-                "davies_bouldin": float(metrics.davies_bouldin_score(z, a)),
-                "calinski_harabasz": float(metrics.calinski_harabasz_score(z, a)),
+                "silhouette": float(metrics.silhouette_score(s, a)),
+                "davies_bouldin": float(metrics.davies_bouldin_score(s, a)),
+                "calinski_harabasz": float(metrics.calinski_harabasz_score(s, a)),
             },
         )
     return out
@@ -243,6 +252,8 @@ def run_clustering(cfg: ClusterConfig, progress: Callable[[int, int, str], None]
     """Run the study; write its tables and figures under ``cfg.out`` (see the module docstring)."""
     from glomkit.cluster.features import extract, stain_view
 
+    if cfg.score_space not in SCORE_SPACES:
+        raise GlomkitError(f"--score-in {cfg.score_space!r}: choose from {', '.join(SCORE_SPACES)}")
     if cfg.k_min < 2 or cfg.k_max < cfg.k_min:
         raise GlomkitError(f"--k-range {cfg.k_min}:{cfg.k_max}: need 2 <= min <= max")
     crops = load_crops(cfg)
@@ -277,6 +288,7 @@ def run_clustering(cfg: ClusterConfig, progress: Callable[[int, int, str], None]
     for feat in cfg.features:
         x, info = extract(feat, images, cfg.encoder or None, cfg.seed, cfg.ae_epochs, cfg.threads)
         infos[feat] = info
+        shared = np.nan_to_num(StandardScaler().fit_transform(x)) if cfg.score_space == "features" else None
         feat_rows: list[dict] = []
         feat_assign: list[np.ndarray] = []
         for red in cfg.reductions:
@@ -285,7 +297,7 @@ def run_clustering(cfg: ClusterConfig, progress: Callable[[int, int, str], None]
                 embeddings[feat] = z[:, :2]
             if red == "tsne":
                 maps[feat] = z[:, :2]
-            scan = kmeans_scan(z, ks, cfg.seed)
+            scan = kmeans_scan(z, ks, cfg.seed, shared)
             if not scan:
                 raise GlomkitError(f"{feat} / {red}: k-means found no 2 clusters (too few distinct crops)")
             for k, (a, m) in scan.items():
@@ -414,7 +426,9 @@ def _markdown(
         "## The choice without labels",
         "",
         "Per feature extractor, the embedding and k with the best mean rank of silhouette, "
-        "Davies-Bouldin and Calinski-Harabasz over every candidate"
+        "Davies-Bouldin and Calinski-Harabasz over every candidate (scores measured in "
+        + ("the standardised features all embeddings share" if cfg.score_space == "features" else "each embedding")
+        + ")"
         + (f"; then its ARI / NMI against {', '.join(classes)}." if lab else "."),
         "",
         "| features | chosen embedding | k | silhouette | Davies-Bouldin | Calinski-Harabasz |"
