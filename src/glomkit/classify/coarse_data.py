@@ -376,6 +376,50 @@ def synthetic_glomeruli(out: Path, n_per_class: int, seed: int) -> list[tuple[st
         ]
 
 
+SYNTH_FP_SIZE = (12000, 9000)  # demo-like slides (`glomkit demo`'s size) at 0.25 µm/px
+SYNTH_FP_THRESHOLD = 0.1  # detections at or above this score are mined
+SYNTH_FP_SEEDS = range(11, 61)  # the demo is seed 0; seeds 1-10 are the threshold rule's validation slides
+SYNTH_FP_MAX_IOU = 0.1  # a false positive overlaps no true glomerulus by more than this circle IoU
+
+
+def synthetic_false_positives(
+    detector: str | Path, seeds: range, work: Path
+) -> list[tuple[np.ndarray, str, str]]:
+    """Hard negatives from demo-like synthetic slides: the detector's detections (score >=
+    ``SYNTH_FP_THRESHOLD``) whose circle IoU with every true glomerulus is below
+    ``SYNTH_FP_MAX_IOU``, each read as the pipeline reads a patch (circle + 12.5 µm margin,
+    ``glomkit.infer.patches.read_patch``), grouped by slide seed. The slides are written under
+    ``work`` and removed after."""
+    from glomkit.core.geometry import circle_iou
+    from glomkit.infer.detect import DetectOptions, detect_circles
+    from glomkit.infer.patches import PATCH_SIZE, patch_box, read_patch
+    from glomkit.models.runtime import OnnxModel
+    from glomkit.slide.reader import Slide
+    from glomkit.ssl.pool import MARGIN_UM
+    from glomkit.synth.slide import synthesize_slide
+
+    det = OnnxModel(str(detector))
+    out = []
+    work.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        path = work / f"synthfp_{seed}.tif"
+        truth = synthesize_slide(path, *SYNTH_FP_SIZE, mpp=0.25, seed=seed)
+        glom = np.array(
+            [[g.x, g.y, g.radius] for g in truth.glomeruli if g.label != "non_glomerular"]
+        ).reshape(-1, 3)
+        with Slide(path) as sl:
+            c = detect_circles(sl, det, DetectOptions(score_threshold=SYNTH_FP_THRESHOLD))
+            iou = circle_iou(c[:, :3], glom) if len(c) and len(glom) else np.zeros((len(c), 1))
+            for i, (x, y, r, _) in enumerate(c):
+                if iou[i].max(initial=0.0) >= SYNTH_FP_MAX_IOU:
+                    continue
+                patch = read_patch(sl, patch_box(x, y, r, MARGIN_UM / sl.mpp), PATCH_SIZE)
+                img = cv2.resize(patch, (OUT_SIZE, OUT_SIZE), interpolation=cv2.INTER_AREA)
+                out.append((img, f"synthfp#{seed}", f"synthfp_{seed}_{i}"))
+        path.unlink(missing_ok=True)
+    return out
+
+
 def build_coarse_folder(
     out: str | Path,
     bueno_root: str | Path | None = None,
@@ -387,6 +431,8 @@ def build_coarse_folder(
     n_synth_glom: int = 60,
     hubmap: str | Path | None = None,
     cgmh: str | Path | None = None,
+    synth_fp_detector: str | Path | None = None,
+    synth_fp_seeds: range = SYNTH_FP_SEEDS,
 ) -> Path:
     """Write ``out/labels.csv`` (+ non_glomerular PNGs); bueno labels stay GS / nonGS."""
     out = Path(out)
@@ -397,6 +443,9 @@ def build_coarse_folder(
     if svs is not None and Path(svs).is_file():
         made += [(*m, "svs") for m in svs_tiles(Path(svs), rng, n_svs)]
     made += [(*m, "synthetic") for m in synthetic(rng, n_synth)]
+    if synth_fp_detector is not None:
+        fps = synthetic_false_positives(synth_fp_detector, synth_fp_seeds, out / "_synthfp_slides")
+        made += [(*m, "synthetic_fp") for m in fps]
     for img, slide, name, source in made:
         rel = f"non_glomerular/{name}.png"
         write_png(out / rel, img)
@@ -412,6 +461,33 @@ def build_coarse_folder(
             write_png(out / rel, img)
             rows.append((rel, label, group, source))
     rows += [(*r, "synthetic") for r in synthetic_glomeruli(out, n_synth_glom, seed)]
+    buf = io.StringIO()
+    wr = csv.writer(buf, lineterminator="\n")
+    wr.writerow(["image", "label", "slide", "source"])
+    wr.writerows(rows)
+    write_text(out / "labels.csv", buf.getvalue())
+    return out
+
+
+def extend_with_synthetic_fp(base: str | Path, out: str | Path, detector: str | Path) -> Path:
+    """``out/labels.csv``: the rows of an existing folder (``base``; its relative images made
+    absolute, nothing copied) plus the detector's synthetic false positives under ``out/synthfp``."""
+    base, out = Path(base), Path(out)
+    with (base / "labels.csv").open(newline="") as f:
+        rows = [
+            (
+                r["image"] if Path(r["image"]).is_absolute() else str((base / r["image"]).resolve()),
+                r["label"],
+                r["slide"],
+                r["source"],
+            )
+            for r in csv.DictReader(f)
+        ]
+    for img, slide, name in synthetic_false_positives(detector, SYNTH_FP_SEEDS, out / "_synthfp_slides"):
+        rel = f"synthfp/{name}.png"
+        write_png(out / rel, img)
+        rows.append((rel, "non_glomerular", slide, "synthetic_fp"))
+    (out / "_synthfp_slides").rmdir()
     buf = io.StringIO()
     wr = csv.writer(buf, lineterminator="\n")
     wr.writerow(["image", "label", "slide", "source"])
@@ -438,9 +514,34 @@ def main() -> None:
         help="cgmh_he tiles folder: add real in-context H&E glomeruli (ungraded) and H&E negatives "
         "(its test biopsies are never read)",
     )
+    ap.add_argument(
+        "--synthetic-fp",
+        default=None,
+        metavar="DETECTOR",
+        help="add this detector's false positives on demo-like synthetic slides (seeds 11-60; the demo "
+        "is seed 0, validation 1-10) as non_glomerular examples",
+    )
+    ap.add_argument(
+        "--extend",
+        default=None,
+        metavar="DIR",
+        help="with --synthetic-fp: keep DIR's rows as they are (nothing rebuilt) and add only the false positives",
+    )
     a = ap.parse_args()
+    if a.extend:
+        if not a.synthetic_fp:
+            ap.error("--extend needs --synthetic-fp")
+        print(extend_with_synthetic_fp(a.extend, a.out, a.synthetic_fp) / "labels.csv")
+        return
     p = build_coarse_folder(
-        a.out, a.bueno, a.svs, a.seed, n_synth_glom=a.synth_glomeruli, hubmap=a.hubmap, cgmh=a.cgmh
+        a.out,
+        a.bueno,
+        a.svs,
+        a.seed,
+        n_synth_glom=a.synth_glomeruli,
+        hubmap=a.hubmap,
+        cgmh=a.cgmh,
+        synth_fp_detector=a.synthetic_fp,
     )
     print(p / "labels.csv")
 
