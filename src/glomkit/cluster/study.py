@@ -427,7 +427,11 @@ def _markdown(
         "",
         "Per feature extractor, the embedding and k with the best mean rank of silhouette, "
         "Davies-Bouldin and Calinski-Harabasz over every candidate (scores measured in "
-        + ("the standardised features all embeddings share" if cfg.score_space == "features" else "each embedding")
+        + (
+            "the standardised features all embeddings share"
+            if cfg.score_space == "features"
+            else "each embedding"
+        )
         + ")"
         + (f"; then its ARI / NMI against {', '.join(classes)}." if lab else "."),
         "",
