@@ -7,8 +7,7 @@ study's PCA / Isomap / t-SNE, k-means k = 2..8 and the label-free choice
 feature on its slide's median first. Run from the repository root:
 
     python docs/studies/clustering/s15/morphology_dev.py dev [center]
-
-The held-out slides were not read (`held` is never run): the features were dropped on these figures.
+    python docs/studies/clustering/s15/morphology_dev.py held center   # read once (README)
 """
 
 import csv
@@ -79,9 +78,9 @@ def morph(imgs):
 x = morph(imgs)
 if "center" in sys.argv:
     sl = np.array([r["source_wsi"] for r in rows])
-    for s_ in set(sl):
+    for s_ in set(sl):  # centring only: the reductions and the shared features standardise after it
         m_ = sl == s_
-        x[m_] = (x[m_] - np.median(x[m_], 0)) / (x.std(0) + 1e-6)
+        x[m_] -= np.median(x[m_], 0)
 shared = np.nan_to_num(StandardScaler().fit_transform(x))
 for space in ("embedding", "features"):
     fr = []
