@@ -23,7 +23,9 @@ def main() -> None:
 
     from glomkit.detect.data import find_annotated_images, split_annotated
 
-    a.out.mkdir(parents=True, exist_ok=False)
+    if a.out.exists():
+        raise SystemExit(f"{a.out}: already exists (give a new folder)")
+    a.out.mkdir(parents=True)
     n = 0
     for name, mpp in (("hubmap_pas", 0.8), ("cgmh_he", 1.0)):
         train, _, _ = split_annotated(find_annotated_images(a.shared / name / "tiles", mpp))
