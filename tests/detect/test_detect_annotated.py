@@ -114,6 +114,35 @@ def test_validation_fields_of_several_sources_are_padded_together():
     assert out[0].mask[10, 10] == 1 and len(out[0].circles) == 1
 
 
+def test_edge_ignore_band_follows_the_image_edge_through_tiles_and_augmentation(tmp_path):
+    from glomkit.detect.data import AnnotatedSource, TileSampler, find_annotated_images
+    from glomkit.kinds.circlenet import drop_ignored, ignore_cells
+
+    _annotated_images(tmp_path, n=3, size=128)
+    images = find_annotated_images(tmp_path, mpp=1.0)
+    s = TileSampler(images, 1.0, edge_band_um=10.0)
+    f = s.tile(0, 0.0, 0.0, 64)  # the image's top-left corner, 1:1
+    assert f.ignore is not None and f.ignore.shape == (64, 64)
+    assert f.ignore[:, :10].all() and f.ignore[:10].all() and not f.ignore[10:, 10:].any()
+    whole = s.whole_image(0, pad_to=(160, 160))  # white padding beyond the image is not a band
+    assert whole.ignore[5, 64] == 1 and whole.ignore[64, 124] == 1 and whole.ignore[64, 140] == 0
+    assert TileSampler(images, 1.0).tile(0, 0.0, 0.0, 64).ignore is None
+    src = AnnotatedSource(images, 1.0, 64, seed=0, origin="t", edge_ignore=True)
+    assert src.description["edge_ignore_um"] == pytest.approx(
+        float(np.median([c[2] for im in images for c in im.circles])), abs=0.1
+    )
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        t = src.sample(rng)
+        assert (
+            t.ignore is not None and set(np.unique(t.ignore)) <= {0, 1} and set(np.unique(t.mask)) <= {0, 1}
+        )
+    cells = ignore_cells(f.ignore, 16, 16, 4)
+    assert cells.shape == (1, 16, 16) and cells[0, 0, 5] == 1 and cells[0, 8, 8] == 0
+    kept = drop_ignored(np.array([[3.0, 30, 5, 0.9], [40, 40, 5, 0.8]]), f.ignore)
+    assert kept.tolist() == [[40, 40, 5, 0.8]]
+
+
 def test_augmented_tiles_keep_their_circles_on_the_objects():
     from glomkit.detect.augment import augment_tile
 
@@ -253,11 +282,16 @@ def test_train_and_evaluate_on_two_annotated_images(tmp_path):
     model = tmp_path / "det.onnx"
     args = ["--data", str(data), "-o", str(model), "--backbone", "resnet10t", "--epochs", "2", "--batch", "2"]
     args += ["--fields", "4", "--field-size", "64", "--mpp", "4", "--data-mpp", "2", "--threads", "1"]
-    res = CliRunner().invoke(train_cmd, [*args, "--select", "AP"], catch_exceptions=False)
+    res = CliRunner().invoke(train_cmd, [*args, "--edge-ignore", str(tmp_path)])
+    assert res.exit_code != 0 and "not one of the --data sources" in str(res.exception)
+    res = CliRunner().invoke(
+        train_cmd, [*args, "--select", "AP", "--edge-ignore", str(data)], catch_exceptions=False
+    )
     assert res.exit_code == 0, res.output
     meta = read_metadata(model)
     desc = meta["training"]["data"]
     assert desc["kind"] == "annotated_images" and desc["val_files"] == ["tile_1.png"]
+    assert desc["edge_ignore_um"] > 20 and meta["training"]["edge_ignore"] == [str(data)]
     assert meta["training"]["select"] == "val_AP" and len(meta["training"]["history"]) == 2
     assert "hard_negatives" in meta["training"]["history"][0]
 

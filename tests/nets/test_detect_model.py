@@ -78,3 +78,17 @@ def test_onnx_matches_torch_with_fp16_weights(tiny_model, tmp_path):
     np.testing.assert_allclose(got[0], want[0], atol=1e-3)
     np.testing.assert_allclose(got[1], want[1], atol=1e-3 * 16)
     np.testing.assert_allclose(got[2], want[2], atol=1e-3)
+
+
+def test_focal_loss_puts_no_background_loss_in_ignored_cells():
+    target = torch.from_numpy(circle_targets([[32, 32, 10]], 64, 64)["heatmap"][None])
+    pred = target.clamp(0.01, 0.99).clone()
+    pred[..., 0, 0] = 0.9  # a confident detection at a corner: an unoutlined edge-cut glomerulus
+    ignore = torch.zeros_like(target)
+    ignore[..., 0, :2] = 1.0
+    assert float(focal_loss(pred, target, ignore=ignore)) < float(focal_loss(pred, target))
+    clean = target.clamp(0.01, 0.99)
+    # what the model says in an ignored cell does not matter
+    assert float(focal_loss(pred, target, ignore=ignore)) == pytest.approx(
+        float(focal_loss(clean, target, ignore=ignore))
+    )

@@ -143,6 +143,15 @@ class _Architectures(click.Choice):
     help="Start from a detector file of the same --arch, or 'bundled' (its backbone and, unless --mpp is "
     "given, its mpp).",
 )
+@click.option(
+    "--edge-ignore",
+    "edge_ignore",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="An annotated --data source whose glomeruli cut by an image edge are often not outlined "
+    "(cgmh_he): a band of one median glomerulus radius along its image edges gets no background loss "
+    "and is left out of validation. Repeatable.",
+)
 @click.pass_context
 def train_detector_cmd(
     ctx,
@@ -158,6 +167,7 @@ def train_detector_cmd(
     val_block,
     select,
     init,
+    edge_ignore,
     **params,
 ) -> None:
     """Train a glomerulus detector (CircleNet, or U-Net/SegNet + components); writes an ONNX model."""
@@ -165,6 +175,10 @@ def train_detector_cmd(
 
     if weights and len(weights) != len(data):
         raise GlomkitError(f"{len(data)} --data sources but {len(weights)} --weight values")
+    known = {d.resolve() for d in data}
+    for e in edge_ignore:
+        if e.resolve() not in known:
+            raise GlomkitError(f"--edge-ignore {e}: not one of the --data sources")
     if init:
         from glomkit.detect.warm_start import detector_init_metadata
 
@@ -188,6 +202,7 @@ def train_detector_cmd(
                 val_block=val_block,
                 select=select,
                 init=init,
+                edge_ignore=[str(e) for e in edge_ignore] or None,
             ),
         )
     )

@@ -186,13 +186,27 @@ class TileSampler:
     that is not there (``AnnotatedSource.mine_hard_negatives``); some tiles are centred on them.
     """
 
-    def __init__(self, images: list[AnnotatedImage], mpp: float) -> None:
+    def __init__(self, images: list[AnnotatedImage], mpp: float, edge_band_um: float = 0.0) -> None:
         from glomkit.slide.reader import Slide
 
         self.images = images
         self.mpp = float(mpp)
         self.slides = [Slide(im.path, mpp=im.mpp) for im in images]
         self.hard_negatives: list[tuple[int, float, float]] = []
+        self.edge_band_um = float(edge_band_um)  # > 0: fields carry an ignore map of this edge band
+
+    def _edge_ignore(self, k: int, shape: tuple[int, int], x0: float, y0: float, fx: float, fy: float):
+        """0/1 map (H,W) of the field pixels within ``edge_band_um`` of image ``k``'s edge (None if no band)."""
+        if self.edge_band_um <= 0:
+            return None
+        sl = self.slides[k]
+        band = self.edge_band_um / sl.mpp  # level-0 px
+        xs = x0 + (np.arange(shape[1]) + 0.5) / fx
+        ys = y0 + (np.arange(shape[0]) + 0.5) / fy
+        near_x = ((xs < band) | (xs > sl.width - band)) & (xs < sl.width)
+        near_y = ((ys < band) | (ys > sl.height - band)) & (ys < sl.height)
+        inside = (xs < sl.width)[None, :] & (ys < sl.height)[:, None]  # not the white padding
+        return ((near_x[None, :] | near_y[:, None]) & inside).astype(np.uint8)
 
     def tile(self, k: int, x0: float, y0: float, size: int, box: float | None = None) -> Field:
         """The level-0 square (x0, y0, ``box``) resampled to ``size`` px (default box: ``size`` at ``mpp``)."""
@@ -204,7 +218,8 @@ class TileSampler:
         c = np.column_stack([(c[:, 0] - x0) * f, (c[:, 1] - y0) * f, c[:, 2] * f])
         inside = (c[:, 0] >= 0) & (c[:, 0] < size) & (c[:, 1] >= 0) & (c[:, 1] < size)
         mask = self._mask(k, (size, size), x0, y0, f, f)
-        return Field(np.ascontiguousarray(img[..., :3]), c[inside], mask)
+        ignore = self._edge_ignore(k, (size, size), x0, y0, f, f)
+        return Field(np.ascontiguousarray(img[..., :3]), c[inside], mask, ignore)
 
     def _mask(self, k: int, shape: tuple[int, int], x0: float, y0: float, fx: float, fy: float) -> np.ndarray:
         """0/1 mask (H,W) of image ``k``'s objects in a tile frame: outlines, or discs where none."""
@@ -267,7 +282,8 @@ class TileSampler:
         c = self.images[k].circles
         fx, fy = ow / sl.width, oh / sl.height
         c = np.column_stack([c[:, 0] * fx, c[:, 1] * fy, c[:, 2] * f])
-        return Field(out, c, self._mask(k, (ph, pw), 0.0, 0.0, fx, fy))
+        ignore = self._edge_ignore(k, (ph, pw), 0.0, 0.0, fx, fy)
+        return Field(out, c, self._mask(k, (ph, pw), 0.0, 0.0, fx, fy), ignore)
 
     def whole_images(self) -> list[Field]:
         """Every image whole at ``mpp``, all padded to one size (so they batch together)."""
@@ -383,10 +399,15 @@ class AnnotatedSource:
         hard_fraction: float = 0.15,
         n_blocks: int = 5,
         val_block: int = -1,
+        edge_ignore: bool = False,
     ) -> None:
         train, val, test = split_annotated(images, n_blocks, val_block)
+        # edge_ignore: glomeruli cut by an image edge are often not outlined (cgmh_he), so a band of
+        # one median glomerulus radius along each edge is no background (training) and no test (validation)
         self.train = TileSampler(train, mpp)
         self.val_sampler = TileSampler(val, mpp)
+        band = edge_band_um([self.train, self.val_sampler]) if edge_ignore else 0.0
+        self.train.edge_band_um = self.val_sampler.edge_band_um = band
         self.size = size
         self.scale_jitter = scale_jitter
         self.hard_fraction = hard_fraction
@@ -406,6 +427,7 @@ class AnnotatedSource:
             "test_files": [im.path.name for im in test],
             "scale_jitter": scale_jitter,
             "hard_fraction": hard_fraction,
+            "edge_ignore_um": round(band, 1),
         }
         self.val_description = {
             "images": len(val),
@@ -416,8 +438,12 @@ class AnnotatedSource:
 
     def sample(self, rng: np.random.Generator) -> Field:
         f = self.train.random_tile(rng, self.size, self.scale_jitter, self.hard_fraction)
-        img, circ, mask = augment_tile(f.image, f.circles, rng, mask=f.mask)
-        return Field(img, circ, mask)
+        if f.ignore is None:
+            img, circ, mask = augment_tile(f.image, f.circles, rng, mask=f.mask)
+            return Field(img, circ, mask)
+        both = f.mask | (f.ignore << 1)  # one map through the same geometry: bit 0 object, bit 1 ignore
+        img, circ, both = augment_tile(f.image, f.circles, rng, mask=both)
+        return Field(img, circ, both & 1, (both >> 1) & 1)
 
     def mine_hard_negatives(
         self,
@@ -452,6 +478,15 @@ class AnnotatedSource:
                 found += 1
         del sampler.hard_negatives[:-keep]
         return found
+
+
+def edge_band_um(samplers: list[TileSampler]) -> float:
+    """One median glomerulus radius (µm) over the samplers' images: the width of the edge band
+    that ``AnnotatedSource(edge_ignore=True)`` ignores (0 when no image has a glomerulus)."""
+    r = [
+        c[2] * sl.mpp for s in samplers for im, sl in zip(s.images, s.slides, strict=True) for c in im.circles
+    ]
+    return float(np.median(r)) if r else 0.0
 
 
 def _predict_each(predict, fields: list[Field]) -> list[np.ndarray]:
@@ -515,11 +550,14 @@ def _pad_together(fields: list[Field]) -> list[Field]:
     for f in fields:
         img = np.full((h, w, 3), 255, np.uint8)
         img[: f.image.shape[0], : f.image.shape[1]] = f.image
-        mask = None
+        mask = ignore = None
         if f.mask is not None:
             mask = np.zeros((h, w), f.mask.dtype)
             mask[: f.mask.shape[0], : f.mask.shape[1]] = f.mask
-        out.append(Field(img, f.circles, mask))
+        if f.ignore is not None:
+            ignore = np.zeros((h, w), np.uint8)
+            ignore[: f.ignore.shape[0], : f.ignore.shape[1]] = f.ignore
+        out.append(Field(img, f.circles, mask, ignore))
     return out
 
 
@@ -576,7 +614,14 @@ def _one_source(path: str, cfg: Any, data_mpp: float | None = None):
         hard_fraction=getattr(cfg, "hard_fraction", 0.15),
         n_blocks=getattr(cfg, "val_blocks", 5),
         val_block=getattr(cfg, "val_block", -1),
+        edge_ignore=_same_path(path, getattr(cfg, "edge_ignore", None) or []),
     )
+
+
+def _same_path(path: str | Path, paths: list[str]) -> bool:
+    """True when ``path`` names the same file or folder as one of ``paths``."""
+    p = Path(path).resolve()
+    return any(Path(q).resolve() == p for q in paths)
 
 
 def load_detection_source(cfg: Any):

@@ -36,11 +36,15 @@ class Field:
 
     ``mask`` (S,S) uint8 0/1 is the union of the pasted glomerulus masks (distractors are
     background), or None where no mask is known (user annotations give circles only).
+    ``ignore`` (S,S) uint8 0/1, or None: where the field's labels are not to be trusted as
+    background (an image-edge band where glomeruli cut by the edge are often not outlined); a
+    trainer puts no background loss there, and validation drops truth and detections centred there.
     """
 
     image: np.ndarray
     circles: np.ndarray
     mask: np.ndarray | None = None
+    ignore: np.ndarray | None = None
 
 
 @dataclass

@@ -6,12 +6,20 @@ import torch
 
 
 def focal_loss(
-    pred: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, beta: float = 4.0
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    alpha: float = 2.0,
+    beta: float = 4.0,
+    ignore: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Penalty-reduced pixel-wise focal loss (Zhou et al. 2019) on sigmoid outputs, per object."""
+    """Penalty-reduced pixel-wise focal loss (Zhou et al. 2019) on sigmoid outputs, per object.
+
+    ``ignore`` (like ``target``, 0/1): cells with no background loss (a centre there still counts)."""
     pred = pred.clamp(1e-4, 1 - 1e-4)
     pos = target.eq(1).float()
     neg = 1.0 - pos
+    if ignore is not None:
+        neg = neg * (1.0 - ignore)
     pos_loss = torch.log(pred) * (1 - pred) ** alpha * pos
     neg_loss = torch.log(1 - pred) * pred**alpha * (1 - target) ** beta * neg
     n_pos = pos.sum()
@@ -34,7 +42,7 @@ def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> t
 def circlenet_loss(outputs, batch: dict[str, torch.Tensor], stride: int = 4, radius_weight: float = 0.1):
     """Total loss and its parts. Radius L1 is measured in heatmap cells (input px / stride)."""
     heatmap, radius, offset = outputs
-    hm = focal_loss(heatmap, batch["heatmap"])
+    hm = focal_loss(heatmap, batch["heatmap"], ignore=batch.get("ignore"))
     r = masked_l1(
         gather_at(radius, batch["index"]) / stride, batch["radius"].unsqueeze(-1) / stride, batch["mask"]
     )

@@ -141,6 +141,17 @@ class DetectorTrainConfig(DetectorTrainSettings):
     val_block: int = -1  # the block held out for validation
     select: str = "val_AP50"  # the validation figure that picks the best epoch
     init: str | None = None  # start from a CircleNet model file, or "bundled"
+    # annotated sources (paths, as given to --data) whose image-edge band is no background
+    edge_ignore: list[str] | None = None
+
+
+def ignore_cells(ignore: np.ndarray | None, h: int, w: int, stride: int = 4) -> np.ndarray:
+    """A field's ignore map (H,W) 0/1 at heatmap resolution (1,h,w): a cell is ignored when any of
+    its pixels is (None: nothing ignored)."""
+    if ignore is None:
+        return np.zeros((1, h, w), np.float32)
+    m = np.asarray(ignore, np.uint8)[: h * stride, : w * stride].reshape(h, stride, w, stride)
+    return m.max(axis=(1, 3)).astype(np.float32)[None]
 
 
 def _to_batch(fields_, stride: int = 4) -> dict[str, Any]:
@@ -154,7 +165,22 @@ def _to_batch(fields_, stride: int = 4) -> dict[str, Any]:
     tg = [circle_targets(f.circles, h, w, stride) for f in fields_]
     out = {k: torch.from_numpy(np.stack([t[k] for t in tg])) for k in tg[0]}
     out["image"] = torch.from_numpy(np.ascontiguousarray(imgs.transpose(0, 3, 1, 2)))
+    if any(getattr(f, "ignore", None) is not None for f in fields_):
+        out["ignore"] = torch.from_numpy(
+            np.stack([ignore_cells(f.ignore, h // stride, w // stride, stride) for f in fields_])
+        )
     return out
+
+
+def drop_ignored(circles: np.ndarray, ignore: np.ndarray | None) -> np.ndarray:
+    """Circles (N,3+) whose centre lies outside the field's ignore map (all of them when None)."""
+    c = np.asarray(circles, np.float64)
+    if ignore is None or not len(c):
+        return c
+    h, w = ignore.shape
+    ix = np.clip(c[:, 0].astype(int), 0, w - 1)
+    iy = np.clip(c[:, 1].astype(int), 0, h - 1)
+    return c[ignore[iy, ix] == 0]
 
 
 def predict_fields(
@@ -191,7 +217,9 @@ def evaluate_model_on_fields(model, fields_, tta: bool = False, threshold: bool 
     from glomkit.eval.detection import evaluate_circles, f1_best_threshold
 
     preds = predict_fields(model, [f.image for f in fields_], tta=tta)
-    gt = {i: f.circles for i, f in enumerate(fields_)}
+    # truth and detections centred in a field's ignore band (unoutlined edge-cut glomeruli) do not count
+    preds = [drop_ignored(p, getattr(f, "ignore", None)) for p, f in zip(preds, fields_, strict=True)]
+    gt = {i: drop_ignored(f.circles, getattr(f, "ignore", None)) for i, f in enumerate(fields_)}
     out = evaluate_circles(gt, dict(enumerate(preds)))
     if threshold:
         best = f1_best_threshold(gt, dict(enumerate(preds)))
