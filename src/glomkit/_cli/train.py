@@ -175,10 +175,6 @@ def train_detector_cmd(
 
     if weights and len(weights) != len(data):
         raise GlomkitError(f"{len(data)} --data sources but {len(weights)} --weight values")
-    known = {d.resolve() for d in data}
-    for e in edge_ignore:
-        if e.resolve() not in known:
-            raise GlomkitError(f"--edge-ignore {e}: not one of the --data sources")
     if init:
         from glomkit.detect.warm_start import detector_init_metadata
 

@@ -589,8 +589,9 @@ def source_mpps(cfg: Any, n: int) -> list[float | None]:
     return v
 
 
-def _one_source(path: str, cfg: Any, data_mpp: float | None = None):
-    """One training source: a bueno_pas folder (composed fields) or annotated user images at ``data_mpp``."""
+def _one_source(path: str, cfg: Any, data_mpp: float | None = None, edge_ignore: bool = False):
+    """One training source: a bueno_pas folder (composed fields) or annotated user images at ``data_mpp``
+    (``edge_ignore``: see ``AnnotatedSource``)."""
     if is_bueno_folder(path):
         return ComposedSource(
             str(path),
@@ -614,27 +615,27 @@ def _one_source(path: str, cfg: Any, data_mpp: float | None = None):
         hard_fraction=getattr(cfg, "hard_fraction", 0.15),
         n_blocks=getattr(cfg, "val_blocks", 5),
         val_block=getattr(cfg, "val_block", -1),
-        edge_ignore=_same_path(path, getattr(cfg, "edge_ignore", None) or []),
+        edge_ignore=edge_ignore,
     )
-
-
-def _same_path(path: str | Path, paths: list[str]) -> bool:
-    """True when ``path`` names the same file or folder as one of ``paths``."""
-    p = Path(path).resolve()
-    return any(Path(q).resolve() == p for q in paths)
 
 
 def load_detection_source(cfg: Any):
     """The training source(s) named by ``cfg.data`` (one path, or several mixed by ``cfg.data_weights``)."""
     paths = [cfg.data] if isinstance(cfg.data, str | Path) else list(cfg.data)
     mpps = source_mpps(cfg, len(paths))
+    resolved = [Path(p).resolve() for p in paths]
+    marked = {Path(e).resolve(): e for e in getattr(cfg, "edge_ignore", None) or []}
+    for r, e in marked.items():
+        if r not in resolved:
+            raise GlomkitError(f"--edge-ignore {e}: not one of the --data sources")
+    edge = [r in marked for r in resolved]
     if len(paths) == 1:
-        return _one_source(str(paths[0]), cfg, mpps[0])
+        return _one_source(str(paths[0]), cfg, mpps[0], edge[0])
     weights = list(getattr(cfg, "data_weights", None) or [1.0] * len(paths))
     if len(weights) != len(paths):
         raise GlomkitError(f"{len(paths)} --data sources but {len(weights)} --weight values")
     return MixedSource(
-        [(_one_source(str(p), cfg, m), w) for p, w, m in zip(paths, weights, mpps, strict=True)]
+        [(_one_source(str(p), cfg, m, e), w) for p, w, m, e in zip(paths, weights, mpps, edge, strict=True)]
     )
 
 

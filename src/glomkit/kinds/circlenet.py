@@ -165,7 +165,7 @@ def _to_batch(fields_, stride: int = 4) -> dict[str, Any]:
     tg = [circle_targets(f.circles, h, w, stride) for f in fields_]
     out = {k: torch.from_numpy(np.stack([t[k] for t in tg])) for k in tg[0]}
     out["image"] = torch.from_numpy(np.ascontiguousarray(imgs.transpose(0, 3, 1, 2)))
-    if any(getattr(f, "ignore", None) is not None for f in fields_):
+    if any(f.ignore is not None for f in fields_):
         out["ignore"] = torch.from_numpy(
             np.stack([ignore_cells(f.ignore, h // stride, w // stride, stride) for f in fields_])
         )
@@ -218,8 +218,8 @@ def evaluate_model_on_fields(model, fields_, tta: bool = False, threshold: bool 
 
     preds = predict_fields(model, [f.image for f in fields_], tta=tta)
     # truth and detections centred in a field's ignore band (unoutlined edge-cut glomeruli) do not count
-    preds = [drop_ignored(p, getattr(f, "ignore", None)) for p, f in zip(preds, fields_, strict=True)]
-    gt = {i: drop_ignored(f.circles, getattr(f, "ignore", None)) for i, f in enumerate(fields_)}
+    preds = [drop_ignored(p, f.ignore) for p, f in zip(preds, fields_, strict=True)]
+    gt = {i: drop_ignored(f.circles, f.ignore) for i, f in enumerate(fields_)}
     out = evaluate_circles(gt, dict(enumerate(preds)))
     if threshold:
         best = f1_best_threshold(gt, dict(enumerate(preds)))
