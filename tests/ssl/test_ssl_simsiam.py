@@ -77,11 +77,16 @@ def test_pretrain_command_writes_loadable_encoder(tmp_path):
             "1",
             "--max-steps",
             "2",
+            "--color-jitter",
+            "0",
+            "--crop-scale",
+            "0.5",
         ],
     )
     assert res.exit_code == 0, res.output
     blob = torch.load(out, weights_only=True)
     assert blob["backbone"] == "resnet10t" and blob["meta"]["n_images"] == 12
+    assert (blob["meta"]["color_jitter"], blob["meta"]["crop_scale"]) == (0.0, 0.5)  # in the card's record
     net, meta = load_encoder(out)
     assert meta["steps_done"] == 2 and len(meta["history"]) == 1
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, net.num_features)
@@ -133,3 +138,25 @@ def test_resume_continues_the_run(tmp_path):
     assert [h["loss"] for h in a[1]["history"]] == [h["loss"] for h in b[1]["history"]]
     for k, v in a[0].state_dict().items():
         assert torch.equal(v, b[0].state_dict()[k]), k
+
+
+def _colours(transform, img: torch.Tensor, n: int = 24) -> set[tuple[float, ...]]:
+    torch.manual_seed(0)
+    out = set()
+    for _ in range(n):
+        view = transform(img)
+        assert torch.allclose(view, view[:, :1, :1].expand_as(view), atol=1e-5)  # still one colour
+        out.add(tuple(round(float(v), 4) for v in view[:, 0, 0]))
+    return out
+
+
+def test_color_jitter_off_keeps_a_crops_colour():
+    """``color_jitter=0`` (no stain jitter) leaves a flat crop's colour as it was; the published 0.4 moves it."""
+    from glomkit.ssl.simsiam import MEAN, STD, view_transform
+
+    img = torch.zeros(3, 32, 32, dtype=torch.uint8)
+    img[0], img[1], img[2] = 180, 60, 140  # a PAS-magenta tuft
+    kept = _colours(view_transform(16, color_jitter=0.0, crop_scale=0.5), img)
+    expect = tuple(round((c / 255 - m) / s, 4) for c, m, s in zip((180, 60, 140), MEAN, STD, strict=True))
+    assert kept == {expect}
+    assert len(_colours(view_transform(16), img)) > 5

@@ -390,6 +390,20 @@ def _sources(data: tuple, weights: tuple, mpps: tuple) -> list[dict]:
 @click.option(
     "--stain-jitter", default=0.0, show_default=True, help="HED stain jitter sigma (0.3: PAS <-> H&E)."
 )
+@click.option(
+    "--color-jitter",
+    default=0.4,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0),
+    help="Brightness/contrast/saturation jitter (hue a quarter); 0: none and no grey views.",
+)
+@click.option(
+    "--crop-scale",
+    default=0.2,
+    show_default=True,
+    type=click.FloatRange(0.05, 1.0),
+    help="Smallest area share of the random resized crop.",
+)
 @max_minutes_option("Wall-clock budget (0: none).", default=0.0)
 @click.option("--max-steps", default=0, show_default=True, help="Stop after this many steps (0: none).")
 @click.option("--knn-data", default="", help="Labelled folder (labels.csv image,label) for a k-NN monitor.")

@@ -50,6 +50,8 @@ class SimSiamConfig:
     knn_data: str = ""
     device: str = "auto"
     stain_jitter: float = 0.0  # HED jitter sigma (0: off); bias is a quarter of it
+    color_jitter: float = 0.4  # brightness/contrast/saturation strength, hue a quarter (0: off, no grey)
+    crop_scale: float = 0.2  # smallest area share of the random resized crop
     extra: dict = field(default_factory=dict)
 
     @property
@@ -85,17 +87,27 @@ class HedJitter(nn.Module):
         return rgb.clamp(0, 255).round().to(torch.uint8).permute(2, 0, 1)
 
 
-def view_transform(size: int, stain_jitter: float = 0.0) -> v2.Compose:
-    """SimSiam augmentation on uint8 CHW tensors: (HED stain jitter), resized crop, flip, colour
-    jitter, grey, blur."""
+def view_transform(
+    size: int, stain_jitter: float = 0.0, color_jitter: float = 0.4, crop_scale: float = 0.2
+) -> v2.Compose:
+    """SimSiam augmentation on uint8 CHW tensors: (HED stain jitter), resized crop, flip, (colour
+    jitter and grey), blur. ``color_jitter=0`` keeps each crop's brightness, contrast and colour
+    (a sclerosed tuft's density is a signal, not a nuisance); the published recipe is 0.4."""
+    colour = (
+        [v2.RandomApply([v2.ColorJitter(color_jitter, color_jitter, color_jitter, color_jitter / 4)], p=0.8)]
+        + [v2.RandomGrayscale(p=0.2)]
+        if color_jitter > 0
+        else []
+    )
     return v2.Compose(
         ([v2.RandomApply([HedJitter(stain_jitter)], p=0.8)] if stain_jitter > 0 else [])
         + [
-            v2.RandomResizedCrop(size, scale=(0.2, 1.0), antialias=True),
+            v2.RandomResizedCrop(size, scale=(crop_scale, 1.0), antialias=True),
             v2.RandomHorizontalFlip(),
             v2.RandomVerticalFlip(),
-            v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-            v2.RandomGrayscale(p=0.2),
+        ]
+        + colour
+        + [
             v2.RandomApply([v2.GaussianBlur(9, sigma=(0.1, 2.0))], p=0.5),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(MEAN, STD),
@@ -203,7 +215,7 @@ def pretrain_simsiam(
     batch = min(config.batch_size, len(paths))
     steps_per_epoch = max(1, len(paths) // batch)
     monitor = _knn_monitor(config.knn_data, min(config.size, 128)) if config.knn_data else None
-    transform = view_transform(config.size, config.stain_jitter)
+    transform = view_transform(config.size, config.stain_jitter, config.color_jitter, config.crop_scale)
     t0 = time.monotonic()
     last_z: list[torch.Tensor] = []
 
@@ -292,6 +304,8 @@ def export_encoder_onnx(encoder: str | Path, onnx_path: str | Path, size: int | 
         "pool",
         "source_share",
         "stain_jitter",
+        "color_jitter",
+        "crop_scale",
         "minutes",
         "device",
     )
