@@ -72,6 +72,11 @@ def test_cluster_with_onnx_encoder_writes_choice_maps_and_galleries(tmp_path, ti
         choice = {r["feature"]: r for r in csv.DictReader(f)}
     assert set(choice) == {"pixels", "simsiam"} and "ONNX Runtime" in (out / "summary.md").read_text()
     assert float(choice["pixels"]["ari"]) > 0.5  # two obvious kinds
+    # each slide here holds one kind (S{i % 6}, kind by i % 2): nothing to score within a slide
+    assert float(choice["pixels"]["ari_slide"]) > 0.2 and np.isnan(
+        float(choice["pixels"]["ari_within_slide"])
+    )
+    assert "ARI within slides" in (out / "summary.md").read_text()
     for name in ("map.png", "map_simsiam.png", "map_pixels.png", "grid_cluster0.png", "crosstab.csv"):
         assert (out / name).stat().st_size > 0, name
     k = int(choice["simsiam"]["k"])
@@ -199,3 +204,22 @@ def test_choice_uses_internal_scores_only():
     for r in rows:
         r["ari"] = -r["ari"]
     assert choose_by_internal_scores(rows) == 1
+
+
+def test_slide_scores_tell_a_site_split_from_a_label_split():
+    """Labels that cluster by slide: a partition that only finds the slide matches the labels well
+    overall, and not at all within a slide."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from glomkit.cluster.study import slide_scores
+
+    slides = ["A"] * 10 + ["B"] * 10 + [None] * 2
+    y = np.array([1] * 8 + [0] * 2 + [0] * 9 + [1] + [0, 1])  # slide A mostly 1, B mostly 0
+    by_slide = np.array([1] * 10 + [0] * 10 + [0, 1])
+    s = slide_scores(y, by_slide, slides)
+    assert adjusted_rand_score(y[:20], by_slide[:20]) > 0.3
+    assert s["ari_slide"] == pytest.approx(1.0) and s["ari_within_slide"] == pytest.approx(0.0)
+    s = slide_scores(y, y.copy(), slides)
+    assert s["ari_within_slide"] == pytest.approx(1.0) and s["ari_slide"] < 0.5
+    y[:20] = np.where(np.arange(20) < 10, 1, 0)  # one class per slide: nothing to score within
+    assert np.isnan(slide_scores(y, by_slide, slides)["ari_within_slide"])

@@ -11,6 +11,12 @@ them. ``subset="held-out"`` keeps only the crops of the bueno slides that SimSia
 leaves out (``glomkit.ssl.pool.bueno_held_out_slides``; needs a labels CSV with ``source_wsi``).
 ``label_by="source"`` labels each crop by its source folder (a stain / lab split).
 
+With a labels CSV that names each crop's slide (``source_wsi``), every candidate is also scored
+against the slide (``ari_slide``) and **within slides** (``ari_within_slide``: the crop-weighted
+mean ARI inside each slide that holds two classes or more, where stain and scanner are constant).
+A grouping can match the labels only because the labels cluster by slide or site; these two say
+how much of its ARI is that.
+
 Writes ``clusters.csv``, ``metrics.csv``, ``summary.csv/.md``, ``choice.csv``, ``crosstab.csv``,
 ``metrics.png``, ``embedding.png``, per feature a 2-D map coloured by the chosen clusters
 (``map_<feature>.png``) and a gallery per cluster (``gallery/<feature>_cluster<c>.png``); the
@@ -80,6 +86,7 @@ class Crops:
     thumbs: np.ndarray
     labels: list[str | None] | None
     sources: list[str]
+    slides: list[str | None] | None = None  # the labels CSV's source_wsi, where it has one
 
 
 def _rows(csv_path: str | Path) -> list[dict]:
@@ -128,6 +135,7 @@ def load_crops(cfg: ClusterConfig) -> Crops:
     thumbs: list[np.ndarray] = []
     labels: list[str | None] = []
     sources: list[str] = []
+    slides: list[str | None] = []
     for folder in cfg.images:
         paths = find_images([folder])
         if cfg.labels:
@@ -151,6 +159,7 @@ def load_crops(cfg: ClusterConfig) -> Crops:
         imgs.append(load_resized(paths, cfg.size))
         thumbs.append(load_resized(paths, GALLERY_SIZE))
         labels += [r["label"] if r else None for r in rows]
+        slides += [(r.get("source_wsi") or None) if r else None for r in rows]
         sources += [source_name(folder)] * len(paths)
     for d in cfg.data:
         from glomkit.ssl.pool import annotated_crops
@@ -160,6 +169,7 @@ def load_crops(cfg: ClusterConfig) -> Crops:
         thumbs.append(crops)
         imgs.append(_resize(crops, cfg.size))
         labels += [None] * len(crops)
+        slides += [None] * len(crops)
         sources += [source_name(d["path"])] * len(crops)
     if not names:
         raise GlomkitError("no crop to cluster (give --images or --data)")
@@ -171,7 +181,26 @@ def load_crops(cfg: ClusterConfig) -> Crops:
             raise GlomkitError(f"{cfg.labels}: no image in it matches the --images files")
     else:
         lab = None
-    return Crops(names, np.concatenate(imgs), np.concatenate(thumbs), lab, sources)
+    by_slide = slides if cfg.label_by == "label" and any(slides) else None
+    return Crops(names, np.concatenate(imgs), np.concatenate(thumbs), lab, sources, by_slide)
+
+
+def slide_scores(y: np.ndarray, a: np.ndarray, slides: list[str | None]) -> dict:
+    """How far partition ``a`` follows the slides, and how well it matches labels ``y`` (-1: none)
+    inside each slide: ``ari_slide`` (ARI against the slide, crops with a slide and a label) and
+    ``ari_within_slide`` (crop-weighted mean ARI within the slides with two classes or more;
+    NaN when no slide has two)."""
+    sl = np.array([s or "" for s in slides])
+    keep = (sl != "") & (y >= 0)
+    out = {"ari_slide": float(metrics.adjusted_rand_score(sl[keep], a[keep])) if keep.any() else float("nan")}
+    num = den = 0.0
+    for s in sorted(set(sl[keep].tolist())):
+        m = keep & (sl == s)
+        if len(set(y[m].tolist())) >= 2:
+            num += m.sum() * metrics.adjusted_rand_score(y[m], a[m])
+            den += m.sum()
+    out["ari_within_slide"] = float(num / den) if den else float("nan")
+    return out
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -283,6 +312,7 @@ def run_clustering(cfg: ClusterConfig, progress: Callable[[int, int, str], None]
         return {
             "ari": float(metrics.adjusted_rand_score(y[known], a[known])),
             "nmi": float(metrics.normalized_mutual_info_score(y[known], a[known])),
+            **(slide_scores(y, a, crops.slides) if crops.slides else {}),
         }
 
     for feat in cfg.features:
@@ -447,6 +477,17 @@ def _markdown(
         if lab:
             line += f" **{c['ari']:.3f}** | {c['nmi']:.3f} | {c['best_ari_any']:.3f} |"
         lines.append(line)
+    within = [c for c in choices if "ari_within_slide" in c]
+    if within:
+        lines += [
+            "",
+            "How much of that is the slide: the choice's ARI against the slide, and its mean ARI "
+            "within the slides that hold two classes or more (stain and scanner constant there).",
+            "",
+            "| features | ARI against the slide | ARI within slides |",
+            "|---|---:|---:|",
+        ]
+        lines += [f"| {c['feature']} | {c['ari_slide']:.3f} | {c['ari_within_slide']:.3f} |" for c in within]
     if cross:
         cols = [k for k in cross[0] if k not in ("feature", "cluster", "n")]
         lines += [
