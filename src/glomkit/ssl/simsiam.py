@@ -93,10 +93,10 @@ def view_transform(
     """SimSiam augmentation on uint8 CHW tensors: (HED stain jitter), resized crop, flip, (colour
     jitter and grey), blur. ``color_jitter=0`` keeps each crop's brightness, contrast and colour
     (a sclerosed tuft's density is a signal, not a nuisance); the published recipe is 0.4."""
+    cj = color_jitter
     colour = (
-        [v2.RandomApply([v2.ColorJitter(color_jitter, color_jitter, color_jitter, color_jitter / 4)], p=0.8)]
-        + [v2.RandomGrayscale(p=0.2)]
-        if color_jitter > 0
+        [v2.RandomApply([v2.ColorJitter(cj, cj, cj, cj / 4)], p=0.8), v2.RandomGrayscale(p=0.2)]
+        if cj > 0
         else []
     )
     return v2.Compose(
