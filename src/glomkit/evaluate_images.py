@@ -183,6 +183,9 @@ def evaluate_images(
         n_ignored[1] += int((~keep).sum())
         return kept, keep
 
+    def circles_of(records) -> np.ndarray:
+        return np.array([[r.x, r.y, r.radius, r.score] for r in records], np.float64).reshape(-1, 4)
+
     for im in images:
         key = im.path.name
         if models is None:
@@ -199,13 +202,17 @@ def evaluate_images(
             size = (slide.width, slide.height)
         det_seconds += res.timings["tissue"] + res.timings["detect"]
         records = res.glomeruli
+        raw[key] = circles_of(records)
         if edge_ignore:
+            # each column judged by its own boxes: the detector's by the circle (as without the
+            # pipeline), the pipeline's by the outline it reports
+            _, keep_c = edge_ignored(im, circle_boxes(raw[key][:, :3]), *size)
+            raw[key] = raw[key][keep_c]
             im, keep_p = ignore_edges(im, np.array([_record_box(r) for r in records]).reshape(-1, 4), size)
             records = [r for r, k in zip(records, keep_p, strict=True) if k]
         truth[key] = im
-        raw[key] = np.array([[r.x, r.y, r.radius, r.score] for r in records], np.float64).reshape(-1, 4)
         keep = np.array([r.is_glomerulus for r in records], bool)
-        arr = np.array([[r.x, r.y, r.radius, r.score] for r in records], np.float64).reshape(-1, 4)
+        arr = circles_of(records)
         kept[key] = arr[keep]
         kept_boxes[key] = np.array([_record_box(r) for r in records], np.float64).reshape(-1, 4)[keep]
         # Outline Dice and filter losses: detections above the default threshold matched to truth.
@@ -339,8 +346,10 @@ def edge_ignored(
     """``im`` without the glomeruli cut by the image edge, and a keep-mask of the predictions.
 
     Truth whose box touches the border (within ``EDGE_PX``) is an ignore region; a prediction is
-    ignored when it matches an ignored truth (box IoU ≥ 0.5), or when its box crosses the border
-    and it matches no kept truth (an edge-cut glomerulus nobody outlined). Everything else counts.
+    ignored when it matches an ignored truth (box IoU ≥ 0.5), or when its box touches or crosses
+    the border and it matches no kept truth (an edge-cut glomerulus nobody outlined). The same
+    test as the truth's, so that a box clipped to the image (an outline) is judged as a circle's
+    box that runs past it. Everything else counts.
     """
     boxes = im.boxes()
     edge = (
@@ -355,10 +364,13 @@ def edge_ignored(
         iou = box_iou(pb, boxes) if len(boxes) else np.zeros((len(pb), 0))
         on_ignored = (iou[:, edge] >= 0.5).any(axis=1) if edge.any() else np.zeros(len(pb), bool)
         on_kept = (iou[:, ~edge] >= 0.5).any(axis=1) if (~edge).any() else np.zeros(len(pb), bool)
-        crosses = (
-            (pb[:, 0] < 0) | (pb[:, 1] < 0) | (pb[:, 0] + pb[:, 2] > width) | (pb[:, 1] + pb[:, 3] > height)
+        touches = (
+            (pb[:, 0] <= EDGE_PX)
+            | (pb[:, 1] <= EDGE_PX)
+            | (pb[:, 0] + pb[:, 2] >= width - EDGE_PX)
+            | (pb[:, 1] + pb[:, 3] >= height - EDGE_PX)
         )
-        keep = ~(on_ignored & ~on_kept) & ~(crosses & ~on_kept)
+        keep = ~(on_ignored & ~on_kept) & ~(touches & ~on_kept)
     kept = [i for i in range(len(im.circles)) if not edge[i]]
     outlines = [im.outlines[i] if i < len(im.outlines) else None for i in kept]
     return AnnotatedImage(im.path, im.circles[kept].reshape(-1, 3), im.mpp, outlines), keep

@@ -61,6 +61,10 @@ def test_edge_cut_truth_and_its_predictions_are_ignored():
     # on a kept truth: counts; on the edge truth: ignored; crossing the border, unmatched: ignored;
     # inside, unmatched: a false positive that counts
     assert keep.tolist() == [True, False, False, True]
+    # a box clipped to the image (an outline of an edge-cut glomerulus) touches the border without
+    # crossing it: ignored the same way; one a few px inside counts
+    clipped = np.array([[0, 120, 15, 20], [185, 60, 15, 20], [10, 120, 15, 20]], float)
+    assert edge_ignored(im, clipped, 200, 200)[1].tolist() == [False, False, True]
 
 
 def test_summary_report_and_cohort_table_carry_the_interval_and_flags(tmp_path):
