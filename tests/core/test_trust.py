@@ -38,6 +38,14 @@ def test_flags():
     few = trust_summary(sure[:5], 5, stain="H&E")
     assert "too_few_glomeruli" in few["flags"] and "stain_not_validated" in few["flags"]
     assert not few["grade_validated"] and few["ggs_reportable"]
+    # rejections of a filter that never saw the stain are flagged for review; not on PAS or H&E,
+    # and not when nothing was rejected
+    other = trust_summary(sure, 14, stain="other")
+    assert "filter_not_validated" in other["flags"] and "stain_not_validated" in other["flags"]
+    assert "filter_not_validated" not in trust_summary(sure, 12, stain="other")["flags"]
+    assert "filter_not_validated" not in trust_summary(sure, 14, stain="H&E")["flags"]
+    assert "filter_not_validated" not in trust_summary(sure, 14, stain="PAS")["flags"]
+    assert "filter_not_validated" not in trust_summary(sure, 14, stain="other", reviewed=True)["flags"]
     none = trust_summary(sure[:2], 9)  # two glomeruli, most detections rejected
     assert "no_kidney_cortex" in none["flags"] and not none["ggs_reportable"] and none["ggs_interval"] is None
     doubt = trust_summary([Call(0.3, 0.1)] + sure, 13, ggs_threshold=0.5)

@@ -8,7 +8,8 @@
   the central 95 % of that mixture. Its coverage is measured on the classifier's out-of-fold
   predictions (``benchmarks/ggs_interval_coverage.py``; docs/models/classifier.md).
 * ``quality_flags``: what a pathologist must know before reading the GGS %: too few glomeruli,
-  no kidney cortex recognised, a stain the grade was not validated on, calls near the decision.
+  no kidney cortex recognised, a stain the grade was not validated on, calls near the decision,
+  detections rejected by a filter that never saw the stain.
 
 Pure numpy on records; imports nothing above ``core``.
 """
@@ -37,12 +38,18 @@ CORTEX_MAX_REJECTED = 0.5
 UNCERTAIN_PGLOM = 0.5
 UNCERTAIN_GGS_MARGIN = 0.25
 VALIDATED_STAINS = ("PAS",)  # the stains the grade was validated on (bueno_pas, hubmap_pas)
+# The stains the non-glomerular filter was trained on (PAS: bueno_pas, hubmap_pas; H&E: cgmh_he).
+# On a stain it never saw, its rejections are not to be trusted: trained without H&E, it called
+# 16-25 of 49 real H&E glomeruli non-glomerular (classifier card, session 18).
+FILTER_STAINS = ("PAS", "H&E")
 
 FLAG_TEXT = {
     "too_few_glomeruli": f"fewer than {MIN_GLOMERULI} glomeruli: the GGS % is not reliable (see its interval)",
     "no_kidney_cortex": "no kidney cortex recognised: too few or doubtful glomeruli; no GGS % is given",
     "stain_not_validated": "the grade was validated on PAS only; on this stain it is not validated",
     "uncertain_calls": "some calls are near the decision: check them first in the review",
+    "filter_not_validated": "the non-glomerular filter was trained on PAS and H&E only: on this stain "
+    "the detections it rejected may be glomeruli; review them",
 }
 
 
@@ -181,6 +188,8 @@ def trust_summary(
         flags.append("stain_not_validated")
     if n_unc:
         flags.append("uncertain_calls")
+    if not reviewed and stain is not None and stain not in FILTER_STAINS and n_detections > n:
+        flags.append("filter_not_validated")
     return {
         "ggs_interval": None if interval is None or no_cortex else [round(v, 2) for v in interval],
         "ggs_interval_level": INTERVAL_LEVEL,
