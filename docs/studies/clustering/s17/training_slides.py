@@ -2,6 +2,7 @@
 crops were in the unlabelled pretraining pool; their labels were never used).
 
     python training_slides.py ENCODER.onnx
+    python training_slides.py vgg19        # or pixels: the baselines (random init, no encoder)
 """
 
 import sys
@@ -20,6 +21,7 @@ B = Path(__file__).resolve().parents[4] / ".." / "shared" / "data" / "bueno_pas"
 
 
 def main(encoder: str) -> None:
+    name = "simsiam" if encoder.lower().endswith(".onnx") else encoder
     rows = _rows(B / "labels.csv")
     by = {Path(r["image"]).name: r for r in rows}
     held = bueno_held_out_slides(sorted({r["source_wsi"] for r in rows}))
@@ -29,7 +31,7 @@ def main(encoder: str) -> None:
     print(f"{len(paths)} crops of the training slides, {y.sum()} GS")
     cands = {"embedding": [], "features": []}
     for view in ("none", "gray", "macenko"):
-        x, _ = extract("simsiam", stain_view(imgs, view), encoder, 0, 10, 1)
+        x, _ = extract(name, stain_view(imgs, view), encoder if name == "simsiam" else None, 0, 10, 1)
         shared = np.nan_to_num(StandardScaler().fit_transform(x))
         for red in ("pca", "isomap", "tsne"):
             z = reduce(x, red, 10, 0)
@@ -39,7 +41,7 @@ def main(encoder: str) -> None:
                     cands[space].append({"view": view, "reduction": red, "k": k, **m, "ari": ari})
     for space, rs in cands.items():
         c = rs[choose_by_internal_scores(rs)]
-        print(f"scores in the {space}: {c['view']} / {c['reduction']} / k = {c['k']}: ARI {c['ari']:.3f}")
+        print(f"{name}, scores in the {space}: {c['view']} / {c['reduction']} / k = {c['k']}: ARI {c['ari']:.3f}")
     best = max(cands["embedding"], key=lambda r: r["ari"])
     print(f"best ARI of any candidate (reads the labels): {best['ari']:.3f} ({best['view']} / {best['reduction']} / k = {best['k']})")
 
