@@ -41,9 +41,13 @@ def main(encoder: str) -> None:
                     cands[space].append({"view": view, "reduction": red, "k": k, **m, "ari": ari})
     for space, rs in cands.items():
         c = rs[choose_by_internal_scores(rs)]
-        print(f"{name}, scores in the {space}: {c['view']} / {c['reduction']} / k = {c['k']}: ARI {c['ari']:.3f}")
+        print(
+            f"{name}, scores in the {space}: {c['view']} / {c['reduction']} / k = {c['k']}: ARI {c['ari']:.3f}"
+        )
     best = max(cands["embedding"], key=lambda r: r["ari"])
-    print(f"best ARI of any candidate (reads the labels): {best['ari']:.3f} ({best['view']} / {best['reduction']} / k = {best['k']})")
+    print(
+        f"best ARI of any candidate (reads the labels): {best['ari']:.3f} ({best['view']} / {best['reduction']} / k = {best['k']})"
+    )
 
 
 if __name__ == "__main__":
