@@ -202,19 +202,21 @@ def evaluate_images(
             size = (slide.width, slide.height)
         det_seconds += res.timings["tissue"] + res.timings["detect"]
         records = res.glomeruli
-        raw[key] = circles_of(records)
+        arr = circles_of(records)
+        boxes = np.array([_record_box(r) for r in records], np.float64).reshape(-1, 4)
+        raw[key] = arr
         if edge_ignore:
             # each column judged by its own boxes: the detector's by the circle (as without the
             # pipeline), the pipeline's by the outline it reports
-            _, keep_c = edge_ignored(im, circle_boxes(raw[key][:, :3]), *size)
-            raw[key] = raw[key][keep_c]
-            im, keep_p = ignore_edges(im, np.array([_record_box(r) for r in records]).reshape(-1, 4), size)
+            _, keep_c = edge_ignored(im, circle_boxes(arr[:, :3]), *size)
+            raw[key] = arr[keep_c]
+            im, keep_p = ignore_edges(im, boxes, size)
             records = [r for r, k in zip(records, keep_p, strict=True) if k]
+            arr, boxes = arr[keep_p], boxes[keep_p]
         truth[key] = im
         keep = np.array([r.is_glomerulus for r in records], bool)
-        arr = circles_of(records)
         kept[key] = arr[keep]
-        kept_boxes[key] = np.array([_record_box(r) for r in records], np.float64).reshape(-1, 4)[keep]
+        kept_boxes[key] = boxes[keep]
         # Outline Dice and filter losses: detections above the default threshold matched to truth.
         above = [r for r in records if r.score >= default_thr]
         if not above or not len(im.circles):
