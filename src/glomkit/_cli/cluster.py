@@ -37,7 +37,8 @@ def _names(text: str) -> tuple[str, ...]:
     "--features",
     default="pixels,autoencoder,vgg19,resnet50",
     show_default=True,
-    help="pixels, autoencoder, vgg19, resnet50, simsiam (needs --encoder).",
+    help="pixels, morphometry (three colour-free measures of the tuft, no model), autoencoder, vgg19, "
+    "resnet50, simsiam (needs --encoder).",
 )
 @click.option("--reductions", default="pca,isomap,tsne", show_default=True)
 @click.option("--k-range", default="2:8", show_default=True, help="MIN:MAX for k-means.")
@@ -100,7 +101,7 @@ def cluster_cmd(
     feats = _names(features)
     if encoder and "simsiam" not in feats:
         feats += ("simsiam",)
-    onnx_only = {"pixels"} | ({"simsiam"} if encoder.lower().endswith(".onnx") else set())
+    onnx_only = {"pixels", "morphometry"} | ({"simsiam"} if encoder.lower().endswith(".onnx") else set())
     if set(feats) - onnx_only:  # torch features: keep torch to --threads too
         import torch
 

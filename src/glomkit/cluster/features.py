@@ -1,6 +1,7 @@
 """Feature extractors for the clustering study (GlomeruLearn design).
 
-``pixels`` (raw pixels, PCA in the reduction step), ``autoencoder`` (small conv AE trained here
+``pixels`` (raw pixels, PCA in the reduction step), ``morphometry`` (three colour-free measures of
+the tuft, no model: ``morphometry_features``), ``autoencoder`` (small conv AE trained here
 on the images), ``vgg19`` and ``resnet50`` (timm, random init: no pretrained weights offline, a
 random-feature baseline), ``simsiam`` (a SimSiam encoder: an exported ``.onnx`` file runs on ONNX
 Runtime without torch; a ``.pt`` training file runs in torch).
@@ -18,10 +19,14 @@ import numpy as np
 
 from glomkit import GlomkitError
 
-FEATURES = ("pixels", "autoencoder", "vgg19", "resnet50", "simsiam")
+FEATURES = ("pixels", "morphometry", "autoencoder", "vgg19", "resnet50", "simsiam")
+MORPHOMETRY = ("tuft_heterogeneity", "open_space", "nuclear_contrast")
+DISC_FRACTION = 0.38  # radius of the measured central disc, as a share of the crop side
+GLASS_OD = 0.25  # summed optical density below which a pixel is glass (lumen, Bowman's space)
 STAIN_VIEWS = ("none", "reinhard", "macenko", "gray")
 WEIGHTS_NOTE = {
     "pixels": "raw RGB pixels (no model)",
+    "morphometry": "tuft heterogeneity, open space, nuclear contrast (no model, no colour)",
     "autoencoder": "conv autoencoder trained here on these images",
     "vgg19": "timm vgg19, RANDOM init (no pretrained weights offline)",
     "resnet50": "timm resnet50, RANDOM init (no pretrained weights offline)",
@@ -43,6 +48,42 @@ def stain_view(images: np.ndarray, name: str) -> np.ndarray:
     raise GlomkitError(f"--stain {name!r}: expected one of {', '.join(STAIN_VIEWS)}")
 
 
+def morphometry_features(images: np.ndarray) -> np.ndarray:
+    """N x 3 colour-free measures of each crop's central disc (radius ``DISC_FRACTION`` of the
+    side: inside the glomerulus of a tight or a pipeline-centred crop), each as a log:
+
+    - ``tuft_heterogeneity``: coefficient of variation of the summed optical density (a sclerosed
+      tuft is solid and even; a patent one alternates cells, matrix and open capillaries);
+    - ``open_space``: share of glass pixels (summed OD < ``GLASS_OD``: capillary lumens, Bowman's space);
+    - ``nuclear_contrast``: mean black top-hat of the luminance over its median (small dark blobs,
+      mostly nuclei), structuring-element radius ``side / 64`` px.
+
+    Hue never enters (summed OD and luminance), and the first and last are ratios, so a darker or
+    paler stain of the same tissue moves them little. Crops are ``uint8`` N x S x S x 3.
+    """
+    import cv2
+
+    n, side = len(images), images.shape[1]
+    yy, xx = np.mgrid[:side, : images.shape[2]]
+    c = (side - 1) / 2
+    disc = (xx - c) ** 2 + (yy - c) ** 2 <= (DISC_FRACTION * side) ** 2
+    r = max(1, round(side / 64))
+    se = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    out = np.empty((n, len(MORPHOMETRY)), np.float32)
+    for i, im in enumerate(images):
+        f = im.astype(np.float32)
+        od = -np.log((f + 1) / 256).sum(axis=-1)[disc]
+        lum = f @ np.array([0.299, 0.587, 0.114], np.float32) / 255
+        lum = lum / max(float(np.median(lum[disc])), 1e-3)
+        dark = cv2.morphologyEx(lum, cv2.MORPH_BLACKHAT, se)[disc]
+        out[i] = (
+            od.std() / max(float(od.mean()), 1e-3),
+            (od < GLASS_OD).mean(),
+            dark.mean(),
+        )
+    return np.log(out + 1e-3)
+
+
 def extract(
     name: str,
     images: np.ndarray,
@@ -56,6 +97,8 @@ def extract(
     info: dict = {"weights": WEIGHTS_NOTE.get(name, name)}
     if name == "pixels":
         feats = images.reshape(len(images), -1).astype(np.float32) / 255
+    elif name == "morphometry":
+        feats = morphometry_features(images)
     elif name == "simsiam" and encoder and str(encoder).lower().endswith(".onnx"):
         from glomkit.cluster.encoder import OnnxEncoder
 

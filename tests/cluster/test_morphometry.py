@@ -1,0 +1,93 @@
+"""Colour-free morphometry features of a crop's central disc, on tiny drawn tufts."""
+
+from __future__ import annotations
+
+import csv
+
+import cv2
+import numpy as np
+from click.testing import CliRunner
+from PIL import Image
+
+from glomkit.cluster.features import MORPHOMETRY, extract, morphometry_features
+
+
+def _tuft(patent: bool, seed: int, colour=(170, 90, 150), size: int = 64) -> np.ndarray:
+    """A glomerulus-like disc: solid and even (sclerosed) or with glass holes and dark nuclei."""
+    rng = np.random.default_rng(seed)
+    img = np.full((size, size, 3), 240, np.uint8)
+    c = size // 2
+    cv2.circle(img, (c, c), int(size * 0.45), colour, -1)
+    img = np.clip(img.astype(np.int16) + rng.integers(-4, 5, img.shape), 0, 255).astype(np.uint8)
+    if patent:
+        for _ in range(25):
+            x, y = rng.integers(c - size // 3, c + size // 3, 2)
+            cv2.circle(img, (int(x), int(y)), 2, (245, 240, 245), -1)  # open capillary lumen
+        for _ in range(30):
+            x, y = rng.integers(c - size // 3, c + size // 3, 2)
+            cv2.circle(img, (int(x), int(y)), 1, (60, 40, 110), -1)  # nucleus
+    return img
+
+
+def test_patent_tufts_score_higher_than_solid_ones_on_every_measure():
+    solid = np.stack([_tuft(False, s) for s in range(4)])
+    patent = np.stack([_tuft(True, s) for s in range(4)])
+    f_solid, f_patent = morphometry_features(solid), morphometry_features(patent)
+    assert f_solid.shape == (4, len(MORPHOMETRY)) and np.isfinite(f_solid).all()
+    assert (f_patent.min(axis=0) > f_solid.max(axis=0)).all(), (f_solid, f_patent)
+
+
+def test_hue_does_not_enter_and_intensity_moves_heterogeneity_little():
+    pas = morphometry_features(_tuft(True, 0, colour=(170, 90, 150))[None])[0]
+    blue = morphometry_features(_tuft(True, 0, colour=(150, 90, 170))[None])[0]  # hue turned
+    assert np.allclose(pas, blue, atol=0.05)
+    dark = morphometry_features(_tuft(True, 0, colour=(140, 60, 120))[None])[0]
+    assert abs(dark[0] - pas[0]) < 0.5  # a log coefficient of variation: a ratio
+
+
+def test_cluster_cli_morphometry_separates_solid_from_patent(tmp_path):
+    from glomkit._cli.cluster import cluster_cmd
+
+    root = tmp_path / "imgs"
+    root.mkdir()
+    rows = []
+    for i in range(16):
+        kind = "patent" if i % 2 else "solid"
+        Image.fromarray(_tuft(kind == "patent", i)).save(root / f"g{i:02d}.png")
+        rows.append({"image": f"g{i:02d}.png", "label": kind})
+    with (root / "labels.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["image", "label"])
+        w.writeheader()
+        w.writerows(rows)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        cluster_cmd,
+        [
+            "--images",
+            str(root),
+            "-o",
+            str(out),
+            "--labels",
+            str(root / "labels.csv"),
+            "--features",
+            "morphometry",
+            "--reductions",
+            "pca",
+            "--k-range",
+            "2:2",
+            "--size",
+            "64",
+            "--score-in",
+            "features",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    with (out / "choice.csv").open() as f:
+        choice = list(csv.DictReader(f))[0]
+    assert choice["feature"] == "morphometry" and int(choice["k"]) == 2  # one k: the split is tested
+    assert float(choice["ari"]) == 1.0
+
+
+def test_extract_names_the_measures():
+    x, info = extract("morphometry", np.stack([_tuft(True, 0), _tuft(False, 0)]))
+    assert x.shape == (2, 3) and "no model" in info["weights"]
