@@ -91,3 +91,24 @@ def test_cluster_cli_morphometry_separates_solid_from_patent(tmp_path):
 def test_extract_names_the_measures():
     x, info = extract("morphometry", np.stack([_tuft(True, 0), _tuft(False, 0)]))
     assert x.shape == (2, 3) and "no model" in info["weights"]
+
+
+def test_auto_view_gives_each_feature_its_own_view_and_size(tmp_path):
+    from glomkit._cli.cluster import cluster_cmd
+
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for i in range(8):
+        Image.fromarray(_tuft(bool(i % 2), i, size=48)).save(root / f"g{i}.png")
+    out = tmp_path / "out"
+    args = ["--images", str(root), "-o", str(out), "--features", "morphometry,pixels", "--reductions", "pca"]
+    res = CliRunner().invoke(cluster_cmd, [*args, "--k-range", "2:3", "--size", "16"])
+    assert res.exit_code == 0, res.output
+    md = (out / "summary.md").read_text()
+    assert "| morphometry | macenko, 128 |" in md and "| pixels | none, 16 |" in md
+    res = CliRunner().invoke(
+        cluster_cmd, [*args, "--k-range", "2:3", "--size", "16", "--stain", "gray", "-o", str(out / "g")]
+    )
+    assert res.exit_code == 0, res.output
+    md = (out / "g" / "summary.md").read_text()
+    assert "| morphometry | gray, 128 |" in md and "| pixels | gray, 16 |" in md

@@ -35,7 +35,7 @@ def _names(text: str) -> tuple[str, ...]:
 @click.option("--labels", default="", help="CSV with columns image,label: ARI/NMI against it.")
 @click.option(
     "--features",
-    default="pixels,autoencoder,vgg19,resnet50",
+    default="morphometry,pixels,autoencoder,vgg19,resnet50",
     show_default=True,
     help="pixels, morphometry (three colour-free measures of the tuft, no model), autoencoder, vgg19, "
     "resnet50, simsiam (needs --encoder).",
@@ -58,10 +58,11 @@ def _names(text: str) -> tuple[str, ...]:
 )
 @click.option(
     "--stain",
-    type=click.Choice(["none", "reinhard", "macenko", "gray"]),
-    default="none",
+    type=click.Choice(["auto", "none", "reinhard", "macenko", "gray"]),
+    default="auto",
     show_default=True,
-    help="Stain view of the crops before the features: normalised (reinhard, macenko) or grey.",
+    help="Stain view of the crops before the features: normalised (reinhard, macenko) or grey; auto: "
+    "each feature's own (morphometry: macenko, measured at 128 px; the others: none).",
 )
 @click.option(
     "--label-by",
@@ -74,7 +75,7 @@ def _names(text: str) -> tuple[str, ...]:
     "--score-in",
     "score_space",
     type=click.Choice(["embedding", "features"]),
-    default="embedding",
+    default="features",
     show_default=True,
     help="Measure the internal scores of each k-means partition in its embedding, or in the standardised "
     "features that all embeddings share (makes PCA, Isomap and t-SNE comparable).",

@@ -23,7 +23,20 @@ FEATURES = ("pixels", "morphometry", "autoencoder", "vgg19", "resnet50", "simsia
 MORPHOMETRY = ("tuft_heterogeneity", "open_space", "nuclear_contrast")
 DISC_FRACTION = 0.38  # radius of the measured central disc, as a share of the crop side
 GLASS_OD = 0.25  # summed optical density below which a pixel is glass (lumen, Bowman's space)
-STAIN_VIEWS = ("none", "reinhard", "macenko", "gray")
+STAIN_VIEWS = ("auto", "none", "reinhard", "macenko", "gray")
+# what ``auto`` means per feature (every other feature: ``none``), and the side in px a feature is
+# measured at whatever ``--size`` (session 19, docs/studies/clustering/s19: on the design slides and
+# on the held-out ones the label-free choice across views was Macenko, and the measures lose most of
+# their separation below 96 px)
+FEATURE_VIEW = {"morphometry": "macenko"}
+FEATURE_SIZE = {"morphometry": 128}
+
+
+def view_of(feature: str, stain: str) -> str:
+    """The stain view a feature sees: ``stain``, or under ``auto`` the feature's own (default none)."""
+    return FEATURE_VIEW.get(feature, "none") if stain == "auto" else stain
+
+
 WEIGHTS_NOTE = {
     "pixels": "raw RGB pixels (no model)",
     "morphometry": "tuft heterogeneity, open space, nuclear contrast (no model, no colour)",
@@ -36,7 +49,7 @@ WEIGHTS_NOTE = {
 
 def stain_view(images: np.ndarray, name: str) -> np.ndarray:
     """The crops as a feature extractor sees them: unchanged, stain-normalised, or grey (3 equal channels)."""
-    if name == "none":
+    if name in ("none", "auto"):  # auto is resolved per feature by view_of
         return images
     if name == "gray":
         lum = images.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)

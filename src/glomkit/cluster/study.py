@@ -58,7 +58,7 @@ class ClusterConfig:
     images: list[str]
     out: str
     labels: str = ""
-    features: tuple[str, ...] = ("pixels", "autoencoder", "vgg19", "resnet50")
+    features: tuple[str, ...] = ("morphometry", "pixels", "autoencoder", "vgg19", "resnet50")
     reductions: tuple[str, ...] = REDUCTIONS
     k_min: int = 2
     k_max: int = 8
@@ -70,10 +70,10 @@ class ClusterConfig:
     command: str = ""
     data: list[dict] = field(default_factory=list)  # {"path", "mpp"}: annotated folders (held-out files)
     subset: str = "all"
-    stain: str = "none"
+    stain: str = "auto"
     label_by: str = "label"
     threads: int = 1
-    score_space: str = "embedding"
+    score_space: str = "features"
     extra: dict = field(default_factory=dict)
 
 
@@ -87,6 +87,11 @@ class Crops:
     labels: list[str | None] | None
     sources: list[str]
     slides: list[str | None] | None = None  # the labels CSV's source_wsi, where it has one
+    sized: dict[int, np.ndarray] = field(default_factory=dict)  # the crops at a feature's own size
+
+    def at(self, size: int) -> np.ndarray:
+        """The crops at ``size`` px: the study's size, or one a feature asked for (``FEATURE_SIZE``)."""
+        return self.sized.get(size, self.images)
 
 
 def _rows(csv_path: str | Path) -> list[dict]:
@@ -136,6 +141,11 @@ def load_crops(cfg: ClusterConfig) -> Crops:
     labels: list[str | None] = []
     sources: list[str] = []
     slides: list[str | None] = []
+    from glomkit.cluster.features import FEATURE_SIZE
+
+    extra = sorted({FEATURE_SIZE[f] for f in cfg.features if f in FEATURE_SIZE} - {cfg.size})
+    sized: dict[int, list[np.ndarray]] = {s: [] for s in extra}
+    cut = max([GALLERY_SIZE, cfg.size, *extra])  # annotated glomeruli are cut once, at the largest
     for folder in cfg.images:
         paths = find_images([folder])
         if cfg.labels:
@@ -158,16 +168,20 @@ def load_crops(cfg: ClusterConfig) -> Crops:
         names += [str(p) for p in paths]
         imgs.append(load_resized(paths, cfg.size))
         thumbs.append(load_resized(paths, GALLERY_SIZE))
+        for s in extra:
+            sized[s].append(load_resized(paths, s))
         labels += [r["label"] if r else None for r in rows]
         slides += [(r.get("source_wsi") or None) if r else None for r in rows]
         sources += [source_name(folder)] * len(paths)
     for d in cfg.data:
         from glomkit.ssl.pool import annotated_crops
 
-        crops, info = annotated_crops(Path(d["path"]), d.get("mpp"), GALLERY_SIZE, which="held_out")
+        crops, info = annotated_crops(Path(d["path"]), d.get("mpp"), cut, which="held_out")
         names += [f"{d['path']}/{n}" for n in info["names"]]
-        thumbs.append(crops)
+        thumbs.append(_resize(crops, GALLERY_SIZE))
         imgs.append(_resize(crops, cfg.size))
+        for s in extra:
+            sized[s].append(_resize(crops, s))
         labels += [None] * len(crops)
         slides += [None] * len(crops)
         sources += [source_name(d["path"])] * len(crops)
@@ -182,7 +196,15 @@ def load_crops(cfg: ClusterConfig) -> Crops:
     else:
         lab = None
     by_slide = slides if cfg.label_by == "label" and any(slides) else None
-    return Crops(names, np.concatenate(imgs), np.concatenate(thumbs), lab, sources, by_slide)
+    return Crops(
+        names,
+        np.concatenate(imgs),
+        np.concatenate(thumbs),
+        lab,
+        sources,
+        by_slide,
+        {s: np.concatenate(v) for s, v in sized.items()},
+    )
 
 
 def slide_scores(y: np.ndarray, a: np.ndarray, slides: list[str | None]) -> dict:
@@ -279,7 +301,7 @@ def choose_by_internal_scores(rows: list[dict]) -> int:
 
 def run_clustering(cfg: ClusterConfig, progress: Callable[[int, int, str], None] | None = None) -> dict:
     """Run the study; write its tables and figures under ``cfg.out`` (see the module docstring)."""
-    from glomkit.cluster.features import extract, stain_view
+    from glomkit.cluster.features import FEATURE_SIZE, extract, stain_view, view_of
 
     if cfg.score_space not in SCORE_SPACES:
         raise GlomkitError(f"--score-in {cfg.score_space!r}: choose from {', '.join(SCORE_SPACES)}")
@@ -288,7 +310,7 @@ def run_clustering(cfg: ClusterConfig, progress: Callable[[int, int, str], None]
     crops = load_crops(cfg)
     if len(crops.names) < 3:
         raise GlomkitError(f"{len(crops.names)} crops: clustering needs at least 3")
-    images = stain_view(crops.images, cfg.stain)
+    views: dict[tuple[str, int], np.ndarray] = {}
     ks = range(cfg.k_min, cfg.k_max + 1)
     labels = crops.labels
     classes = sorted({v for v in labels if v is not None}) if labels else []
@@ -316,7 +338,13 @@ def run_clustering(cfg: ClusterConfig, progress: Callable[[int, int, str], None]
         }
 
     for feat in cfg.features:
-        x, info = extract(feat, images, cfg.encoder or None, cfg.seed, cfg.ae_epochs, cfg.threads)
+        view, side = view_of(feat, cfg.stain), FEATURE_SIZE.get(feat, cfg.size)
+        if (view, side) not in views:
+            views[(view, side)] = stain_view(crops.at(side), view)
+        x, info = extract(
+            feat, views[(view, side)], cfg.encoder or None, cfg.seed, cfg.ae_epochs, cfg.threads
+        )
+        info.update(view=view, size=side)
         infos[feat] = info
         shared = np.nan_to_num(StandardScaler().fit_transform(x)) if cfg.score_space == "features" else None
         feat_rows: list[dict] = []
@@ -450,7 +478,8 @@ def _markdown(
     lines = [
         "# Clustering study",
         "",
-        f"{n} crops at {cfg.size} px (stain view: {cfg.stain}; subset: {cfg.subset}); k-means (n_init 10) "
+        f"{n} crops at {cfg.size} px (stain view: {cfg.stain}; subset: {cfg.subset}; each feature's own view "
+        "and size in the first table); k-means (n_init 10) "
         f"for k in {cfg.k_min}..{cfg.k_max}; PCA/Isomap to {cfg.dims} dims, t-SNE to 2.",
         "",
         "## The choice without labels",
@@ -465,13 +494,15 @@ def _markdown(
         + ")"
         + (f"; then its ARI / NMI against {', '.join(classes)}." if lab else "."),
         "",
-        "| features | chosen embedding | k | silhouette | Davies-Bouldin | Calinski-Harabasz |"
+        "| features | stain view, px | chosen embedding | k | silhouette | Davies-Bouldin | Calinski-Harabasz |"
         + (" ARI | NMI | best ARI of any candidate |" if lab else ""),
-        "|---|---|---:|---:|---:|---:|" + ("---:|---:|---:|" if lab else ""),
+        "|---|---|---|---:|---:|---:|---:|" + ("---:|---:|---:|" if lab else ""),
     ]
     for c in choices:
+        info = infos.get(c["feature"], {})
         line = (
-            f"| {c['feature']} | {c['reduction']} | {c['k']} | {c['silhouette']:.3f} | "
+            f"| {c['feature']} | {info.get('view', cfg.stain)}, {info.get('size', cfg.size)} | "
+            f"{c['reduction']} | {c['k']} | {c['silhouette']:.3f} | "
             f"{c['davies_bouldin']:.3f} | {c['calinski_harabasz']:.1f} |"
         )
         if lab:
