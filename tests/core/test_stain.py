@@ -84,3 +84,16 @@ def test_a_batch_is_each_image_normalised_alone(name):
 def test_an_empty_batch_comes_back_empty(name):
     empty = np.zeros((0, 32, 32, 3), np.uint8)
     assert stain_normaliser(name)(empty).shape == empty.shape
+
+
+def test_gray_is_the_luminance_in_three_channels_and_keeps_density():
+    """No hue is left (three equal channels, the ITU-R 601 luminance), grey stays grey, and a
+    denser stain is darker."""
+    img = _tissue()
+    g = stain_normaliser("gray")
+    out = g(img)
+    assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
+    lum = img.astype(float) @ np.array([0.299, 0.587, 0.114])
+    assert np.abs(out[..., 0] - lum).max() <= 0.5 + 1e-6
+    assert np.array_equal(g(out), out)
+    assert g((img * 0.6).astype(np.uint8)).mean() < out.mean() - 20

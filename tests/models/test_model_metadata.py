@@ -55,7 +55,7 @@ def test_stain_norm_defaults_to_none_and_round_trips():
     meta = bundled_meta("classifier")
     meta.pop("stain_norm", None)  # files written before the field existed
     assert validate_metadata(meta, "c.onnx").stain_norm == "none"
-    for name in ("none", "reinhard", "macenko"):
+    for name in ("none", "reinhard", "macenko", "gray"):
         assert validate_metadata({**meta, "stain_norm": name}, "c.onnx").stain_norm == name
 
 

@@ -11,6 +11,7 @@ from rich.console import Console
 from glomkit import GlomkitError
 from glomkit._cli.options import PATH, out_option, seed_option, threads_option
 from glomkit._cli.tables import result_table
+from glomkit.cluster.features import STAIN_VIEWS
 from glomkit.progress import bar_progress
 
 
@@ -58,7 +59,7 @@ def _names(text: str) -> tuple[str, ...]:
 )
 @click.option(
     "--stain",
-    type=click.Choice(["auto", "none", "reinhard", "macenko", "gray"]),
+    type=click.Choice(list(STAIN_VIEWS)),
     default="auto",
     show_default=True,
     help="Stain view of the crops before the features: normalised (reinhard, macenko) or grey; auto: "

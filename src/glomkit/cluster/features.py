@@ -18,12 +18,13 @@ import time
 import numpy as np
 
 from glomkit import GlomkitError
+from glomkit.core.stain import STAIN_NORMS, stain_normaliser
 
 FEATURES = ("pixels", "morphometry", "autoencoder", "vgg19", "resnet50", "simsiam")
 MORPHOMETRY = ("tuft_heterogeneity", "open_space", "nuclear_contrast")
 DISC_FRACTION = 0.38  # radius of the measured central disc, as a share of the crop side
 GLASS_OD = 0.25  # summed optical density below which a pixel is glass (lumen, Bowman's space)
-STAIN_VIEWS = ("auto", "none", "reinhard", "macenko", "gray")
+STAIN_VIEWS = ("auto", *STAIN_NORMS)
 # what ``auto`` means per feature (every other feature: ``none``), and the side in px a feature is
 # measured at whatever ``--size`` (session 19, docs/studies/clustering/s19: on the design slides and
 # on the held-out ones the label-free choice across views was Macenko, and the measures lose most of
@@ -51,12 +52,7 @@ def stain_view(images: np.ndarray, name: str) -> np.ndarray:
     """The crops as a feature extractor sees them: unchanged, stain-normalised, or grey (3 equal channels)."""
     if name in ("none", "auto"):  # auto is resolved per feature by view_of
         return images
-    if name == "gray":
-        lum = images.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-        return np.repeat(np.clip(lum.round(), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
-    if name in ("reinhard", "macenko"):
-        from glomkit.core.stain import stain_normaliser
-
+    if name in STAIN_NORMS:
         return np.asarray(stain_normaliser(name)(images), np.uint8)
     raise GlomkitError(f"--stain {name!r}: expected one of {', '.join(STAIN_VIEWS)}")
 

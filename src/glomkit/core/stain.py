@@ -41,7 +41,7 @@ def hed_jitter(
 # (glomkit.classify.data.PatchDataset) and inference (glomkit.infer.classify.classify_patches)
 # both get the transform from :func:`stain_normaliser`, so the two apply the same function.
 
-STAIN_NORMS = ("none", "reinhard", "macenko")
+STAIN_NORMS = ("none", "reinhard", "macenko", "gray")
 """Names a classifier's ``stain_norm`` metadata may take; ``none`` for files that do not say."""
 
 # Reinhard target: the median over the 667 bueno_pas crops (resized to 128 px) of each crop's
@@ -133,10 +133,18 @@ def _identity(img: np.ndarray) -> np.ndarray:
     return img
 
 
+def gray(img: np.ndarray) -> np.ndarray:
+    """Luminance (ITU-R 601 weights) in all three channels: no hue is left, so no stain's colour
+    either; density and structure stay. One image or a batch (N, H, W, 3)."""
+    lum = img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.repeat(np.clip(np.round(lum), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+
+
 _NORMALISERS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "none": _identity,
     "reinhard": reinhard,
     "macenko": macenko,
+    "gray": gray,
 }
 
 
