@@ -112,3 +112,20 @@ def test_auto_view_gives_each_feature_its_own_view_and_size(tmp_path):
     assert res.exit_code == 0, res.output
     md = (out / "g" / "summary.md").read_text()
     assert "| morphometry | gray, 128 |" in md and "| pixels | gray, 16 |" in md
+
+
+def test_the_white_padding_of_an_edge_cut_glomerulus_is_not_open_space():
+    """The pipeline pads a glomerulus cut by the image edge with white: that strip is not glass."""
+    from glomkit.cluster.features import padding_mask
+
+    solid = _tuft(False, 0)
+    cut = solid.copy()
+    cut[:20] = 255  # the image ended here
+    cut[:, -8:] = 255
+    mask = padding_mask(cut)
+    assert mask[:21].all() and mask[:, -9:].all() and not mask[22:, :-10].any()
+    assert not padding_mask(solid).any()
+    f_solid, f_cut = morphometry_features(np.stack([solid, cut]))
+    f_patent = morphometry_features(np.stack([_tuft(True, s) for s in range(4)]))
+    assert abs(f_cut[1] - f_solid[1]) < 0.5  # open space: the padding is left out
+    assert (f_patent.min(axis=0) > f_cut).all()  # a padded solid tuft still reads as solid

@@ -57,9 +57,28 @@ def stain_view(images: np.ndarray, name: str) -> np.ndarray:
     raise GlomkitError(f"--stain {name!r}: expected one of {', '.join(STAIN_VIEWS)}")
 
 
+def padding_mask(image: np.ndarray, white: int = 254, band: int = 1) -> np.ndarray:
+    """Bool H x W: the white strips the pipeline pads an edge-cut glomerulus with (rows or columns
+    from a border inward that are white in every pixel, plus ``band`` px of the blend beside them).
+    Tissue and glass never fill a whole row of a glomerulus crop."""
+    full = image.min(axis=-1) >= white
+    mask = np.zeros(full.shape, bool)
+    for lines, view in ((full, mask), (full.T, mask.T)):  # rows, then columns
+        whole = lines.all(axis=1)
+        n = len(whole)
+        top = int(np.argmin(whole)) if not whole.all() else n
+        bottom = int(np.argmin(whole[::-1])) if not whole.all() else n
+        if top:
+            view[: min(n, top + band)] = True
+        if bottom:
+            view[max(0, n - bottom - band) :] = True
+    return mask
+
+
 def morphometry_features(images: np.ndarray) -> np.ndarray:
     """N x 3 colour-free measures of each crop's central disc (radius ``DISC_FRACTION`` of the
-    side: inside the glomerulus of a tight or a pipeline-centred crop), each as a log:
+    side: inside the glomerulus of a tight or a pipeline-centred crop; the white strips an edge-cut
+    glomerulus is padded with are left out, ``padding_mask``), each as a log:
 
     - ``tuft_heterogeneity``: coefficient of variation of the summed optical density (a sclerosed
       tuft is solid and even; a patent one alternates cells, matrix and open capillaries);
@@ -81,10 +100,13 @@ def morphometry_features(images: np.ndarray) -> np.ndarray:
     out = np.empty((n, len(MORPHOMETRY)), np.float32)
     for i, im in enumerate(images):
         f = im.astype(np.float32)
-        od = -np.log((f + 1) / 256).sum(axis=-1)[disc]
+        pad = padding_mask(im)
+        keep = disc & ~pad if (disc & ~pad).any() else disc
+        od = -np.log((f + 1) / 256).sum(axis=-1)[keep]
         lum = f @ np.array([0.299, 0.587, 0.114], np.float32) / 255
-        lum = lum / max(float(np.median(lum[disc])), 1e-3)
-        dark = cv2.morphologyEx(lum, cv2.MORPH_BLACKHAT, se)[disc]
+        lum = lum / max(float(np.median(lum[keep])), 1e-3)
+        lum[pad] = 1.0  # padding is neither a nucleus nor the edge of one
+        dark = cv2.morphologyEx(lum, cv2.MORPH_BLACKHAT, se)[keep]
         out[i] = (
             od.std() / max(float(od.mean()), 1e-3),
             (od < GLASS_OD).mean(),
