@@ -60,26 +60,9 @@ def test_cluster_cli_morphometry_separates_solid_from_patent(tmp_path):
         w.writeheader()
         w.writerows(rows)
     out = tmp_path / "out"
+    opts = "--features morphometry --reductions pca --k-range 2:2 --size 64 --score-in features".split()
     res = CliRunner().invoke(
-        cluster_cmd,
-        [
-            "--images",
-            str(root),
-            "-o",
-            str(out),
-            "--labels",
-            str(root / "labels.csv"),
-            "--features",
-            "morphometry",
-            "--reductions",
-            "pca",
-            "--k-range",
-            "2:2",
-            "--size",
-            "64",
-            "--score-in",
-            "features",
-        ],
+        cluster_cmd, ["--images", str(root), "-o", str(out), "--labels", str(root / "labels.csv"), *opts]
     )
     assert res.exit_code == 0, res.output
     with (out / "choice.csv").open() as f:
