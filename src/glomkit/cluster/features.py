@@ -8,7 +8,8 @@ Runtime without torch; a ``.pt`` training file runs in torch).
 
 Each can see the crops stain-normalised first (``stain_view``): ``reinhard`` or ``macenko``
 (``glomkit.core.stain``, each crop to a fixed PAS target) or ``gray`` (luminance only: what is
-left when colour, the stain's main signature, is removed).
+left when colour, the stain's main signature, is removed); ``auto`` gives each feature its own
+(``view_of``: ``FEATURE_VIEW``, else none).
 """
 
 from __future__ import annotations
