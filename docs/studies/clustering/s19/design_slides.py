@@ -33,7 +33,10 @@ def main(size: int) -> None:
     for view in ("none", "gray", "macenko"):
         x, _ = extract("morphometry", stain_view(imgs, view))
         aucs = [metrics.roc_auc_score(y, x[:, j]) for j in range(x.shape[1])]
-        print(f"{view}: " + ", ".join(f"{n} AUC {max(a, 1 - a):.3f}" for n, a in zip(MORPHOMETRY, aucs)))
+        print(
+            f"{view}: "
+            + ", ".join(f"{n} AUC {max(a, 1 - a):.3f}" for n, a in zip(MORPHOMETRY, aucs, strict=True))
+        )
         shared = StandardScaler().fit_transform(x)
         for red in ("pca", "isomap", "tsne"):
             z = reduce(x, red, 10, 0)
