@@ -89,12 +89,9 @@ def test_auto_view_gives_each_feature_its_own_view_and_size(tmp_path):
     assert res.exit_code == 0, res.output
     md = (out / "summary.md").read_text()
     assert "| morphometry | macenko, 128 |" in md and "| pixels | none, 16 |" in md
-    res = CliRunner().invoke(
-        cluster_cmd, [*args, "--k-range", "2:3", "--size", "16", "--stain", "gray", "-o", str(out / "g")]
-    )
-    assert res.exit_code == 0, res.output
-    md = (out / "g" / "summary.md").read_text()
-    assert "| morphometry | gray, 128 |" in md and "| pixels | gray, 16 |" in md
+    from glomkit.cluster.features import view_of
+
+    assert view_of("morphometry", "gray") == "gray" and view_of("vgg19", "auto") == "none"
 
 
 def test_the_white_padding_of_an_edge_cut_glomerulus_is_not_open_space():
