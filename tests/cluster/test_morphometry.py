@@ -109,3 +109,38 @@ def test_the_white_padding_of_an_edge_cut_glomerulus_is_not_open_space():
     f_patent = morphometry_features(np.stack([_tuft(True, s) for s in range(4)]))
     assert abs(f_cut[1] - f_solid[1]) < 0.5  # open space: the padding is left out
     assert (f_patent.min(axis=0) > f_cut).all()  # a padded solid tuft still reads as solid
+
+
+def test_the_most_solid_cluster_is_read_against_the_rest(tmp_path):
+    """Three kinds (solid, and patent in two colours): at k = 3 the solid one against the rest is
+    the two-way grouping, written to clusters.csv and scored."""
+    from glomkit._cli.cluster import cluster_cmd
+    from glomkit.cluster.features import solid_cluster
+
+    x = np.array([[0.1, 0], [0.2, 0], [0.9, 0], [1.0, 0]])
+    assert solid_cluster(x, np.array([1, 1, 0, 0])) == 1
+    root = tmp_path / "imgs"
+    root.mkdir()
+    rows = []
+    for i in range(18):
+        kind = ("solid", "patent", "patent")[i % 3]
+        colour = (170, 90, 150) if i % 3 < 2 else (120, 60, 160)
+        Image.fromarray(_tuft(kind == "patent", i, colour=colour)).save(root / f"g{i:02d}.png")
+        rows.append({"image": f"g{i:02d}.png", "label": kind})
+    with (root / "labels.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["image", "label"])
+        w.writeheader()
+        w.writerows(rows)
+    out = tmp_path / "out"
+    opts = "--features morphometry --reductions pca --k-range 3:3".split()
+    res = CliRunner().invoke(
+        cluster_cmd, ["--images", str(root), "-o", str(out), "--labels", str(root / "labels.csv"), *opts]
+    )
+    assert res.exit_code == 0, res.output
+    with (out / "choice.csv").open() as f:
+        choice = list(csv.DictReader(f))[0]
+    assert float(choice["ari_solid_vs_rest"]) == 1.0 and int(choice["solid_n"]) == 6
+    with (out / "clusters.csv").open() as f:
+        got = {r["image"].split("/")[-1]: r["morphometry_solid_vs_rest"] for r in csv.DictReader(f)}
+    assert {got[r["image"]] for r in rows if r["label"] == "solid"} == {"1"}
+    assert "holds the most solid tufts" in (out / "summary.md").read_text()

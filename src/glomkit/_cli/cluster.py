@@ -143,6 +143,15 @@ def cluster_cmd(
             f"  chosen without labels: {c['feature']} / {c['reduction']}, k = {c['k']}"
             + (f": ARI {c['ari']:.3f}, NMI {c['nmi']:.3f}" if "ari" in c else "")
         )
+        if "solid_cluster" in c:
+            console.print(
+                f"    most solid tufts: cluster {c['solid_cluster']} ({c['solid_n']} crops)"
+                + (
+                    f"; it against the rest: ARI {c['ari_solid_vs_rest']:.3f}"
+                    if "ari_solid_vs_rest" in c
+                    else ""
+                )
+            )
     for f, info in res["infos"].items():
         console.print(f"  {f}: {info['weights']}")
     console.print(

@@ -116,6 +116,14 @@ def morphometry_features(images: np.ndarray) -> np.ndarray:
     return np.log(out + 1e-3)
 
 
+def solid_cluster(feats: np.ndarray, assignment: np.ndarray) -> int:
+    """The cluster of ``assignment`` whose crops have the lowest mean ``tuft_heterogeneity`` (column
+    0 of ``morphometry_features``): the most solid, even tufts, where global sclerosis lies. A
+    reading of a label-free partition, not a label: "this group against the rest"."""
+    ids = np.unique(assignment)
+    return int(ids[np.argmin([feats[assignment == c, 0].mean() for c in ids])])
+
+
 def extract(
     name: str,
     images: np.ndarray,

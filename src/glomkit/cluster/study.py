@@ -389,6 +389,15 @@ def run_clustering(cfg: ClusterConfig, progress: Callable[[int, int, str], None]
         pick["candidates"] = len(feat_rows)
         if y is not None:
             pick["best_ari_any"] = max(r["ari"] for r in feat_rows)
+        if feat == "morphometry":  # the most solid cluster against the rest: a two-way reading
+            from glomkit.cluster.features import solid_cluster
+
+            c = solid_cluster(x, feat_assign[i])
+            two = (feat_assign[i] == c).astype(int)
+            assignments[f"{feat}_solid_vs_rest"] = two
+            pick["solid_cluster"] = c
+            pick["solid_n"] = int(two.sum())
+            pick.update({f"{k}_solid_vs_rest": v for k, v in scores(two).items()})
         choices.append(pick)
         chosen[feat] = feat_assign[i]
         assignments[f"{feat}_chosen"] = feat_assign[i]
@@ -508,6 +517,19 @@ def _markdown(
         if lab:
             line += f" **{c['ari']:.3f}** | {c['nmi']:.3f} | {c['best_ari_any']:.3f} |"
         lines.append(line)
+    for c in choices:
+        if "solid_cluster" not in c:
+            continue
+        line = (
+            f"{c['feature']}: cluster {c['solid_cluster']} holds the most solid tufts (lowest mean tuft "
+            f"heterogeneity; {c['solid_n']} crops). Read as that cluster against the rest "
+            f"(`{c['feature']}_solid_vs_rest` in clusters.csv), a two-way grouping with no label"
+        )
+        if "ari_solid_vs_rest" in c:
+            line += f": ARI {c['ari_solid_vs_rest']:.3f}, NMI {c['nmi_solid_vs_rest']:.3f}"
+            if "ari_within_slide_solid_vs_rest" in c:
+                line += f", within slides {c['ari_within_slide_solid_vs_rest']:.3f}"
+        lines += ["", line + "."]
     within = [c for c in choices if "ari_within_slide" in c]
     if within:
         lines += [
