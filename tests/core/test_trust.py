@@ -48,6 +48,10 @@ def test_flags():
     assert "filter_not_validated" not in trust_summary(sure, 14, stain="other", reviewed=True)["flags"]
     none = trust_summary(sure[:2], 9)  # two glomeruli, most detections rejected
     assert "no_kidney_cortex" in none["flags"] and not none["ggs_reportable"] and none["ggs_interval"] is None
+    # an unfamiliar lab: twelve sure glomeruli kept of thirty detections; the text says to review the rest
+    lab = trust_summary(sure, 30, stain="H&E")
+    assert "no_kidney_cortex" in lab["flags"] and not lab["ggs_reportable"]
+    assert any("review the rejected ones" in t for t in lab["flag_text"])
     doubt = trust_summary([Call(0.3, 0.1)] + sure, 13, ggs_threshold=0.5)
     assert doubt["n_uncertain"] == 1 and "uncertain_calls" in doubt["flags"]
     assert uncertain(Call(0.99, 0.6), 0.5) and not uncertain(Call(0.99, 0.6, reviewed=True), 0.5)

@@ -45,7 +45,9 @@ FILTER_STAINS = ("PAS", "H&E")
 
 FLAG_TEXT = {
     "too_few_glomeruli": f"fewer than {MIN_GLOMERULI} glomeruli: the GGS % is not reliable (see its interval)",
-    "no_kidney_cortex": "no kidney cortex recognised: too few or doubtful glomeruli; no GGS % is given",
+    "no_kidney_cortex": "no kidney cortex recognised: too few or doubtful glomeruli, or most detections "
+    "rejected as non-glomerular (a lab or stain unlike the training's can cause this: review the "
+    "rejected ones); no GGS % is given",
     "stain_not_validated": "the grade was validated on PAS only; on this stain it is not validated",
     "uncertain_calls": "some calls are near the decision: check them first in the review",
     "filter_not_validated": "the non-glomerular filter was trained on PAS and H&E only: on this stain "
