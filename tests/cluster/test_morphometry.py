@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -29,6 +30,25 @@ def _tuft(patent: bool, seed: int, colour=(170, 90, 150), size: int = 64) -> np.
     return img
 
 
+def _run_labelled(tmp_path, crops: list[tuple[str, np.ndarray]], opts: str) -> tuple[Path, list[dict]]:
+    """Save labelled crops with a labels.csv, run ``glomkit cluster`` with the labels, return its
+    output folder and the rows."""
+    from glomkit._cli.cluster import cluster_cmd
+
+    root = tmp_path / "imgs"
+    root.mkdir()
+    rows = []
+    for i, (kind, img) in enumerate(crops):
+        Image.fromarray(img).save(root / f"g{i:02d}.png")
+        rows.append({"image": f"g{i:02d}.png", "label": kind})
+    (root / "labels.csv").write_text("image,label\n" + "".join(f"{r['image']},{r['label']}\n" for r in rows))
+    out = tmp_path / "out"
+    args = ["--images", str(root), "-o", str(out), "--labels", str(root / "labels.csv"), *opts.split()]
+    res = CliRunner().invoke(cluster_cmd, args)
+    assert res.exit_code == 0, res.output
+    return out, rows
+
+
 def test_patent_tufts_score_higher_than_solid_ones_on_every_measure():
     solid = np.stack([_tuft(False, s) for s in range(4)])
     patent = np.stack([_tuft(True, s) for s in range(4)])
@@ -46,25 +66,9 @@ def test_hue_does_not_enter_and_intensity_moves_heterogeneity_little():
 
 
 def test_cluster_cli_morphometry_separates_solid_from_patent(tmp_path):
-    from glomkit._cli.cluster import cluster_cmd
-
-    root = tmp_path / "imgs"
-    root.mkdir()
-    rows = []
-    for i in range(16):
-        kind = "patent" if i % 2 else "solid"
-        Image.fromarray(_tuft(kind == "patent", i)).save(root / f"g{i:02d}.png")
-        rows.append({"image": f"g{i:02d}.png", "label": kind})
-    with (root / "labels.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["image", "label"])
-        w.writeheader()
-        w.writerows(rows)
-    out = tmp_path / "out"
-    opts = "--features morphometry --reductions pca --k-range 2:2 --size 64 --score-in features".split()
-    res = CliRunner().invoke(
-        cluster_cmd, ["--images", str(root), "-o", str(out), "--labels", str(root / "labels.csv"), *opts]
-    )
-    assert res.exit_code == 0, res.output
+    crops = [("patent" if i % 2 else "solid", _tuft(bool(i % 2), i)) for i in range(16)]
+    opts = "--features morphometry --reductions pca --k-range 2:2 --size 64 --score-in features"
+    out, _ = _run_labelled(tmp_path, crops, opts)
     with (out / "choice.csv").open() as f:
         choice = list(csv.DictReader(f))[0]
     assert choice["feature"] == "morphometry" and int(choice["k"]) == 2  # one k: the split is tested
@@ -114,29 +118,16 @@ def test_the_white_padding_of_an_edge_cut_glomerulus_is_not_open_space():
 def test_the_most_solid_cluster_is_read_against_the_rest(tmp_path):
     """Three kinds (solid, and patent in two colours): at k = 3 the solid one against the rest is
     the two-way grouping, written to clusters.csv and scored."""
-    from glomkit._cli.cluster import cluster_cmd
     from glomkit.cluster.features import solid_cluster
 
     x = np.array([[0.1, 0], [0.2, 0], [0.9, 0], [1.0, 0]])
     assert solid_cluster(x, np.array([1, 1, 0, 0])) == 1
-    root = tmp_path / "imgs"
-    root.mkdir()
-    rows = []
+    crops = []
     for i in range(18):
         kind = ("solid", "patent", "patent")[i % 3]
         colour = (170, 90, 150) if i % 3 < 2 else (120, 60, 160)
-        Image.fromarray(_tuft(kind == "patent", i, colour=colour)).save(root / f"g{i:02d}.png")
-        rows.append({"image": f"g{i:02d}.png", "label": kind})
-    with (root / "labels.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["image", "label"])
-        w.writeheader()
-        w.writerows(rows)
-    out = tmp_path / "out"
-    opts = "--features morphometry --reductions pca --k-range 3:3".split()
-    res = CliRunner().invoke(
-        cluster_cmd, ["--images", str(root), "-o", str(out), "--labels", str(root / "labels.csv"), *opts]
-    )
-    assert res.exit_code == 0, res.output
+        crops.append((kind, _tuft(kind == "patent", i, colour=colour)))
+    out, rows = _run_labelled(tmp_path, crops, "--features morphometry --reductions pca --k-range 3:3")
     with (out / "choice.csv").open() as f:
         choice = list(csv.DictReader(f))[0]
     assert float(choice["ari_solid_vs_rest"]) == 1.0 and int(choice["solid_n"]) == 6
