@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from glomkit import GlomkitError
-from glomkit.core.stain import STAIN_NORMS, stain_normaliser
+from glomkit.core.stain import LUMA, STAIN_NORMS, optical_density, stain_normaliser
 
 FEATURES = ("pixels", "morphometry", "autoencoder", "vgg19", "resnet50", "simsiam")
 MORPHOMETRY = ("tuft_heterogeneity", "open_space", "nuclear_contrast")
@@ -103,8 +103,8 @@ def morphometry_features(images: np.ndarray) -> np.ndarray:
         f = im.astype(np.float32)
         pad = padding_mask(im)
         keep = disc & ~pad if (disc & ~pad).any() else disc
-        od = -np.log((f + 1) / 256).sum(axis=-1)[keep]
-        lum = f @ np.array([0.299, 0.587, 0.114], np.float32) / 255
+        od = optical_density(im).sum(axis=-1)[keep]
+        lum = f @ LUMA / 255
         lum = lum / max(float(np.median(lum[keep])), 1e-3)
         lum[pad] = 1.0  # padding is neither a nucleus nor the edge of one
         dark = cv2.morphologyEx(lum, cv2.MORPH_BLACKHAT, se)[keep]

@@ -301,7 +301,7 @@ def choose_by_internal_scores(rows: list[dict]) -> int:
 
 def run_clustering(cfg: ClusterConfig, progress: Callable[[int, int, str], None] | None = None) -> dict:
     """Run the study; write its tables and figures under ``cfg.out`` (see the module docstring)."""
-    from glomkit.cluster.features import FEATURE_SIZE, extract, stain_view, view_of
+    from glomkit.cluster.features import FEATURE_SIZE, extract, solid_cluster, stain_view, view_of
 
     if cfg.score_space not in SCORE_SPACES:
         raise GlomkitError(f"--score-in {cfg.score_space!r}: choose from {', '.join(SCORE_SPACES)}")
@@ -390,8 +390,6 @@ def run_clustering(cfg: ClusterConfig, progress: Callable[[int, int, str], None]
         if y is not None:
             pick["best_ari_any"] = max(r["ari"] for r in feat_rows)
         if feat == "morphometry":  # the most solid cluster against the rest: a two-way reading
-            from glomkit.cluster.features import solid_cluster
-
             c = solid_cluster(x, feat_assign[i])
             two = (feat_assign[i] == c).astype(int)
             assignments[f"{feat}_solid_vs_rest"] = two

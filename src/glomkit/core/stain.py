@@ -19,6 +19,13 @@ RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.
 RGB_FROM_HED /= np.linalg.norm(RGB_FROM_HED, axis=1, keepdims=True)
 HED_FROM_RGB = np.linalg.inv(RGB_FROM_HED).astype(np.float32)
 
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luminance weights of R, G, B
+
+
+def optical_density(img: np.ndarray) -> np.ndarray:
+    """Per-channel optical density of uint8 RGB pixels, -log((v + 1) / 256), float32, same shape."""
+    return -np.log((img.astype(np.float32) + 1.0) / 256.0)
+
 
 def hed_jitter(
     img: np.ndarray, rng: np.random.Generator, sigma: float = 0.05, bias: float = 0.02
@@ -27,7 +34,7 @@ def hed_jitter(
 
     Each stain channel's optical density is scaled by 1 ± ``sigma`` and shifted by ± ``bias``.
     """
-    od = -np.log((img.astype(np.float32) + 1.0) / 256.0)
+    od = optical_density(img)
     hed = od.reshape(-1, 3) @ HED_FROM_RGB
     hed = hed * rng.uniform(1 - sigma, 1 + sigma, 3).astype(np.float32)
     hed = hed + rng.uniform(-bias, bias, 3).astype(np.float32)
@@ -94,7 +101,7 @@ def reinhard(img: np.ndarray) -> np.ndarray:
 def macenko_stains(img: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(stain vectors (2, 3), 99th-percentile concentrations (2,)) of one image (Macenko et al.
     2009); None when too few pixels are stained to estimate them."""
-    od = -np.log((img.reshape(-1, 3).astype(np.float32) + 1.0) / 256.0)
+    od = optical_density(img.reshape(-1, 3))
     stained = od[(od > MACENKO_OD_MIN).all(axis=1)]
     if len(stained) < 16:
         return None
@@ -122,7 +129,7 @@ def macenko(img: np.ndarray) -> np.ndarray:
     if est is None:
         return img
     stains, max_conc = est
-    od = -np.log((img.reshape(-1, 3).astype(np.float32) + 1.0) / 256.0)
+    od = optical_density(img.reshape(-1, 3))
     conc = np.linalg.lstsq(stains.T, od.T, rcond=None)[0]
     conc *= (MACENKO_REF_MAX_CONC / np.maximum(max_conc, 1e-6))[:, None]
     rgb = 256.0 * np.exp(-(MACENKO_REF_STAINS.T @ conc)) - 1.0
@@ -136,7 +143,7 @@ def _identity(img: np.ndarray) -> np.ndarray:
 def gray(img: np.ndarray) -> np.ndarray:
     """Luminance (ITU-R 601 weights) in all three channels: no hue is left, so no stain's colour
     either; density and structure stay. One image or a batch (N, H, W, 3)."""
-    lum = img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    lum = img.astype(np.float32) @ LUMA
     return np.repeat(np.clip(np.round(lum), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
 
 
@@ -216,7 +223,7 @@ def _luminance(img: np.ndarray) -> np.ndarray:
 def tissue_od(rgb: np.ndarray) -> np.ndarray:
     """Optical densities (N, 3) of the stained pixels of a uint8 RGB image: brightfield glass is
     bright and unsaturated (low optical density), near-black pixels are not stain either."""
-    od = -np.log((rgb.reshape(-1, 3).astype(np.float32) + 1.0) / 256.0)
+    od = optical_density(rgb.reshape(-1, 3))
     total = od.sum(1)
     return od[(total > TISSUE_OD_MIN) & (total < TISSUE_OD_MAX)]
 
@@ -324,7 +331,7 @@ def stain_features(rgb: np.ndarray) -> np.ndarray | None:
     """The :data:`N_STAIN_FEATURES` features of a (small) uint8 RGB image: structure first
     (:func:`structure_features`), then colour (:func:`colour_features`); None when fewer than
     :data:`MIN_TISSUE_PIXELS` pixels are stained."""
-    od_img = -np.log((rgb.astype(np.float32) + 1.0) / 256.0)
+    od_img = optical_density(rgb)
     total = od_img.sum(2)
     tissue = (total > TISSUE_OD_MIN) & (total < TISSUE_OD_MAX)
     if tissue.sum() < MIN_TISSUE_PIXELS:
