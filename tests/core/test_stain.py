@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -97,3 +98,33 @@ def test_gray_is_the_luminance_in_three_channels_and_keeps_density():
     assert np.abs(out[..., 0] - lum).max() <= 0.5 + 1e-6
     assert np.array_equal(g(out), out)
     assert g((img * 0.6).astype(np.uint8)).mean() < out.mean() - 20
+
+
+def test_stain_vector_jitter_moves_the_stain_colour_and_keeps_glass_and_structure():
+    from glomkit.core.stain import stain_vector_jitter
+
+    img = _tissue()
+    glass = np.full((8, 8, 3), 255, np.uint8)
+    hues, lum = [], cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        out = stain_vector_jitter(img, rng)
+        assert out.shape == img.shape and out.dtype == np.uint8
+        assert stain_vector_jitter(glass, np.random.default_rng(seed)).min() >= 254  # glass stays white
+        # the structure stays: luminance still follows the original's, pixel by pixel
+        grey = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        assert np.corrcoef(grey.ravel(), lum.ravel())[0, 1] > 0.8
+        lab = cv2.cvtColor(out, cv2.COLOR_RGB2LAB).astype(np.float32)
+        hues.append(np.degrees(np.arctan2(lab[..., 2] - 128, lab[..., 1] - 128)).mean())
+    assert np.ptp(hues) > 15  # the background stain's hue moves across draws (identity: 0)
+
+
+def test_wide_colour_recolours_or_greys_and_keeps_the_image_shape():
+    from glomkit.detect.augment import wide_colour
+
+    img = _tissue()
+    outs = [wide_colour(img, np.random.default_rng(s)) for s in range(40)]
+    assert all(o.shape == img.shape and o.dtype == np.uint8 for o in outs)
+    grey = sum(bool((o[..., 0] == o[..., 1]).all() and (o[..., 1] == o[..., 2]).all()) for o in outs)
+    assert 2 <= grey <= 16  # about one in five
+    assert sum(not np.array_equal(o, img) for o in outs) >= 30

@@ -284,14 +284,19 @@ def test_train_and_evaluate_on_two_annotated_images(tmp_path):
     args += ["--fields", "4", "--field-size", "64", "--mpp", "4", "--data-mpp", "2", "--threads", "1"]
     res = CliRunner().invoke(train_cmd, [*args, "--edge-ignore", str(tmp_path)])
     assert res.exit_code != 0 and "not one of the --data sources" in str(res.exception)
+    res = CliRunner().invoke(train_cmd, [*args, "--arch", "unet", "--colour-aug", "wide"])
+    assert res.exit_code != 0 and "--colour-aug" in str(res.exception)
     res = CliRunner().invoke(
-        train_cmd, [*args, "--select", "AP", "--edge-ignore", str(data)], catch_exceptions=False
+        train_cmd,
+        [*args, "--select", "AP", "--edge-ignore", str(data), "--colour-aug", "wide"],
+        catch_exceptions=False,
     )
     assert res.exit_code == 0, res.output
     meta = read_metadata(model)
     desc = meta["training"]["data"]
     assert desc["kind"] == "annotated_images" and desc["val_files"] == ["tile_1.png"]
     assert desc["edge_ignore_um"] > 20 and meta["training"]["edge_ignore"] == [str(data)]
+    assert meta["training"]["colour_aug"] == "wide"
     assert meta["training"]["select"] == "val_AP" and len(meta["training"]["history"]) == 2
     assert "hard_negatives" in meta["training"]["history"][0]
 

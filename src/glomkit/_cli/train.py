@@ -152,6 +152,15 @@ class _Architectures(click.Choice):
     "(cgmh_he): a band of one median glomerulus radius along its image edges gets no background loss "
     "and is left out of validation. Repeatable.",
 )
+@click.option(
+    "--colour-aug",
+    "colour_aug",
+    type=click.Choice(["default", "wide"]),
+    default="default",
+    show_default=True,
+    help="wide: also recolour every training field through a random stain basis (80 %) and grey "
+    "(20 %), so that a stain never trained on looks like one that was (CircleNet only).",
+)
 @click.pass_context
 def train_detector_cmd(
     ctx,
@@ -168,6 +177,7 @@ def train_detector_cmd(
     select,
     init,
     edge_ignore,
+    colour_aug,
     **params,
 ) -> None:
     """Train a glomerulus detector (CircleNet, or U-Net/SegNet + components); writes an ONNX model."""
@@ -199,6 +209,7 @@ def train_detector_cmd(
                 select=select,
                 init=init,
                 edge_ignore=[str(e) for e in edge_ignore] or None,
+                colour_aug=colour_aug,
             ),
         )
     )

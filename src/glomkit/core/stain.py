@@ -42,6 +42,28 @@ def hed_jitter(
     return np.clip(rgb.reshape(img.shape), 0, 255).astype(np.uint8)
 
 
+def stain_vector_jitter(
+    img: np.ndarray,
+    rng: np.random.Generator,
+    sigma: float = 0.2,
+    scale: tuple[float, float] = (0.6, 1.6),
+) -> np.ndarray:
+    """Recolour uint8 RGB pixels through a random stain basis.
+
+    The stain amounts under the standard H, E, DAB vectors are put back with each vector moved
+    (Gaussian, sd ``sigma`` per RGB optical density, kept positive, unit length) and each amount
+    scaled (log-uniform in ``scale``): a PAS magenta can come out eosin pink, blue or brown, while
+    glass stays white and the tissue's structure is untouched.
+    """
+    od = optical_density(img).reshape(-1, 3)
+    amounts = od @ HED_FROM_RGB
+    basis = np.clip(RGB_FROM_HED + rng.normal(0.0, sigma, (3, 3)).astype(np.float32), 0.02, None)
+    basis /= np.linalg.norm(basis, axis=1, keepdims=True)
+    amounts = amounts * np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1]), 3)).astype(np.float32)
+    rgb = np.exp(-(amounts @ basis)) * 256.0 - 1.0
+    return np.clip(rgb.reshape(img.shape), 0, 255).astype(np.uint8)
+
+
 # ---------------------------------------------------------------- stain normalisation
 #
 # A classifier's metadata names the normaliser it was trained with (``stain_norm``); training

@@ -8,6 +8,10 @@ and its circles go through (each step random):
   saturation and, sometimes, a hue shift or a grey image;
 * Gaussian blur (focus), JPEG re-compression (artefacts) and sensor noise.
 
+``glomkit train detector --colour-aug wide`` adds :func:`wide_colour` to every training field of
+every source (composed fields included): a random stain basis and more grey, so that a stain the
+training never showed (H&E for a PAS-trained model) looks like one it did.
+
 Scale jitter happens where the tile is read (``glomkit.detect.data.TileSampler``), because it
 decides how much of the image the tile covers.
 
@@ -19,8 +23,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from glomkit.core.stain import hed_jitter
+from glomkit.core.stain import hed_jitter, stain_vector_jitter
 from glomkit.detect.fields import _field_dihedral_with_mask, _stain_jitter
+
+COLOUR_AUGS = ("default", "wide")
+"""``--colour-aug`` values: the per-source augmentation only, or :func:`wide_colour` on top."""
 
 
 def rotate_tile(
@@ -79,3 +86,13 @@ def augment_tile(
         if rng.random() < 0.3:
             img = jpeg_roundtrip(img, int(rng.integers(30, 90)))
     return np.ascontiguousarray(img), c, mask
+
+
+def wide_colour(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The ``wide`` colour augmentation, on top of each source's own: a random stain basis
+    (``glomkit.core.stain.stain_vector_jitter``) on 80 % of fields, then grey on 20 %."""
+    if rng.random() < 0.8:
+        img = stain_vector_jitter(img, rng)
+    if rng.random() < 0.2:
+        img = np.repeat(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    return np.ascontiguousarray(img)

@@ -13,7 +13,7 @@ exports the best epoch with this kind's metadata.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +143,7 @@ class DetectorTrainConfig(DetectorTrainSettings):
     init: str | None = None  # start from a CircleNet model file, or "bundled"
     # annotated sources (paths, as given to --data) whose image-edge band is no background
     edge_ignore: list[str] | None = None
+    colour_aug: str = "default"  # "wide": glomkit.detect.augment.wide_colour on every training field
 
 
 def ignore_cells(ignore: np.ndarray | None, h: int, w: int, stride: int = 4) -> np.ndarray:
@@ -246,6 +247,7 @@ def train_from_request(req: TrainRequest) -> Path:
 
 def train_detector(config: DetectorTrainConfig | dict[str, Any]) -> Path:
     """Train, pick the best epoch by validation AP50, export ONNX with metadata; returns the model path."""
+    from glomkit.detect.augment import COLOUR_AUGS, wide_colour
     from glomkit.detect.data import load_detection_source
     from glomkit.detect.losses import circlenet_loss
     from glomkit.detect.train import fit_detector, start_run
@@ -255,6 +257,10 @@ def train_detector(config: DetectorTrainConfig | dict[str, Any]) -> Path:
         raise GlomkitError(f"{cfg.out}: field sizes must be multiples of 32")
     if cfg.select not in ("val_AP50", "val_AP", "val_AP75"):
         raise GlomkitError(f"{cfg.out}: select must be val_AP50, val_AP or val_AP75, not {cfg.select!r}")
+    if cfg.colour_aug not in COLOUR_AUGS:
+        raise GlomkitError(
+            f"{cfg.out}: colour_aug must be one of {', '.join(COLOUR_AUGS)}, not {cfg.colour_aug!r}"
+        )
     device, t_start = start_run(cfg)
     source = load_detection_source(cfg)
     model = KIND.network(KIND.architectures[0], cfg.backbone)
@@ -270,7 +276,10 @@ def train_detector(config: DetectorTrainConfig | dict[str, Any]) -> Path:
     model = model.to(device)
 
     def step(rng: np.random.Generator):
-        b = _to_batch([source.sample(rng) for _ in range(cfg.batch)])
+        fields_ = [source.sample(rng) for _ in range(cfg.batch)]
+        if cfg.colour_aug == "wide":
+            fields_ = [replace(f, image=wide_colour(f.image, rng)) for f in fields_]
+        b = _to_batch(fields_)
         b = {k: v.to(device) for k, v in b.items()}
         loss, parts = circlenet_loss(model(b["image"]), b)
         return loss, f"hm {parts['heatmap']:.3f} r {parts['radius']:.2f} off {parts['offset']:.3f}"

@@ -313,6 +313,8 @@ def train_from_request(req: TrainRequest) -> Path:
         raise GlomkitError(f"--init: a {req.arch} detector cannot start from a model file")
     if req.extra.get("edge_ignore"):
         raise GlomkitError(f"--edge-ignore: a {req.arch} detector does not support it (CircleNet only)")
+    if req.extra.get("colour_aug", "default") != "default":
+        raise GlomkitError(f"--colour-aug: a {req.arch} detector does not support it (CircleNet only)")
     return train_segdetector(
         SegDetectorTrainConfig(
             arch=req.arch,
