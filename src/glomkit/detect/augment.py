@@ -23,7 +23,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from glomkit.core.stain import hed_jitter, stain_vector_jitter
+from glomkit.core.stain import gray, hed_jitter, stain_vector_jitter
 from glomkit.detect.fields import _field_dihedral_with_mask, _stain_jitter
 
 COLOUR_AUGS = ("default", "wide")
@@ -78,8 +78,7 @@ def augment_tile(
             hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + int(rng.integers(-25, 26))) % 180).astype(np.uint8)
             img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
         if rng.random() < 0.1 * strength:
-            grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-            img = np.repeat(grey[..., None], 3, axis=2)
+            img = gray(img)
         img = _stain_jitter(img.astype(np.float32), rng)  # gain, gamma, saturation, light blur, noise
         if rng.random() < 0.2:
             img = cv2.GaussianBlur(img, (0, 0), float(rng.uniform(0.8, 2.0)))
@@ -94,5 +93,5 @@ def wide_colour(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.8:
         img = stain_vector_jitter(img, rng)
     if rng.random() < 0.2:
-        img = np.repeat(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+        img = gray(img)
     return np.ascontiguousarray(img)
