@@ -27,6 +27,7 @@ from glomkit._cli.options import (
     threads_option,
 )
 from glomkit._cli.tables import command_line, ggs_line
+from glomkit.detect.augment import COLOUR_AUGS
 from glomkit.kinds import architectures
 from glomkit.progress import bar_progress
 
@@ -155,8 +156,8 @@ class _Architectures(click.Choice):
 @click.option(
     "--colour-aug",
     "colour_aug",
-    type=click.Choice(["default", "wide"]),
-    default="default",
+    type=click.Choice(list(COLOUR_AUGS)),
+    default=COLOUR_AUGS[0],
     show_default=True,
     help="wide: also recolour every training field through a random stain basis (80 %) and grey "
     "(20 %), so that a stain never trained on looks like one that was (CircleNet only). Measured: "
