@@ -102,7 +102,8 @@ def morphometry_features(images: np.ndarray) -> np.ndarray:
     for i, im in enumerate(images):
         f = im.astype(np.float32)
         pad = padding_mask(im)
-        keep = disc & ~pad if (disc & ~pad).any() else disc
+        inner = disc & ~pad
+        keep = inner if inner.any() else disc
         od = optical_density(im).sum(axis=-1)[keep]
         lum = f @ LUMA / 255
         lum = lum / max(float(np.median(lum[keep])), 1e-3)
